@@ -1,0 +1,10 @@
+//! pop3d as a library: the binary (src/main.rs) and any helper binaries share these modules.
+
+pub mod auth;
+pub mod config;
+pub mod listener;
+pub mod logging;
+pub mod maildrop;
+pub mod protocol;
+pub mod session;
+pub mod users;
