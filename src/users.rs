@@ -1,1 +1,850 @@
-//! The users file.
+//! The users file: parsing it, re-reading it when it changes, and turning a user into the path
+//! of their mbox. Password and digest checks live in `auth`; the session decides what the
+//! client is told.
+//!
+//! Format, one user a line:
+//!
+//! ```text
+//! # comment
+//! name:password
+//! name:password:/absolute/path/to/mbox
+//! ```
+//!
+//! - Lines end in LF or CRLF. Blank lines (nothing but spaces and tabs) and lines whose first
+//!   non-blank character is '#' are ignored. There are no comments after a user, since '#' may
+//!   be part of a password; a user name cannot start with '#' (it would be read as a comment).
+//! - The name is everything before the first ':' and must pass `auth::valid_user_name`.
+//! - The password is everything after the first ':', spaces and further ':' included, nothing
+//!   trimmed, except when the line holds a third field: if the text after the LAST ':'
+//!   contains a '/', it is the user's mbox path (overriding `--maildrop`) and the password is
+//!   what lies between the first and the last ':'. That path must be absolute. So
+//!   `alice:a:b c` has the password "a:b c"; `alice:a:b:/var/mail/x` has the password "a:b"
+//!   and the mbox /var/mail/x; `alice:pw:mail/alice` is refused (relative mbox path) rather
+//!   than taken as the password "pw:mail/alice". Consequences: a password containing ':'
+//!   cannot have a '/' after its last ':', and an mbox path cannot contain ':'.
+//! - Malformed: no ':', empty name, invalid name, duplicate name, empty password, relative mbox
+//!   path, text that is not UTF-8. One malformed line rejects the whole file.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::fmt;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+
+use crate::auth::valid_user_name;
+
+/// A users file for a small host is a few kilobytes; the bound stops a wrong --users path
+/// (a log file, /dev/zero) from being read into memory without end.
+pub const MAX_USERS_FILE_OCTETS: u64 = 4 * 1024 * 1024;
+
+/// How often `UsersFile::current` may stat the file: a change takes effect within a second,
+/// while a burst of connections costs one stat a second, not one each.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Permission bits that let the group or others read the file, and so every password in it.
+const EXPOSING_MODE_BITS: u32 = 0o044;
+
+/// One line of the users file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// The clear password, also the shared secret of APOP and CRAM-MD5.
+    pub password: String,
+    /// An absolute mbox path that overrides the --maildrop pattern for this user.
+    pub maildrop: Option<PathBuf>,
+}
+
+impl fmt::Debug for User {
+    // The password must not reach a log through a stray {:?}.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("maildrop", &self.maildrop)
+            .finish()
+    }
+}
+
+/// The parsed users file: users by name (names compare exactly, case included).
+#[derive(Debug, Default)]
+pub struct UsersDb {
+    users: HashMap<String, User>,
+}
+
+impl UsersDb {
+    /// Parses the users file text (format in the module doc). A malformed line gives
+    /// `UsersError::Malformed` with its 1-based line number.
+    pub fn parse(text: &str) -> Result<UsersDb, UsersError> {
+        Self::parse_lines(text.split('\n').map(Ok::<_, std::convert::Infallible>))
+    }
+
+    /// Like `parse`, for the file's raw octets: a line that is not UTF-8 gives
+    /// `UsersError::NotUtf8` with its line number.
+    pub fn parse_octets(octets: &[u8]) -> Result<UsersDb, UsersError> {
+        Self::parse_lines(octets.split(|&b| b == b'\n').map(std::str::from_utf8))
+    }
+
+    fn parse_lines<'a, E>(
+        lines: impl Iterator<Item = Result<&'a str, E>>,
+    ) -> Result<UsersDb, UsersError> {
+        let mut users = HashMap::new();
+        for (index, line) in lines.enumerate() {
+            let number = index + 1;
+            let line = line.map_err(|_| UsersError::NotUtf8 { line: number })?;
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let malformed = |reason| UsersError::Malformed {
+                line: number,
+                reason,
+            };
+            let content = line.trim_start_matches([' ', '\t']);
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            let user = parse_user(line).map_err(malformed)?;
+            if users.contains_key(&user.name) {
+                return Err(malformed("duplicate user name"));
+            }
+            users.insert(user.name.clone(), user);
+        }
+        Ok(UsersDb { users })
+    }
+
+    /// The user of that name, if any.
+    pub fn get(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+
+    /// The number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether there are no users at all.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+/// One non-blank, non-comment line (without its line end) -> a User, or why it is malformed.
+fn parse_user(line: &str) -> Result<User, &'static str> {
+    let (name, rest) = line.split_once(':').ok_or("no ':' after the user name")?;
+    if name.is_empty() {
+        return Err("empty user name");
+    }
+    if !valid_user_name(name) {
+        return Err("invalid user name");
+    }
+    let (password, maildrop) = match rest.rsplit_once(':') {
+        Some((password, path)) if path.contains('/') => {
+            if !path.starts_with('/') {
+                return Err("mbox path is not absolute");
+            }
+            (password, Some(PathBuf::from(path)))
+        }
+        _ => (rest, None),
+    };
+    if password.is_empty() {
+        return Err("empty password");
+    }
+    Ok(User {
+        name: name.to_owned(),
+        password: password.to_owned(),
+        maildrop,
+    })
+}
+
+/// Why the users file could not be used.
+#[derive(Debug)]
+pub enum UsersError {
+    /// A line that does not follow the format; `line` counts from 1.
+    Malformed {
+        line: usize,
+        reason: &'static str,
+    },
+    NotUtf8 {
+        line: usize,
+    },
+    /// Larger than `MAX_USERS_FILE_OCTETS`.
+    TooLarge,
+    /// A directory, FIFO or device rather than a regular file.
+    NotAFile,
+    Io(io::Error),
+}
+
+impl fmt::Display for UsersError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsersError::Malformed { line, reason } => write!(f, "line {line}: {reason}"),
+            UsersError::NotUtf8 { line } => write!(f, "line {line}: not valid utf-8"),
+            UsersError::TooLarge => {
+                write!(f, "larger than {MAX_USERS_FILE_OCTETS} octets")
+            }
+            UsersError::NotAFile => f.write_str("not a regular file"),
+            UsersError::Io(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl Error for UsersError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            UsersError::Io(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for UsersError {
+    fn from(error: io::Error) -> Self {
+        UsersError::Io(error)
+    }
+}
+
+/// What identifies one version of the file without reading it: an edit in place changes the
+/// mtime or size, a replacement by rename changes the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    device: u64,
+    inode: u64,
+    octets: u64,
+    mtime_seconds: i64,
+    mtime_nanoseconds: i64,
+}
+
+impl Stamp {
+    fn of(metadata: &Metadata) -> Stamp {
+        Stamp {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            octets: metadata.len(),
+            mtime_seconds: metadata.mtime(),
+            mtime_nanoseconds: metadata.mtime_nsec(),
+        }
+    }
+}
+
+/// The users file on disk, re-read when it changes (checked by a stat of (mtime, size, inode)
+/// at most once a second, from `current()`), without a restart. If the new version is malformed
+/// the previous one stays in force and a log::warn! says which line is wrong (once per change).
+#[derive(Debug)]
+pub struct UsersFile {
+    path: PathBuf,
+    recheck_interval: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    users: Arc<UsersDb>,
+    /// The file is not stat'ed again before this instant.
+    next_check: Instant,
+    /// The version last looked at, loaded or refused (None: the file could not be stat'ed),
+    /// so that a bad version is reported once, not at every check.
+    seen: Option<Stamp>,
+}
+
+/// What one look at the file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recheck {
+    Unchanged,
+    Reloaded,
+    /// Changed but unusable (malformed, unreadable, gone); the previous users stay.
+    KeptPrevious,
+}
+
+impl UsersFile {
+    /// Loads it at start-up; Err if unreadable or malformed (the server then refuses to start).
+    /// Logs a warning if the file is readable by group or others (mode & 0o044).
+    pub fn load(path: &Path) -> Result<UsersFile, UsersError> {
+        Self::load_with_recheck_interval(path, RECHECK_INTERVAL)
+    }
+
+    fn load_with_recheck_interval(
+        path: &Path,
+        recheck_interval: Duration,
+    ) -> Result<UsersFile, UsersError> {
+        let (users, stamp) = read_users(path)?;
+        if users.is_empty() {
+            warn!("{}: no users; every login will fail", path.display());
+        }
+        Ok(UsersFile {
+            path: path.to_owned(),
+            recheck_interval,
+            state: Mutex::new(State {
+                users: Arc::new(users),
+                next_check: Instant::now() + recheck_interval,
+                seen: Some(stamp),
+            }),
+        })
+    }
+
+    /// The path the users are read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The users in force now (re-reading if the file changed).
+    pub fn current(&self) -> Arc<UsersDb> {
+        // State is only ever replaced field by field, so it is whole even if a thread panicked
+        // while holding the lock.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if now >= state.next_check {
+            state.next_check = now + self.recheck_interval;
+            self.recheck(&mut state);
+        }
+        Arc::clone(&state.users)
+    }
+
+    fn recheck(&self, state: &mut State) -> Recheck {
+        let seen = match fs::metadata(&self.path) {
+            Ok(metadata) => Some(Stamp::of(&metadata)),
+            Err(error) => {
+                if state.seen.is_some() {
+                    warn!(
+                        "{}: {error}; keeping the previous users",
+                        self.path.display()
+                    );
+                }
+                state.seen = None;
+                return Recheck::KeptPrevious;
+            }
+        };
+        if seen == state.seen {
+            return Recheck::Unchanged;
+        }
+        match read_users(&self.path) {
+            Ok((users, stamp)) => {
+                info!("{}: reloaded, {} users", self.path.display(), users.len());
+                state.users = Arc::new(users);
+                state.seen = Some(stamp);
+                Recheck::Reloaded
+            }
+            Err(error) => {
+                warn!(
+                    "{}: {error}; keeping the previous users",
+                    self.path.display()
+                );
+                state.seen = seen;
+                Recheck::KeptPrevious
+            }
+        }
+    }
+}
+
+/// Reads and parses one version of the file, with the stamp of the very file read.
+fn read_users(path: &Path) -> Result<(UsersDb, Stamp), UsersError> {
+    // Checked before opening, since opening a FIFO would block until a writer came along.
+    if !fs::metadata(path)?.is_file() {
+        return Err(UsersError::NotAFile);
+    }
+    let file = File::open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(UsersError::NotAFile);
+    }
+    if metadata.permissions().mode() & EXPOSING_MODE_BITS != 0 {
+        warn!(
+            "{}: readable by group or others, who can read every password in it",
+            path.display()
+        );
+    }
+    let mut octets = Vec::new();
+    file.take(MAX_USERS_FILE_OCTETS + 1)
+        .read_to_end(&mut octets)?;
+    if octets.len() as u64 > MAX_USERS_FILE_OCTETS {
+        return Err(UsersError::TooLarge);
+    }
+    Ok((UsersDb::parse_octets(&octets)?, Stamp::of(&metadata)))
+}
+
+/// Builds a user's mbox path from the --maildrop pattern: every "%u" is the user name,
+/// "%%" is a literal '%'. Only called with names that passed valid_user_name.
+///
+/// `user.maildrop` overrides the pattern. Any other '%' (a '%' before another character, or
+/// at the end) is kept as it is; refusing such patterns is the configuration's job.
+pub fn maildrop_path(pattern: &str, user: &User) -> PathBuf {
+    if let Some(path) = &user.maildrop {
+        return path.clone();
+    }
+    let mut path = String::with_capacity(pattern.len() + user.name.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            path.push(c);
+            continue;
+        }
+        match chars.clone().next() {
+            Some('u') => {
+                chars.next();
+                path.push_str(&user.name);
+            }
+            Some('%') => {
+                chars.next();
+                path.push('%');
+            }
+            _ => path.push('%'),
+        }
+    }
+    PathBuf::from(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn user(name: &str, password: &str, maildrop: Option<&str>) -> User {
+        User {
+            name: name.to_owned(),
+            password: password.to_owned(),
+            maildrop: maildrop.map(PathBuf::from),
+        }
+    }
+
+    /// Users sorted by name, to compare a whole parse result.
+    fn users_of(db: &UsersDb) -> Vec<User> {
+        let mut users: Vec<User> = db.users.values().cloned().collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        users
+    }
+
+    fn malformed_line(result: Result<UsersDb, UsersError>) -> (usize, &'static str) {
+        match result {
+            Err(UsersError::Malformed { line, reason }) => (line, reason),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_reads_users_and_skips_comments_and_blank_lines() {
+        let text = "# pop3d users\n\nalice:secret\n   \n\t# indented comment\nbob:hunter2\n";
+        let db = UsersDb::parse(text).unwrap();
+        assert_eq!(
+            users_of(&db),
+            [user("alice", "secret", None), user("bob", "hunter2", None)]
+        );
+        assert_eq!(db.len(), 2);
+        assert!(!db.is_empty());
+        assert_eq!(db.get("alice").map(|u| u.password.as_str()), Some("secret"));
+        assert!(db.get("carol").is_none());
+    }
+
+    #[test]
+    fn parse_looks_names_up_exactly() {
+        let db = UsersDb::parse("alice:secret\n").unwrap();
+        assert!(db.get("Alice").is_none());
+        assert!(db.get("alice ").is_none());
+        assert!(db.get("alice").is_some());
+    }
+
+    #[test]
+    fn parse_accepts_empty_and_comment_only_files() {
+        for text in ["", "\n", "# nobody yet\n", "\r\n\r\n", "#a:b\n"] {
+            let db = UsersDb::parse(text).unwrap();
+            assert!(db.is_empty(), "{text:?}");
+            assert_eq!(db.len(), 0);
+        }
+    }
+
+    #[test]
+    fn parse_tolerates_crlf_and_a_missing_final_line_end() {
+        let db = UsersDb::parse("alice:secret\r\nbob:pw:/var/mail/bob\r\ncarol:x").unwrap();
+        assert_eq!(
+            users_of(&db),
+            [
+                user("alice", "secret", None),
+                user("bob", "pw", Some("/var/mail/bob")),
+                user("carol", "x", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn parse_reads_the_mbox_override() {
+        let db = UsersDb::parse("alice:secret:/srv/mail/alice.mbox\n").unwrap();
+        assert_eq!(
+            db.get("alice").and_then(|u| u.maildrop.as_deref()),
+            Some(Path::new("/srv/mail/alice.mbox"))
+        );
+    }
+
+    #[test]
+    fn parse_keeps_spaces_and_colons_in_passwords() {
+        let cases = [
+            ("u:with space", "with space", None),
+            ("u: leading and trailing ", " leading and trailing ", None),
+            ("u:a:b", "a:b", None),
+            ("u:a:b c", "a:b c", None),
+            ("u:trailing:", "trailing:", None),
+            ("u::", ":", None),
+            ("u:a:b:c", "a:b:c", None),
+            ("u:#not a comment", "#not a comment", None),
+            ("u:slash/inside", "slash/inside", None),
+            ("u:a:b:/var/mail/u", "a:b", Some("/var/mail/u")),
+            ("u:a b::/var/mail/u", "a b:", Some("/var/mail/u")),
+            ("u::x:/m", ":x", Some("/m")),
+            ("u:pw\r", "pw", None),
+        ];
+        for (line, password, maildrop) in cases {
+            let db = UsersDb::parse(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert_eq!(users_of(&db), [user("u", password, maildrop)], "{line:?}");
+        }
+    }
+
+    #[test]
+    fn parse_reports_each_malformed_line_with_its_number() {
+        let cases = [
+            ("alice\n", 1, "no ':' after the user name"),
+            ("# c\n\nalice secret\n", 3, "no ':' after the user name"),
+            ("a:b\n:secret\n", 2, "empty user name"),
+            ("a:b\nc:d\n../x:secret\n", 3, "invalid user name"),
+            (".hidden:secret\n", 1, "invalid user name"),
+            ("a/b:secret\n", 1, "invalid user name"),
+            ("bob.lock:secret\n", 1, "invalid user name"),
+            (" alice:secret\n", 1, "invalid user name"),
+            ("al ice:secret\n", 1, "invalid user name"),
+            ("j\u{fc}rgen:secret\n", 1, "invalid user name"),
+            ("alice:one\nbob:x\r\nalice:two\n", 3, "duplicate user name"),
+            ("alice:\n", 1, "empty password"),
+            ("alice:\r\n", 1, "empty password"),
+            ("x:y\nalice::/var/mail/alice\n", 2, "empty password"),
+            ("alice:pw:mail/alice\n", 1, "mbox path is not absolute"),
+            (
+                "a:b\r\nalice:pw:./alice\r\n",
+                2,
+                "mbox path is not absolute",
+            ),
+            ("alice:pw:~/mbox\n", 1, "mbox path is not absolute"),
+        ];
+        let long_name = format!("{}:secret\n", "n".repeat(41));
+        for (text, line, reason) in
+            cases
+                .into_iter()
+                .chain([(long_name.as_str(), 1, "invalid user name")])
+        {
+            assert_eq!(
+                malformed_line(UsersDb::parse(text)),
+                (line, reason),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_octets_reports_the_line_that_is_not_utf8() {
+        let octets = b"alice:secret\n# \xe9t\xe9\nbob:pass\xff\n";
+        match UsersDb::parse_octets(octets) {
+            Err(UsersError::NotUtf8 { line }) => assert_eq!(line, 2),
+            other => panic!("expected NotUtf8, got {other:?}"),
+        }
+        let db = UsersDb::parse_octets("alice:p\u{e4}ss\n".as_bytes()).unwrap();
+        assert_eq!(
+            db.get("alice").map(|u| u.password.as_str()),
+            Some("p\u{e4}ss")
+        );
+    }
+
+    #[test]
+    fn user_debug_hides_the_password() {
+        let shown = format!("{:?}", user("alice", "tanstaaf", Some("/m")));
+        assert!(shown.contains("alice"));
+        assert!(!shown.contains("tanstaaf"));
+    }
+
+    #[test]
+    fn users_error_messages_name_the_line_in_lowercase() {
+        let cases = [
+            (
+                UsersError::Malformed {
+                    line: 7,
+                    reason: "empty password",
+                },
+                "line 7: empty password",
+            ),
+            (UsersError::NotUtf8 { line: 3 }, "line 3: not valid utf-8"),
+            (UsersError::NotAFile, "not a regular file"),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+            assert!(error.source().is_none());
+        }
+        let io = UsersError::from(io::Error::new(io::ErrorKind::NotFound, "gone"));
+        assert_eq!(io.to_string(), "gone");
+        assert!(io.source().is_some());
+    }
+
+    #[test]
+    fn maildrop_path_expands_the_pattern() {
+        let alice = user("alice", "pw", None);
+        let cases = [
+            ("/var/mail/%u", "/var/mail/alice"),
+            ("/home/%u/Mail/%u.mbox", "/home/alice/Mail/alice.mbox"),
+            ("/var/mail/%%u", "/var/mail/%u"),
+            ("/var/mail/%%%u", "/var/mail/%alice"),
+            ("/srv/100%%/%u", "/srv/100%/alice"),
+            ("/var/mail/%x/%u", "/var/mail/%x/alice"),
+            ("/var/mail/%u%", "/var/mail/alice%"),
+            ("/var/mail/fixed", "/var/mail/fixed"),
+            ("%u", "alice"),
+        ];
+        for (pattern, expected) in cases {
+            assert_eq!(
+                maildrop_path(pattern, &alice),
+                PathBuf::from(expected),
+                "{pattern}"
+            );
+        }
+    }
+
+    #[test]
+    fn maildrop_path_does_not_expand_percent_signs_in_the_name() {
+        let odd = user("50%u", "pw", None);
+        assert_eq!(
+            maildrop_path("/var/mail/%u", &odd),
+            PathBuf::from("/var/mail/50%u")
+        );
+    }
+
+    #[test]
+    fn maildrop_path_prefers_the_users_own_mbox() {
+        let bob = user("bob", "pw", Some("/srv/bob/inbox"));
+        assert_eq!(
+            maildrop_path("/var/mail/%u", &bob),
+            PathBuf::from("/srv/bob/inbox")
+        );
+    }
+
+    /// A fresh directory under the system temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(test: &str) -> TempDir {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "pop3d-users-{}-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed),
+                test
+            ));
+            fs::create_dir(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        /// Writes a users file readable by its owner only, as an admin should.
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.join(name);
+            fs::write(&path, text).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn names(db: &UsersDb) -> Vec<String> {
+        users_of(db).into_iter().map(|u| u.name).collect()
+    }
+
+    #[test]
+    fn load_reads_the_file() {
+        let dir = TempDir::new("load");
+        let path = dir.write("users", "alice:secret\nbob:pw:/var/mail/bob\n");
+        let file = UsersFile::load(&path).unwrap();
+        assert_eq!(file.path(), path);
+        assert_eq!(names(&file.current()), ["alice", "bob"]);
+    }
+
+    #[test]
+    fn load_refuses_a_missing_malformed_or_non_regular_file() {
+        let dir = TempDir::new("load-refuses");
+        assert!(matches!(
+            UsersFile::load(&dir.0.join("absent")),
+            Err(UsersError::Io(e)) if e.kind() == io::ErrorKind::NotFound
+        ));
+        let malformed = dir.write("malformed", "alice:secret\nbob\n");
+        assert!(matches!(
+            UsersFile::load(&malformed),
+            Err(UsersError::Malformed { line: 2, .. })
+        ));
+        let not_utf8 = dir.0.join("latin1");
+        fs::write(&not_utf8, b"alice:s\xe9cret\n").unwrap();
+        assert!(matches!(
+            UsersFile::load(&not_utf8),
+            Err(UsersError::NotUtf8 { line: 1 })
+        ));
+        assert!(matches!(UsersFile::load(&dir.0), Err(UsersError::NotAFile)));
+    }
+
+    #[test]
+    fn load_refuses_a_file_over_the_size_limit() {
+        let dir = TempDir::new("too-large");
+        let path = dir.0.join("users");
+        let file = File::create(&path).unwrap();
+        // Sparse: the size is all that matters, and it costs no disk space.
+        file.set_len(MAX_USERS_FILE_OCTETS + 1).unwrap();
+        assert!(matches!(UsersFile::load(&path), Err(UsersError::TooLarge)));
+        let comment = format!("#{}\n", "x".repeat(MAX_USERS_FILE_OCTETS as usize - 2));
+        fs::write(&path, comment).unwrap();
+        assert!(UsersFile::load(&path).unwrap().current().is_empty());
+    }
+
+    #[test]
+    fn current_sees_a_changed_file() {
+        let dir = TempDir::new("changed");
+        let path = dir.write("users", "alice:secret\n");
+        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
+        assert_eq!(names(&file.current()), ["alice"]);
+        // Longer than before, so the size differs whatever the mtime granularity.
+        dir.write("users", "alice:secret\ncarol:newpass\n");
+        let users = file.current();
+        assert_eq!(names(&users), ["alice", "carol"]);
+        assert_eq!(
+            users.get("carol").map(|u| u.password.as_str()),
+            Some("newpass")
+        );
+    }
+
+    #[test]
+    fn current_keeps_the_previous_users_when_the_new_file_is_malformed() {
+        let dir = TempDir::new("malformed");
+        let path = dir.write("users", "alice:secret\n");
+        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
+        dir.write("users", "alice:secret\nbroken line\n");
+        assert_eq!(names(&file.current()), ["alice"]);
+        assert_eq!(names(&file.current()), ["alice"]);
+        // Fixing the file brings it back into force.
+        dir.write("users", "alice:secret\nbob:fixed\n");
+        assert_eq!(names(&file.current()), ["alice", "bob"]);
+    }
+
+    #[test]
+    fn recheck_reports_a_bad_version_once() {
+        let dir = TempDir::new("once");
+        let path = dir.write("users", "alice:secret\n");
+        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
+        let recheck = || {
+            let mut state = file.state.lock().unwrap();
+            file.recheck(&mut state)
+        };
+        assert_eq!(recheck(), Recheck::Unchanged);
+        dir.write("users", "alice:secret\n:empty name\n");
+        assert_eq!(recheck(), Recheck::KeptPrevious);
+        assert_eq!(recheck(), Recheck::Unchanged);
+        dir.write("users", "alice:secret\nbob:pw\n");
+        assert_eq!(recheck(), Recheck::Reloaded);
+        assert_eq!(recheck(), Recheck::Unchanged);
+    }
+
+    #[test]
+    fn current_keeps_the_previous_users_when_the_file_disappears() {
+        let dir = TempDir::new("vanished");
+        let path = dir.write("users", "alice:secret\n");
+        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
+        fs::remove_file(&path).unwrap();
+        assert_eq!(names(&file.current()), ["alice"]);
+        dir.write("users", "dave:back\n");
+        assert_eq!(names(&file.current()), ["dave"]);
+    }
+
+    fn mtime_of(path: &Path) -> std::time::SystemTime {
+        fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
+
+    #[test]
+    fn current_sees_a_change_of_size_alone() {
+        let dir = TempDir::new("size-only");
+        let path = dir.write("users", "alice:secret\n");
+        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
+        let mtime = mtime_of(&path);
+        // Rewritten in place within the file system's mtime granularity.
+        dir.write("users", "alice:secret\nbob:pw\n");
+        set_mtime(&path, mtime);
+        assert_eq!(names(&file.current()), ["alice", "bob"]);
+    }
+
+    #[test]
+    fn current_sees_a_change_of_mtime_alone() {
+        // A whole second leaves the nanoseconds alone; a millisecond always changes them.
+        for step in [Duration::from_secs(1), Duration::from_millis(1)] {
+            let dir = TempDir::new("mtime-only");
+            let path = dir.write("users", "alice:secret\n");
+            let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
+            let mtime = mtime_of(&path);
+            // Same length, rewritten in place: only the mtime tells the versions apart.
+            dir.write("users", "brian:secret\n");
+            set_mtime(&path, mtime + step);
+            assert_eq!(names(&file.current()), ["brian"], "{step:?}");
+        }
+    }
+
+    #[test]
+    fn current_sees_a_replacement_by_rename_alone() {
+        let dir = TempDir::new("inode-only");
+        let path = dir.write("users", "alice:secret\n");
+        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
+        // Same length and mtime, renamed over the original as editors and scripts do: only
+        // the inode tells the versions apart.
+        let next = dir.write("users.new", "brian:secret\n");
+        set_mtime(&next, mtime_of(&path));
+        fs::rename(&next, &path).unwrap();
+        assert_eq!(names(&file.current()), ["brian"]);
+    }
+
+    #[test]
+    fn current_checks_the_file_at_most_once_per_interval() {
+        let dir = TempDir::new("throttled");
+        let path = dir.write("users", "alice:secret\n");
+        let file = UsersFile::load_with_recheck_interval(&path, Duration::from_secs(3600)).unwrap();
+        dir.write("users", "alice:secret\nbob:pw\n");
+        assert_eq!(names(&file.current()), ["alice"]);
+        file.state.lock().unwrap().next_check = Instant::now();
+        assert_eq!(names(&file.current()), ["alice", "bob"]);
+    }
+
+    #[test]
+    fn load_uses_a_one_second_recheck_interval() {
+        let dir = TempDir::new("interval");
+        let path = dir.write("users", "alice:secret\n");
+        let file = UsersFile::load(&path).unwrap();
+        assert_eq!(file.recheck_interval, RECHECK_INTERVAL);
+        assert_eq!(RECHECK_INTERVAL, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn users_file_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<UsersFile>();
+        let dir = TempDir::new("threads");
+        let path = dir.write("users", "alice:secret\n");
+        let file = Arc::new(UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let file = Arc::clone(&file);
+                std::thread::spawn(move || file.current().len())
+            })
+            .collect();
+        for thread in threads {
+            assert_eq!(thread.join().unwrap(), 1);
+        }
+    }
+}
