@@ -72,7 +72,7 @@ impl fmt::Debug for User {
 }
 
 /// The parsed users file: users by name (names compare exactly, case included).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct UsersDb {
     users: HashMap<String, User>,
 }
