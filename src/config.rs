@@ -1,1 +1,364 @@
-//! stub
+//! The command line: getopts options -> a validated `Config`. Pure apart from resolving listen
+//! addresses and reading the host name for the default; the caller decides what to do with
+//! errors (exit 2 standalone, `-ERR` to the client under --inetd).
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use getopts::Options;
+
+/// RFC 1939 section 3: the autologout timer "MUST be of at least 10 minutes' duration".
+pub const RFC_MIN_TIMEOUT: u64 = 600;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub inetd: bool,
+    pub users: PathBuf,
+    pub maildrop: String,
+    pub timeout: Duration,
+    pub max_sessions: usize,
+    /// 0 = no limit.
+    pub max_per_ip: usize,
+    pub hostname: String,
+    pub log_file: Option<PathBuf>,
+    /// 0 = LOGIN-DELAY off.
+    pub login_delay: Duration,
+    /// Things worth a log line once logging is set up.
+    pub warnings: Vec<String>,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Action {
+    Run(Config),
+    Help(String),
+    Version,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    Options(String),
+    BadValue { option: &'static str, why: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Options(why) => f.write_str(why),
+            ConfigError::BadValue { option, why } => write!(f, "--{option}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn options() -> Options {
+    let mut o = Options::new();
+    o.optmulti(
+        "l",
+        "listen",
+        "listen on ADDR (host:port); may be repeated; default 0.0.0.0:110",
+        "ADDR",
+    );
+    o.optflag("i", "inetd", "serve one session on stdin/stdout, then exit");
+    o.optopt(
+        "u",
+        "users",
+        "user database; default /etc/pop3d/users",
+        "FILE",
+    );
+    o.optopt(
+        "m",
+        "maildrop",
+        "each user's mbox path, %u = user name; default /var/mail/%u",
+        "PATTERN",
+    );
+    o.optopt(
+        "t",
+        "timeout",
+        "inactivity autologout; default 600 (the RFC 1939 minimum); lower values are accepted with a warning in the log",
+        "SECONDS",
+    );
+    o.optopt("c", "max-sessions", "concurrent sessions; default 100", "N");
+    o.optopt(
+        "",
+        "max-per-ip",
+        "concurrent sessions from one client address; default 10, 0 = no limit",
+        "N",
+    );
+    o.optopt(
+        "",
+        "login-delay",
+        "refuse a user's login sooner than SECONDS after their previous one (RFC 2449 LOGIN-DELAY); default 0 = off",
+        "SECONDS",
+    );
+    o.optopt(
+        "n",
+        "hostname",
+        "name used in the greeting and APOP timestamp; default: host name",
+        "NAME",
+    );
+    o.optopt(
+        "",
+        "log-file",
+        "append the log to FILE instead of the default (stderr standalone, syslog under --inetd)",
+        "FILE",
+    );
+    o.optflag("h", "help", "print this help and exit");
+    o.optflag("V", "version", "print the version and exit");
+    o
+}
+
+/// The usage text, listing every option with its default.
+pub fn usage() -> String {
+    options().usage("Usage: pop3d [options]\n\nA POP3 server (RFC 1939) for mbox maildrops.")
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
+    let m = options()
+        .parse(args)
+        .map_err(|e| ConfigError::Options(e.to_string()))?;
+    if m.opt_present("h") {
+        return Ok(Action::Help(usage()));
+    }
+    if m.opt_present("V") {
+        return Ok(Action::Version);
+    }
+    if let Some(extra) = m.free.first() {
+        return Err(ConfigError::Options(format!(
+            "unexpected argument: {extra}"
+        )));
+    }
+    let mut warnings = Vec::new();
+    let inetd = m.opt_present("i");
+    let mut listen = Vec::new();
+    let addrs = m.opt_strs("l");
+    let addrs = if addrs.is_empty() {
+        vec!["0.0.0.0:110".to_string()]
+    } else {
+        addrs
+    };
+    for a in &addrs {
+        let resolved: Vec<SocketAddr> = a
+            .to_socket_addrs()
+            .map_err(|e| bad("listen", format!("{a}: {e}")))?
+            .collect();
+        // One host name may stand for several addresses (localhost: 127.0.0.1 and ::1).
+        for r in resolved {
+            if !listen.contains(&r) {
+                listen.push(r);
+            }
+        }
+    }
+    let users = PathBuf::from(m.opt_str("u").unwrap_or_else(|| "/etc/pop3d/users".into()));
+    let maildrop = m.opt_str("m").unwrap_or_else(|| "/var/mail/%u".into());
+    if !maildrop.contains("%u") {
+        return Err(bad("maildrop", "the pattern must contain %u".into()));
+    }
+    let timeout = number(&m, "t", "timeout", RFC_MIN_TIMEOUT)?;
+    if timeout == 0 {
+        return Err(bad("timeout", "must be at least 1 second".into()));
+    }
+    if timeout < RFC_MIN_TIMEOUT {
+        warnings.push(format!(
+            "--timeout {timeout} is below the RFC 1939 minimum of {RFC_MIN_TIMEOUT} seconds"
+        ));
+    }
+    let max_sessions = number(&m, "c", "max-sessions", 100)?;
+    if max_sessions == 0 {
+        return Err(bad("max-sessions", "must be at least 1".into()));
+    }
+    let max_per_ip = number(&m, "max-per-ip", "max-per-ip", 10)?;
+    let login_delay = number(&m, "login-delay", "login-delay", 0)?;
+    let hostname = match m.opt_str("n") {
+        Some(name) => {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'>' && b != b'<' && b != b'@')
+            {
+                return Err(bad(
+                    "hostname",
+                    "must be printable ASCII without <, > or @".into(),
+                ));
+            }
+            name
+        }
+        None => system_hostname(),
+    };
+    Ok(Action::Run(Config {
+        listen,
+        inetd,
+        users,
+        maildrop,
+        timeout: Duration::from_secs(timeout),
+        max_sessions: usize::try_from(max_sessions).unwrap_or(usize::MAX),
+        max_per_ip: usize::try_from(max_per_ip).unwrap_or(usize::MAX),
+        hostname,
+        log_file: m.opt_str("log-file").map(PathBuf::from),
+        login_delay: Duration::from_secs(login_delay),
+        warnings,
+    }))
+}
+
+fn bad(option: &'static str, why: String) -> ConfigError {
+    ConfigError::BadValue { option, why }
+}
+
+fn number(
+    m: &getopts::Matches,
+    short: &str,
+    option: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match m.opt_str(short) {
+        None => Ok(default),
+        Some(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text
+            .parse()
+            .map_err(|_| bad(option, format!("{text}: too large"))),
+        Some(text) => Err(bad(option, format!("{text}: not a number"))),
+    }
+}
+
+/// The kernel's host name, for the greeting; "localhost" if it cannot be read.
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'>' && b != b'<' && b != b'@')
+        })
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, ConfigError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse(&args)? {
+            Action::Run(c) => Ok(c),
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.listen, vec!["0.0.0.0:110".parse().unwrap()]);
+        assert!(!c.inetd);
+        assert_eq!(c.users, PathBuf::from("/etc/pop3d/users"));
+        assert_eq!(c.maildrop, "/var/mail/%u");
+        assert_eq!(c.timeout, Duration::from_secs(600));
+        assert_eq!(c.max_sessions, 100);
+        assert_eq!(c.max_per_ip, 10);
+        assert_eq!(c.login_delay, Duration::ZERO);
+        assert!(c.log_file.is_none());
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let c = run(&[
+            "-l",
+            "127.0.0.1:1100",
+            "--listen",
+            "[::1]:1101",
+            "-i",
+            "-u",
+            "/u",
+            "-m",
+            "/m/%u",
+            "-t",
+            "700",
+            "-c",
+            "5",
+            "-n",
+            "mail.example",
+            "--log-file",
+            "/l",
+            "--max-per-ip",
+            "0",
+            "--login-delay",
+            "60",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.listen,
+            vec![
+                "127.0.0.1:1100".parse().unwrap(),
+                "[::1]:1101".parse().unwrap()
+            ]
+        );
+        assert!(c.inetd);
+        assert_eq!(c.users, PathBuf::from("/u"));
+        assert_eq!(c.maildrop, "/m/%u");
+        assert_eq!(c.timeout, Duration::from_secs(700));
+        assert_eq!(c.max_sessions, 5);
+        assert_eq!(c.max_per_ip, 0);
+        assert_eq!(c.hostname, "mail.example");
+        assert_eq!(c.log_file, Some(PathBuf::from("/l")));
+        assert_eq!(c.login_delay, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn low_timeout_is_accepted_with_a_warning() {
+        let c = run(&["-t", "1"]).unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(1));
+        assert_eq!(c.warnings.len(), 1);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for args in [
+            &["-t", "0"][..],
+            &["-t", "x"],
+            &["-t", "-5"],
+            &["-c", "0"],
+            &["-c", "99999999999999999999999"],
+            &["-m", "/var/mail/all"],
+            &["-l", "nonsense"],
+            &["-l", "127.0.0.1"],
+            &["--bogus"],
+            &["-t"],
+            &["stray"],
+            &["-n", "a<b"],
+        ] {
+            assert!(run(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_option_with_its_default() {
+        let text = usage();
+        for needle in [
+            "--listen",
+            "0.0.0.0:110",
+            "--inetd",
+            "--users",
+            "/etc/pop3d/users",
+            "--maildrop",
+            "/var/mail/%u",
+            "--timeout",
+            "600",
+            "--max-sessions",
+            "100",
+            "--hostname",
+            "--log-file",
+            "--help",
+            "--version",
+            "--max-per-ip",
+            "--login-delay",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from usage");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! pop3d as a library: the binary (src/main.rs) and any helper binaries share these modules.
 
 pub mod auth;
+pub mod backend;
 pub mod config;
 pub mod listener;
 pub mod logging;

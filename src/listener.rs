@@ -1,1 +1,229 @@
-//! stub
+//! The standalone server: accept loops over bound `TcpListener`s, the session caps (in all and
+//! per client address), one named OS thread per admitted connection, and the socket-level
+//! timeouts (autologout on reads, a write timeout for clients that stop reading).
+
+use std::collections::HashMap;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::session::{self, Autologout, Context};
+
+/// Session threads need little stack: the deepest path is a reply being formatted.
+const SESSION_STACK: usize = 256 * 1024;
+
+/// Input buffer per connection: enough for many pipelined commands at once.
+const INPUT_BUFFER: usize = 4 * 1024;
+
+/// After an accept error (e.g. out of file descriptors), pause before trying again rather than
+/// spinning; sessions ending meanwhile free descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub max_sessions: usize,
+    /// 0 = no per-address limit.
+    pub max_per_ip: usize,
+}
+
+/// Counts of live sessions, shared by every accept loop.
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// A live session's place in the counts; giving it back is tied to Drop so that a session
+/// thread that panics still frees its place.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A poisoned lock only means a thread panicked while counting; the counts stay usable.
+fn lock(counts: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
+    counts.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct Server {
+    ctx: Arc<Context>,
+    limits: Limits,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl Server {
+    pub fn new(ctx: Arc<Context>, limits: Limits) -> Server {
+        Server {
+            ctx,
+            limits,
+            counts: Arc::new(Mutex::new(Counts::default())),
+        }
+    }
+
+    /// Serves every listener until the process ends. Each listener gets its own accept loop.
+    pub fn serve(self, listeners: Vec<TcpListener>) {
+        let server = Arc::new(self);
+        let mut loops = Vec::new();
+        for listener in listeners {
+            let server = Arc::clone(&server);
+            let spawned = thread::Builder::new()
+                .name("pop3d-accept".into())
+                .spawn(move || server.accept_loop(&listener));
+            match spawned {
+                Ok(handle) => loops.push(handle),
+                Err(e) => log::error!("cannot start an accept loop: {e}"),
+            }
+        }
+        for handle in loops {
+            let _ = handle.join();
+        }
+    }
+
+    fn accept_loop(&self, listener: &TcpListener) {
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                // A client that reset before we accepted it is no reason to stop.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    thread::sleep(ACCEPT_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+        let ip = peer.ip();
+        let slot = {
+            let mut counts = lock(&self.counts);
+            if counts.total >= self.limits.max_sessions {
+                drop(counts);
+                log::warn!(
+                    "{peer}: refused, {} sessions open",
+                    self.limits.max_sessions
+                );
+                refuse(stream, "too many sessions, try again later");
+                return;
+            }
+            let from_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
+            if self.limits.max_per_ip > 0 && from_ip >= self.limits.max_per_ip {
+                drop(counts);
+                log::warn!("{peer}: refused, {from_ip} sessions open from {ip}");
+                refuse(
+                    stream,
+                    "too many sessions from your address, try again later",
+                );
+                return;
+            }
+            counts.total += 1;
+            *counts.per_ip.entry(ip).or_insert(0) += 1;
+            Slot {
+                counts: Arc::clone(&self.counts),
+                ip,
+            }
+        };
+        let ctx = Arc::clone(&self.ctx);
+        let timeout = self.limits.timeout;
+        let spawned = thread::Builder::new()
+            .name("pop3d-session".into())
+            .stack_size(SESSION_STACK)
+            .spawn(move || {
+                let _slot = slot;
+                serve_connection(stream, peer, &ctx, timeout);
+            });
+        if let Err(e) = spawned {
+            log::error!("{peer}: cannot start a session thread: {e}");
+        }
+    }
+}
+
+/// Tells a client over the caps why it goes, without letting a client that does not read
+/// stall the accept loop.
+fn refuse(stream: TcpStream, why: &str) {
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write_all(format!("-ERR [SYS/TEMP] {why}\r\n").as_bytes());
+}
+
+/// Runs one session on an accepted connection.
+pub fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: &Context, timeout: Duration) {
+    log::info!("{peer}: connected");
+    let peer_name = peer.to_string();
+    let ending = match TimedStream::new(&stream, timeout) {
+        Ok(input) => session::run(
+            BufReader::with_capacity(INPUT_BUFFER, input),
+            &stream,
+            ctx,
+            &peer_name,
+        ),
+        Err(e) => {
+            log::warn!("{peer}: cannot set up the connection: {e}");
+            return;
+        }
+    };
+    log::info!("{peer}: session ended: {ending}");
+}
+
+/// A socket read side whose every read is bounded by the time left until the autologout
+/// deadline, so bytes that never complete a command cannot keep the session alive.
+pub struct TimedStream<'a> {
+    stream: &'a TcpStream,
+    timeout: Duration,
+    deadline: Instant,
+}
+
+impl<'a> TimedStream<'a> {
+    /// Also sets the write timeout: a client that stops reading a long reply is let go after
+    /// the same time as an idle one.
+    pub fn new(stream: &'a TcpStream, timeout: Duration) -> io::Result<TimedStream<'a>> {
+        stream.set_write_timeout(Some(timeout))?;
+        // Replies are already batched by the session; Nagle would only delay the last piece.
+        // Best effort: under inetd the socket may be a Unix one, which has no Nagle.
+        let _ = stream.set_nodelay(true);
+        Ok(TimedStream {
+            stream,
+            timeout,
+            deadline: Instant::now() + timeout,
+        })
+    }
+}
+
+impl Read for TimedStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "autologout"));
+        }
+        let mut stream = self.stream;
+        stream.set_read_timeout(Some(left))?;
+        stream.read(buf)
+    }
+}
+
+impl Autologout for TimedStream<'_> {
+    fn restart(&mut self) {
+        self.deadline = Instant::now() + self.timeout;
+    }
+}

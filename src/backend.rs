@@ -1,0 +1,78 @@
+//! Binds the session's sources to the real things: users from the users file, maildrops from
+//! mbox files named by the --maildrop pattern. The session itself never sees a path.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::maildrop::{
+    CommitStats, Maildrop, MaildropError, MessageInfo, OpenOptions, SessionLock,
+};
+use crate::session::{LockedMaildrop, Mailbox, MaildropSource, UserSource};
+use crate::users::{self, User, UsersDb, UsersFile};
+
+impl UserSource for UsersFile {
+    fn current(&self) -> Arc<UsersDb> {
+        UsersFile::current(self)
+    }
+}
+
+/// A fixed set of users (tests, and tools that parse the file once).
+pub struct FixedUsers(pub Arc<UsersDb>);
+
+impl UserSource for FixedUsers {
+    fn current(&self) -> Arc<UsersDb> {
+        Arc::clone(&self.0)
+    }
+}
+
+/// Maildrops as mbox files: `pattern` with %u replaced, unless the user names a path.
+pub struct MboxFiles {
+    pub pattern: String,
+    pub options: OpenOptions,
+}
+
+impl MaildropSource for MboxFiles {
+    fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
+        let path = users::maildrop_path(&self.pattern, user);
+        let lock = SessionLock::acquire(&path)?;
+        Ok(Box::new(LockedMbox {
+            path,
+            lock,
+            options: self.options.clone(),
+        }))
+    }
+}
+
+struct LockedMbox {
+    path: PathBuf,
+    lock: SessionLock,
+    options: OpenOptions,
+}
+
+impl LockedMaildrop for LockedMbox {
+    fn previous_login(&self) -> Option<SystemTime> {
+        self.lock.previous_login()
+    }
+
+    fn open(self: Box<Self>) -> Result<Box<dyn Mailbox>, MaildropError> {
+        self.lock.record_login()?;
+        let maildrop = Maildrop::open(&self.path, self.lock, &self.options)?;
+        Ok(Box::new(maildrop))
+    }
+}
+
+impl Mailbox for Maildrop {
+    fn messages(&self) -> &[MessageInfo] {
+        Maildrop::messages(self)
+    }
+
+    fn message_reader(&mut self, index: usize) -> Result<Box<dyn Read + '_>, MaildropError> {
+        Maildrop::message_reader(self, index)
+    }
+
+    fn commit(&mut self, deleted: &[bool]) -> Result<CommitStats, MaildropError> {
+        Maildrop::commit(self, deleted)
+    }
+}

@@ -1,0 +1,484 @@
+//! The real binary over TCP, as telnet and nc would talk to it: every command in its right and
+//! wrong state, sizes, byte-stuffing, TOP, UIDL stability, UPDATE only on QUIT, autologout,
+//! the session lock, the session cap, a missing mbox and a malformed users file.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{mbox_message, Server, ServerBuilder};
+
+fn three_messages() -> String {
+    [
+        mbox_message("a@x", "Subject: one\nMessage-ID: <1@x>\n\nfirst body\n"),
+        mbox_message(
+            "b@x",
+            "Subject: two\nMessage-ID: <2@x>\n\n.starts with a dot\n..two dots\n.\nend\n",
+        ),
+        mbox_message(
+            "c@x",
+            "Subject: three\nMessage-ID: <3@x>\n\n>From quoted\nline 2\nline 3\n",
+        ),
+    ]
+    .concat()
+}
+
+fn server() -> Server {
+    ServerBuilder::new("pop3")
+        .user("alice", "secret")
+        .user("bob", "pass with spaces")
+        .mbox("alice", &three_messages())
+        .start()
+}
+
+#[test]
+fn greeting_has_an_apop_timestamp_that_changes() {
+    let s = server();
+    let a = s.connect().greeting();
+    let b = s.connect().greeting();
+    assert!(a.contains('<') && a.ends_with("@test.example>"), "{a}");
+    assert_ne!(a, b);
+}
+
+#[test]
+fn stat_and_list_count_octets_with_crlf() {
+    let s = server();
+    let mut c = s.login("alice", "secret");
+    // "Subject: one\r\nMessage-ID: <1@x>\r\n\r\nfirst body\r\n" = 14 + 19 + 2 + 12 = 47
+    assert_eq!(c.multi("LIST")[0], "1 47");
+    let list = c.multi("LIST");
+    let total: u64 = list
+        .iter()
+        .map(|l| l.split(' ').nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(c.ok("STAT"), format!("3 {total}"));
+    assert_eq!(c.ok("LIST 1"), "1 47");
+    c.err("LIST 4");
+    c.ok("QUIT");
+}
+
+#[test]
+fn retr_size_matches_the_bytes_sent() {
+    let s = server();
+    let mut c = s.login("alice", "secret");
+    for n in 1..=3 {
+        let size: usize = c
+            .ok(&format!("LIST {n}"))
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = c.retr(n);
+        assert_eq!(body.len(), size, "message {n}");
+    }
+}
+
+#[test]
+fn retr_byte_stuffs_leading_dots() {
+    let s = server();
+    let mut c = s.login("alice", "secret");
+    c.send("RETR 2");
+    let first = c.line();
+    assert!(first.starts_with("+OK"), "{first}");
+    let mut raw = Vec::new();
+    loop {
+        let l = c.raw_line();
+        let end = l == b".\r\n";
+        raw.extend_from_slice(&l);
+        if end {
+            break;
+        }
+    }
+    let text = String::from_utf8(raw).unwrap();
+    assert!(
+        text.contains("\r\n..starts with a dot\r\n...two dots\r\n..\r\nend\r\n.\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn from_quoted_lines_are_sent_as_they_are() {
+    let s = server();
+    let mut c = s.login("alice", "secret");
+    let body = String::from_utf8(c.retr(3)).unwrap();
+    assert!(body.contains("\r\n>From quoted\r\n"), "{body}");
+}
+
+#[test]
+fn top_zero_sends_headers_and_blank_line() {
+    let s = server();
+    let mut c = s.login("alice", "secret");
+    assert_eq!(
+        c.multi("TOP 3 0"),
+        ["Subject: three", "Message-ID: <3@x>", ""]
+    );
+    assert_eq!(
+        c.multi("TOP 3 2"),
+        [
+            "Subject: three",
+            "Message-ID: <3@x>",
+            "",
+            ">From quoted",
+            "line 2"
+        ]
+    );
+    let all = c.multi("TOP 3 100");
+    assert_eq!(all.last().unwrap(), "line 3");
+    c.err("TOP 4 0");
+    c.err("TOP 1");
+}
+
+#[test]
+fn uidl_is_stable_across_sessions_and_after_deletion() {
+    let s = server();
+    let mut c = s.login("alice", "secret");
+    let before = c.multi("UIDL");
+    assert_eq!(before.len(), 3);
+    let uid = |l: &String| l.split(' ').nth(1).unwrap().to_string();
+    assert_eq!(c.ok("UIDL 2"), before[1]);
+    c.ok("QUIT");
+
+    let mut c = s.login("alice", "secret");
+    assert_eq!(c.multi("UIDL"), before);
+    c.ok("DELE 1");
+    c.ok("QUIT");
+
+    let mut c = s.login("alice", "secret");
+    let after = c.multi("UIDL");
+    assert_eq!(after.len(), 2);
+    assert_eq!(uid(&after[0]), uid(&before[1]));
+    assert_eq!(uid(&after[1]), uid(&before[2]));
+}
+
+#[test]
+fn dele_takes_effect_on_quit_only() {
+    let s = server();
+    let original = s.mbox("alice");
+    let mut c = s.login("alice", "secret");
+    c.ok("DELE 2");
+    c.err("DELE 2");
+    c.err("RETR 2");
+    assert_eq!(s.mbox("alice"), original, "nothing changes before QUIT");
+    assert!(c.ok("QUIT").contains("1 messages deleted"));
+    let after = String::from_utf8(s.mbox("alice")).unwrap();
+    assert!(!after.contains("Subject: two"));
+    assert!(after.contains("Subject: one") && after.contains("Subject: three"));
+}
+
+#[test]
+fn rset_undeletes() {
+    let s = server();
+    let original = s.mbox("alice");
+    let mut c = s.login("alice", "secret");
+    c.ok("DELE 1");
+    c.ok("DELE 3");
+    assert!(c.ok("STAT").starts_with("1 "));
+    c.ok("RSET");
+    assert!(c.ok("STAT").starts_with("3 "));
+    c.ok("QUIT");
+    assert_eq!(s.mbox("alice"), original);
+}
+
+#[test]
+fn dropped_connection_deletes_nothing() {
+    let s = server();
+    let original = s.mbox("alice");
+    let mut c = s.login("alice", "secret");
+    c.ok("DELE 1");
+    drop(c);
+    // The next login must wait for the old session's end; then nothing is gone.
+    let start = Instant::now();
+    loop {
+        let mut c = s.connect();
+        c.greeting();
+        c.ok("USER alice");
+        c.send("PASS secret");
+        let r = c.line();
+        if r.starts_with("+OK") {
+            assert!(c.ok("STAT").starts_with("3 "));
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{r}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(s.mbox("alice"), original);
+}
+
+#[test]
+fn autologout_closes_without_update() {
+    let s = ServerBuilder::new("autologout")
+        .user("alice", "secret")
+        .mbox("alice", &three_messages())
+        .arg("--timeout")
+        .arg("1")
+        .start();
+    let original = s.mbox("alice");
+    let mut c = s.login("alice", "secret");
+    c.ok("DELE 1");
+    let start = Instant::now();
+    c.expect_closed();
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    assert_eq!(s.mbox("alice"), original);
+    assert!(s.log_text().contains("autologout"), "{}", s.log_text());
+}
+
+#[test]
+fn trickling_bytes_do_not_extend_the_autologout() {
+    let s = ServerBuilder::new("trickle")
+        .user("alice", "secret")
+        .arg("--timeout")
+        .arg("2")
+        .start();
+    let mut c = s.connect();
+    c.greeting();
+    let start = Instant::now();
+    // One byte every 300 ms never completes a line; the session must end after about 2 s.
+    let mut closed = false;
+    for _ in 0..30 {
+        if c.stream.write_all(b"N").is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    if !closed {
+        c.expect_closed();
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn second_login_to_a_locked_maildrop_is_in_use() {
+    let s = server();
+    let mut first = s.login("alice", "secret");
+    let mut second = s.connect();
+    second.greeting();
+    second.ok("USER alice");
+    let r = second.err("PASS secret");
+    assert!(r.starts_with("-ERR [IN-USE]"), "{r}");
+    first.ok("QUIT");
+}
+
+#[test]
+fn session_cap_refuses_and_frees_up() {
+    let s = ServerBuilder::new("cap")
+        .user("alice", "secret")
+        .arg("--max-sessions")
+        .arg("2")
+        .start();
+    let mut a = s.connect();
+    a.greeting();
+    let mut b = s.connect();
+    b.greeting();
+    let mut c = s.connect();
+    assert_eq!(
+        c.line(),
+        "-ERR [SYS/TEMP] too many sessions, try again later"
+    );
+    c.expect_closed();
+    a.ok("QUIT");
+    a.expect_closed();
+    // The slot frees as the session ends.
+    let start = Instant::now();
+    loop {
+        let mut d = s.connect();
+        let g = d.line();
+        if g.starts_with("+OK") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{g}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.ok("QUIT");
+}
+
+#[test]
+fn missing_mbox_is_an_empty_maildrop() {
+    let s = ServerBuilder::new("missing").user("carol", "pw").start();
+    let mut c = s.login("carol", "pw");
+    assert_eq!(c.ok("STAT"), "0 0");
+    assert!(c.multi("LIST").is_empty());
+    c.err("RETR 1");
+    c.ok("QUIT");
+}
+
+#[test]
+fn pass_keeps_spaces_in_the_password() {
+    let s = server();
+    let mut c = s.login("bob", "pass with spaces");
+    assert_eq!(c.ok("STAT"), "0 0");
+}
+
+#[test]
+fn bare_lf_and_lowercase_work_like_telnet() {
+    let s = server();
+    let mut c = s.connect();
+    c.greeting();
+    c.send_raw(b"user alice\npass secret\nstat\n");
+    assert!(c.line().starts_with("+OK"));
+    assert!(c.line().starts_with("+OK alice has 3"));
+    assert!(c.line().starts_with("+OK 3 "));
+}
+
+#[test]
+fn nul_in_user_is_refused_not_truncated() {
+    let s = server();
+    let mut c = s.connect();
+    c.greeting();
+    c.send_raw(b"USER alice\0x\r\n");
+    assert!(c.line().starts_with("-ERR"));
+    c.send_raw(b"PASS secret\r\n");
+    assert!(c.line().starts_with("-ERR"));
+}
+
+#[test]
+fn every_command_in_the_wrong_state_is_refused() {
+    let s = server();
+    let mut c = s.connect();
+    c.greeting();
+    for cmd in [
+        "STAT", "LIST", "RETR 1", "DELE 1", "RSET", "NOOP", "TOP 1 0", "UIDL", "PASS x",
+    ] {
+        c.err(cmd);
+    }
+    c.ok("USER alice");
+    c.ok("PASS secret");
+    for cmd in ["USER alice", "PASS secret", "APOP alice 0123", "AUTH PLAIN"] {
+        c.err(cmd);
+    }
+    c.ok("NOOP");
+    c.err("XTND");
+    c.ok("QUIT");
+}
+
+#[test]
+fn apop_logs_in_with_the_greeting_timestamp() {
+    let s = server();
+    let mut c = s.connect();
+    let greeting = c.greeting();
+    let timestamp = &greeting[greeting.find('<').unwrap()..];
+    let digest = md5_hex(format!("{timestamp}secret").as_bytes());
+    assert!(c
+        .ok(&format!("APOP alice {digest}"))
+        .starts_with("alice has 3"));
+    // The same digest is useless in another session: its timestamp differs.
+    let mut d = s.connect();
+    d.greeting();
+    let r = d.err(&format!("APOP alice {digest}"));
+    assert!(r.starts_with("-ERR [AUTH]"), "{r}");
+}
+
+#[test]
+fn malformed_users_file_refuses_to_start() {
+    let dir = support::TempDir::new("badusers");
+    let users = dir.path().join("users");
+    std::fs::write(&users, "alice:secret\n# fine\nnocolon\n").unwrap();
+    let out = Command::new(support::binary())
+        .args(["--listen", "127.0.0.1:0", "--users"])
+        .arg(&users)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn bad_option_exits_2_with_usage() {
+    let out = Command::new(support::binary())
+        .args(["--timeout", "soon"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--timeout") && err.contains("Usage"), "{err}");
+}
+
+#[test]
+fn help_lists_options() {
+    let out = Command::new(support::binary())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--listen",
+        "--inetd",
+        "--users",
+        "--maildrop",
+        "--timeout",
+        "--max-sessions",
+        "--hostname",
+        "--log-file",
+        "--version",
+    ] {
+        assert!(text.contains(opt), "{opt}");
+    }
+}
+
+/// RFC 1321 MD5, only to compute APOP digests on the client side without a crate.
+fn md5_hex(data: &[u8]) -> String {
+    let s: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
+        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
+        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    let k: Vec<u32> = (0..64)
+        .map(|i| ((i as f64 + 1.0).sin().abs() * 4294967296.0) as u32)
+        .collect();
+    let (mut a0, mut b0, mut c0, mut d0) =
+        (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64) * 8).to_le_bytes());
+    for chunk in msg.chunks(64) {
+        let m: Vec<u32> = chunk
+            .chunks(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(s[i]));
+        }
+        a0 = a0.wrapping_add(a);
+        b0 = b0.wrapping_add(b);
+        c0 = c0.wrapping_add(c);
+        d0 = d0.wrapping_add(d);
+    }
+    [a0, b0, c0, d0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn md5_helper_matches_rfc_1321() {
+    assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+}
