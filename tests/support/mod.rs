@@ -60,6 +60,7 @@ pub struct ServerBuilder {
     users: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    wrapper: Vec<String>,
 }
 
 impl ServerBuilder {
@@ -71,6 +72,7 @@ impl ServerBuilder {
             users: String::new(),
             args: Vec::new(),
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -102,12 +104,30 @@ impl ServerBuilder {
         self.dir.path()
     }
 
+    /// Runs the server through a wrapper command (e.g. setpriv to drop privileges).
+    pub fn wrapper(mut self, command: &[&str]) -> Self {
+        self.wrapper = command.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Where the server writes its log (the directory must be writable by the server).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("pop3d.log")
+    }
+
     pub fn start(self) -> Server {
         let users = self.dir.path().join("users");
         fs::write(&users, &self.users).unwrap();
         let log = self.dir.path().join("pop3d.log");
         let addr = free_port();
-        let mut cmd = Command::new(binary());
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
         cmd.arg("--listen")
             .arg(addr.to_string())
             .arg("--users")
