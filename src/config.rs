@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use getopts::Options;
 
+use crate::proxy::TrustedNet;
+
 /// RFC 1939 section 3: the autologout timer "MUST be of at least 10 minutes' duration".
 pub const RFC_MIN_TIMEOUT: u64 = 600;
 
@@ -26,6 +28,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// 0 = LOGIN-DELAY off.
     pub login_delay: Duration,
+    /// Peers that must open with a PROXY protocol header naming the real client.
+    pub trusted_proxies: Vec<TrustedNet>,
     /// Things worth a log line once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -106,6 +110,12 @@ fn options() -> Options {
         "log-file",
         "append the log to FILE instead of the default (stderr standalone, syslog under --inetd)",
         "FILE",
+    );
+    o.optmulti(
+        "",
+        "trusted-proxy",
+        "a proxy (nginx, haproxy) whose connections begin with a PROXY protocol v1 or v2 header naming the real client; may be repeated; default: none",
+        "ADDR[/PREFIX]",
     );
     o.optflag("h", "help", "print this help and exit");
     o.optflag("V", "version", "print the version and exit");
@@ -190,6 +200,13 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         }
         None => system_hostname(),
     };
+    let mut trusted_proxies = Vec::new();
+    for text in m.opt_strs("trusted-proxy") {
+        let net: TrustedNet = text
+            .parse()
+            .map_err(|e| bad("trusted-proxy", format!("{e}")))?;
+        trusted_proxies.push(net);
+    }
     Ok(Action::Run(Config {
         listen,
         inetd,
@@ -201,6 +218,7 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         hostname,
         log_file: m.opt_str("log-file").map(PathBuf::from),
         login_delay: Duration::from_secs(login_delay),
+        trusted_proxies,
         warnings,
     }))
 }
@@ -289,6 +307,10 @@ mod tests {
             "0",
             "--login-delay",
             "60",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "::1",
         ])
         .unwrap();
         assert_eq!(
@@ -307,6 +329,9 @@ mod tests {
         assert_eq!(c.hostname, "mail.example");
         assert_eq!(c.log_file, Some(PathBuf::from("/l")));
         assert_eq!(c.login_delay, Duration::from_secs(60));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(c.trusted_proxies[1].contains("::1".parse().unwrap()));
     }
 
     #[test]
@@ -331,6 +356,8 @@ mod tests {
             &["-t"],
             &["stray"],
             &["-n", "a<b"],
+            &["--trusted-proxy", "10.0.0.5/8"],
+            &["--trusted-proxy", "nginx"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
         }

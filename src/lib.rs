@@ -7,5 +7,6 @@ pub mod listener;
 pub mod logging;
 pub mod maildrop;
 pub mod protocol;
+pub mod proxy;
 pub mod session;
 pub mod users;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::proxy::{self, ProxyHeader, TrustedNet};
 use crate::session::{self, Autologout, Context};
 
 /// Session threads need little stack: the deepest path is a reply being formatted.
@@ -21,12 +22,14 @@ const INPUT_BUFFER: usize = 4 * 1024;
 /// spinning; sessions ending meanwhile free descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Limits {
     pub timeout: Duration,
     pub max_sessions: usize,
     /// 0 = no per-address limit.
     pub max_per_ip: usize,
+    /// Peers whose connections start with a PROXY header naming the real client.
+    pub trusted_proxies: Vec<TrustedNet>,
 }
 
 /// Counts of live sessions, shared by every accept loop.
@@ -40,17 +43,35 @@ struct Counts {
 /// thread that panics still frees its place.
 struct Slot {
     counts: Arc<Mutex<Counts>>,
-    ip: IpAddr,
+    /// The client address counted against --max-per-ip, once known (for a proxied
+    /// connection, only after its PROXY header).
+    ip: Option<IpAddr>,
+}
+
+impl Slot {
+    /// Counts this session against its client address; false if that address is at its cap.
+    fn claim_ip(&mut self, ip: IpAddr, max_per_ip: usize) -> bool {
+        let mut counts = lock(&self.counts);
+        let from_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
+        if max_per_ip > 0 && from_ip >= max_per_ip {
+            return false;
+        }
+        *counts.per_ip.entry(ip).or_insert(0) += 1;
+        self.ip = Some(ip);
+        true
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = lock(&self.counts);
         counts.total = counts.total.saturating_sub(1);
-        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.per_ip.remove(&self.ip);
+        if let Some(ip) = self.ip {
+            if let Some(n) = counts.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.per_ip.remove(&ip);
+                }
             }
         }
     }
@@ -116,8 +137,7 @@ impl Server {
     }
 
     fn admit(&self, stream: TcpStream, peer: SocketAddr) {
-        let ip = peer.ip();
-        let slot = {
+        let mut slot = {
             let mut counts = lock(&self.counts);
             if counts.total >= self.limits.max_sessions {
                 drop(counts);
@@ -125,34 +145,45 @@ impl Server {
                     "{peer}: refused, {} sessions open",
                     self.limits.max_sessions
                 );
-                refuse(stream, "too many sessions, try again later");
-                return;
-            }
-            let from_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
-            if self.limits.max_per_ip > 0 && from_ip >= self.limits.max_per_ip {
-                drop(counts);
-                log::warn!("{peer}: refused, {from_ip} sessions open from {ip}");
-                refuse(
-                    stream,
-                    "too many sessions from your address, try again later",
-                );
+                refuse(&stream, "too many sessions, try again later");
                 return;
             }
             counts.total += 1;
-            *counts.per_ip.entry(ip).or_insert(0) += 1;
             Slot {
                 counts: Arc::clone(&self.counts),
-                ip,
+                ip: None,
             }
         };
+        let proxied = self
+            .limits
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(peer.ip()));
+        // A direct client is counted here, so a flood from one address never gets threads;
+        // a proxied one only once its header has named the real client.
+        let max_per_ip = self.limits.max_per_ip;
+        if !proxied && !claim(&mut slot, &stream, peer, max_per_ip) {
+            return;
+        }
         let ctx = Arc::clone(&self.ctx);
         let timeout = self.limits.timeout;
         let spawned = thread::Builder::new()
             .name("pop3d-session".into())
             .stack_size(SESSION_STACK)
             .spawn(move || {
-                let _slot = slot;
-                serve_connection(stream, peer, &ctx, timeout);
+                let mut slot = slot;
+                let client = if proxied {
+                    let Some(client) = read_proxy_header(&stream, peer) else {
+                        return;
+                    };
+                    if !claim(&mut slot, &stream, client, max_per_ip) {
+                        return;
+                    }
+                    client
+                } else {
+                    peer
+                };
+                serve_connection(stream, client, &ctx, timeout);
             });
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a session thread: {e}");
@@ -160,11 +191,48 @@ impl Server {
     }
 }
 
+/// Applies --max-per-ip to the client's address; refuses the connection when it is over.
+fn claim(slot: &mut Slot, stream: &TcpStream, client: SocketAddr, max_per_ip: usize) -> bool {
+    if slot.claim_ip(client.ip(), max_per_ip) {
+        return true;
+    }
+    log::warn!(
+        "{client}: refused, {max_per_ip} sessions open from {}",
+        client.ip()
+    );
+    refuse(
+        stream,
+        "too many sessions from your address, try again later",
+    );
+    false
+}
+
+/// Reads the PROXY header a trusted proxy sends first; None (and the connection closed
+/// without a greeting) if there is none or it is malformed.
+fn read_proxy_header(stream: &TcpStream, peer: SocketAddr) -> Option<SocketAddr> {
+    if let Err(e) = stream.set_read_timeout(Some(proxy::HEADER_TIMEOUT)) {
+        log::warn!("{peer}: cannot set up the connection: {e}");
+        return None;
+    }
+    match proxy::read_header(&mut &*stream) {
+        Ok(ProxyHeader::Proxied { source, .. }) => {
+            log::debug!("{peer}: proxied for {source}");
+            Some(source)
+        }
+        Ok(ProxyHeader::Local) => Some(peer),
+        Err(e) => {
+            log::warn!("{peer}: trusted proxy sent no valid PROXY header: {e}");
+            None
+        }
+    }
+}
+
 /// Tells a client over the caps why it goes, without letting a client that does not read
 /// stall the accept loop.
-fn refuse(stream: TcpStream, why: &str) {
+fn refuse(stream: &TcpStream, why: &str) {
     let _ = stream.set_nonblocking(true);
-    let _ = (&stream).write_all(format!("-ERR [SYS/TEMP] {why}\r\n").as_bytes());
+    let mut stream = stream;
+    let _ = stream.write_all(format!("-ERR [SYS/TEMP] {why}\r\n").as_bytes());
 }
 
 /// Runs one session on an accepted connection.

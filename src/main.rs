@@ -131,6 +131,7 @@ fn try_main(args: &[String]) -> Result<(), Error> {
         timeout: config.timeout,
         max_sessions: config.max_sessions,
         max_per_ip: config.max_per_ip,
+        trusted_proxies: config.trusted_proxies.clone(),
     };
     Server::new(Arc::new(ctx), limits).serve(listeners);
     Ok(())
