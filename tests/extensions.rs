@@ -161,3 +161,15 @@ fn auth_initial_response_may_fill_the_line() {
     let r = c.err(&format!("AUTH PLAIN {initial}"));
     assert!(r.starts_with("-ERR [AUTH]"), "{r}");
 }
+
+#[test]
+fn mbox_that_is_a_directory_answers_sys_perm() {
+    let b = ServerBuilder::new("notafile").user("dora", "pw");
+    std::fs::create_dir_all(b.dir().join("mail/dora")).unwrap();
+    let s = b.start();
+    let mut c = s.connect();
+    c.greeting();
+    c.ok("USER dora");
+    let r = c.err("PASS pw");
+    assert!(r.starts_with("-ERR [SYS/PERM]"), "{r}");
+}
