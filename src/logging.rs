@@ -201,7 +201,7 @@ mod tests {
     fn utc_formatting() {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(format_utc(1_795_996_800 + 3661), "2026-11-29T01:01:01Z");
+        assert_eq!(format_utc(1_795_996_800 + 3661), "2026-11-30T01:01:01Z");
     }
 
     #[test]
