@@ -433,3 +433,20 @@ fn md5_helper_matches_rfc_1321() {
     assert_eq!(support::md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
     assert_eq!(support::md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
 }
+
+#[test]
+fn users_file_is_reread_and_a_bad_version_keeps_the_old_one() {
+    let s = server();
+    let users = s.dir.path().join("users");
+    std::fs::write(&users, "alice:secret\ncarol:newpw\n").unwrap();
+    // The file is checked at most once a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut c = s.login("carol", "newpw");
+    c.ok("QUIT");
+    std::fs::write(&users, "alice:secret\ncarol:newpw\nbroken line without colon\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut c = s.login("carol", "newpw");
+    c.ok("QUIT");
+    let log = s.log_text();
+    assert!(log.contains("line 3"), "{log}");
+}
