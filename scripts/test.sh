@@ -16,9 +16,13 @@ cargo clippy --all-targets --all-features --quiet -- -D warnings
 echo "== cargo test"
 cargo test --features fault-injection 2>&1
 
-for suite in scripts/interop.sh; do
-    if [ -x "$suite" ]; then
+# Suites that drive real programs (mail clients, inetd, nginx) against the release build,
+# then a short smoke pass of the benchmark (fails on errors or lost mail, never on a time).
+failed=0
+for suite in "scripts/interop.sh" "scripts/scale-test.sh" "scripts/bench.sh --smoke"; do
+    if [ -x "${suite%% *}" ]; then
         echo "== $suite"
-        "$suite"
+        $suite || { echo "FAILED: $suite"; failed=1; }
     fi
 done
+exit $failed
