@@ -1,0 +1,390 @@
+//! What the router answers one auth_http request: the backend that holds the user's
+//! maildrop, or why not. Pure: the routes and users in force are passed in, and the caller
+//! logs the verdict and writes the answer.
+//!
+//! Two modes. Route only (no users file): every USER/PASS or AUTH PLAIN login is sent to its
+//! backend, which checks the password and refuses a wrong one exactly as it refuses an
+//! unknown user (the unknown user being sent to the default route). With a users file the
+//! router checks the credentials itself, so APOP and CRAM-MD5 work through the proxy: nginx
+//! makes its own challenge, the router checks the digest against the clear password and hands
+//! that password back for nginx's USER/PASS login to the backend.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pop3d::auth;
+use pop3d::session::MAX_AUTH_FAILURES;
+use pop3d::users::{User, UsersDb};
+
+use crate::http::{Answer, AuthRequest, Method};
+use crate::routes::Routes;
+
+/// What the client reads after "-ERR " for a wrong password or an unknown user: pop3d's own
+/// words, so that a client sees the same refusal through the proxy as direct.
+pub const LOGIN_FAILED: &str = "[AUTH] invalid user name or password";
+
+const NOT_POP3: &str = "[SYS/PERM] this server routes pop3 only";
+const METHOD_UNAVAILABLE: &str = "[SYS/PERM] authentication method not available";
+const PASSWORD_NOT_PASSABLE: &str =
+    "[SYS/PERM] this account cannot use apop or cram-md5 through the proxy, use user and pass";
+
+/// The verdict on one request, for the log and the answer.
+#[derive(PartialEq, Eq)]
+pub enum Verdict {
+    Routed {
+        user: String,
+        backend: SocketAddr,
+        /// The clear password for nginx to log in with, for digest logins.
+        pass: Option<String>,
+    },
+    /// A wrong password or an unknown user: the router does not tell them apart to anyone.
+    LoginFailed,
+    /// Auth-Protocol other than pop3 (nginx also proxies IMAP and SMTP).
+    NotPop3,
+    /// A method the router cannot check: APOP or CRAM-MD5 without a users file (the backend
+    /// never sees nginx's challenge), or one POP3 does not have.
+    MethodUnavailable,
+    /// Right digest, but the password cannot travel in nginx's Auth-Pass header (a control
+    /// character, or a blank at either end, which nginx strips): its login to the backend
+    /// would fail.
+    PasswordNotPassable { user: String },
+}
+
+impl std::fmt::Debug for Verdict {
+    // The password handed back must not reach a log through a stray {:?}.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Routed { user, backend, .. } => write!(f, "Routed({user}, {backend})"),
+            Verdict::LoginFailed => f.write_str("LoginFailed"),
+            Verdict::NotPop3 => f.write_str("NotPop3"),
+            Verdict::MethodUnavailable => f.write_str("MethodUnavailable"),
+            Verdict::PasswordNotPassable { user } => write!(f, "PasswordNotPassable({user})"),
+        }
+    }
+}
+
+/// Decides one request. `users` is None in route-only mode.
+pub fn decide(request: &AuthRequest, routes: &Routes, users: Option<&UsersDb>) -> Verdict {
+    if !request.protocol.eq_ignore_ascii_case("pop3") {
+        return Verdict::NotPop3;
+    }
+    let name = String::from_utf8_lossy(&request.user);
+    let Some(users) = users else {
+        return match request.method {
+            // A name that is not UTF-8 has no route of its own: the default backend refuses
+            // it as it refuses any unknown user.
+            Method::Plain | Method::Login => Verdict::Routed {
+                backend: routes.route(&name),
+                user: name.into_owned(),
+                pass: None,
+            },
+            _ => Verdict::MethodUnavailable,
+        };
+    };
+    // A password that is not UTF-8 matches no line of the users file.
+    let given = std::str::from_utf8(&request.pass).ok();
+    let salt = request.salt.as_deref();
+    let user = match (&request.method, salt) {
+        (Method::Plain | Method::Login, _) => checked_user(users, &request.user, |secret| {
+            given.is_some_and(|given| auth::check_password(secret, given))
+        }),
+        (Method::Apop, Some(salt)) => checked_user(users, &request.user, |secret| {
+            given.is_some_and(|given| auth::check_apop(salt, secret, given))
+        }),
+        (Method::CramMd5, Some(salt)) => checked_user(users, &request.user, |secret| {
+            given.is_some_and(|given| auth::check_cram_md5(salt, secret, given))
+        }),
+        // A digest without the challenge it answers cannot be right.
+        (Method::Apop | Method::CramMd5, None) => None,
+        (Method::Other(_), _) => return Verdict::MethodUnavailable,
+    };
+    let Some(user) = user else {
+        return Verdict::LoginFailed;
+    };
+    let pass = match request.method {
+        Method::Apop | Method::CramMd5 => {
+            if !passable(&user.password) {
+                return Verdict::PasswordNotPassable { user: user.name };
+            }
+            Some(user.password)
+        }
+        // nginx logs in with what the client typed, which is the password.
+        _ => None,
+    };
+    Verdict::Routed {
+        backend: routes.route(&user.name),
+        user: user.name,
+        pass,
+    }
+}
+
+/// Whether nginx can hand `password` to the backend as it is: it reads Auth-Pass as one
+/// header value, so a line break would end it (and let the password write headers of its
+/// own), and it trims blanks at either end.
+fn passable(password: &str) -> bool {
+    !password.bytes().any(|b| b.is_ascii_control()) && password.trim_matches(' ') == password
+}
+
+/// Looks the user up and checks the credential. An unknown, invalid or non-UTF-8 name still
+/// runs the check against a dummy secret, so the work is the same either way (as in pop3d).
+fn checked_user(users: &UsersDb, name: &[u8], check: impl Fn(&str) -> bool) -> Option<User> {
+    const DUMMY_SECRET: &str = "pop3d-no-such-user-dummy-secret";
+    let user = std::str::from_utf8(name)
+        .ok()
+        .filter(|name| auth::valid_user_name(name))
+        .and_then(|name| users.get(name));
+    match user {
+        Some(user) if check(&user.password) => Some(user.clone()),
+        Some(_) => None,
+        None => {
+            let _ = check(DUMMY_SECRET);
+            None
+        }
+    }
+}
+
+/// The answer for a verdict, and how long to wait before giving it. A refusal normally
+/// carries `Auth-Wait: wait`, so nginx answers the client after that delay and lets it try
+/// again; the last attempt pop3d itself would allow is answered after the same delay, but
+/// without Auth-Wait, so that nginx closes the connection as pop3d would.
+pub fn answer(verdict: &Verdict, attempt: u32, wait: Duration) -> (Answer, Duration) {
+    let refuse = |status, last: bool| {
+        if last {
+            (Answer::Refuse { status, wait: None }, wait)
+        } else {
+            let seconds = Some(wait.as_secs());
+            (
+                Answer::Refuse {
+                    status,
+                    wait: seconds,
+                },
+                Duration::ZERO,
+            )
+        }
+    };
+    match verdict {
+        Verdict::Routed { backend, pass, .. } => (
+            Answer::Route {
+                backend: *backend,
+                pass: pass.clone(),
+            },
+            Duration::ZERO,
+        ),
+        Verdict::LoginFailed => refuse(LOGIN_FAILED, attempt >= MAX_AUTH_FAILURES),
+        Verdict::NotPop3 => refuse(NOT_POP3, true),
+        Verdict::MethodUnavailable => refuse(METHOD_UNAVAILABLE, false),
+        Verdict::PasswordNotPassable { .. } => refuse(PASSWORD_NOT_PASSABLE, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USERS: &str = "alice:wonderland\nbob:builder\nspacey: pad \ncr:a\rb\n";
+    const ROUTES: &[u8] = b"bob:127.0.0.1:1102\n*:127.0.0.1:1101\n";
+    const SALT: &str = "<1896.697170952@dbc.mtview.ca.us>";
+
+    fn request(method: Method, user: &[u8], pass: &[u8], salt: Option<&str>) -> AuthRequest {
+        AuthRequest {
+            method,
+            protocol: "pop3".into(),
+            user: user.to_vec(),
+            pass: pass.to_vec(),
+            salt: salt.map(str::to_owned),
+            client: None,
+            attempt: 1,
+        }
+    }
+
+    fn routed(user: &str, backend: &str, pass: Option<&str>) -> Verdict {
+        Verdict::Routed {
+            user: user.into(),
+            backend: backend.parse().unwrap(),
+            pass: pass.map(str::to_owned),
+        }
+    }
+
+    fn hmac_hex(secret: &str, challenge: &str) -> String {
+        auth::hmac_md5(secret.as_bytes(), challenge.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn with_users_the_router_checks_every_method() {
+        let users = UsersDb::parse(USERS).unwrap();
+        let routes = Routes::parse(ROUTES).unwrap();
+        let apop = auth::apop_digest(SALT, "builder");
+        let apop_upper = apop.to_ascii_uppercase();
+        let cram = hmac_hex("wonderland", SALT);
+        let table = [
+            (
+                request(Method::Plain, b"alice", b"wonderland", None),
+                routed("alice", "127.0.0.1:1101", None),
+            ),
+            (
+                request(Method::Login, b"bob", b"builder", None),
+                routed("bob", "127.0.0.1:1102", None),
+            ),
+            (
+                request(Method::Apop, b"bob", apop.as_bytes(), Some(SALT)),
+                routed("bob", "127.0.0.1:1102", Some("builder")),
+            ),
+            (
+                request(Method::Apop, b"bob", apop_upper.as_bytes(), Some(SALT)),
+                routed("bob", "127.0.0.1:1102", Some("builder")),
+            ),
+            (
+                request(Method::CramMd5, b"alice", cram.as_bytes(), Some(SALT)),
+                routed("alice", "127.0.0.1:1101", Some("wonderland")),
+            ),
+            (
+                request(Method::Plain, b"alice", b"wrong", None),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::Plain, b"nobody", b"wonderland", None),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::Plain, b"Alice", b"wonderland", None),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::Plain, b"\xffalice", b"wonderland", None),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::Plain, b"alice", b"wonderland ", None),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::Apop, b"bob", apop.as_bytes(), Some("<other@salt>")),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::Apop, b"bob", apop.as_bytes(), None),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::CramMd5, b"alice", apop.as_bytes(), Some(SALT)),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::Plain, b"spacey", b" pad ", None),
+                routed("spacey", "127.0.0.1:1101", None),
+            ),
+            (
+                request(
+                    Method::Apop,
+                    b"spacey",
+                    auth::apop_digest(SALT, " pad ").as_bytes(),
+                    Some(SALT),
+                ),
+                Verdict::PasswordNotPassable {
+                    user: "spacey".into(),
+                },
+            ),
+            (
+                request(
+                    Method::CramMd5,
+                    b"cr",
+                    hmac_hex("a\rb", SALT).as_bytes(),
+                    Some(SALT),
+                ),
+                Verdict::PasswordNotPassable { user: "cr".into() },
+            ),
+            (
+                request(Method::Plain, b"alice", b"wonder\xffland", None),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::Other("external".into()), b"alice", b"", None),
+                Verdict::MethodUnavailable,
+            ),
+        ];
+        for (request, verdict) in table {
+            assert_eq!(
+                decide(&request, &routes, Some(&users)),
+                verdict,
+                "{request:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn route_only_sends_every_plain_login_to_its_backend() {
+        let routes = Routes::parse(ROUTES).unwrap();
+        let table = [
+            (
+                request(Method::Plain, b"bob", b"anything", None),
+                routed("bob", "127.0.0.1:1102", None),
+            ),
+            (
+                request(Method::Login, b"nobody", b"x", None),
+                routed("nobody", "127.0.0.1:1101", None),
+            ),
+            (
+                request(Method::Apop, b"bob", b"0123", Some(SALT)),
+                Verdict::MethodUnavailable,
+            ),
+            (
+                request(Method::CramMd5, b"bob", b"0123", Some(SALT)),
+                Verdict::MethodUnavailable,
+            ),
+        ];
+        for (request, verdict) in table {
+            assert_eq!(decide(&request, &routes, None), verdict, "{request:?}");
+        }
+    }
+
+    #[test]
+    fn other_protocols_are_refused() {
+        let routes = Routes::parse(ROUTES).unwrap();
+        let mut r = request(Method::Plain, b"bob", b"builder", None);
+        r.protocol = "imap".into();
+        assert_eq!(decide(&r, &routes, None), Verdict::NotPop3);
+    }
+
+    #[test]
+    fn refusals_wait_and_the_last_attempt_closes_after_the_same_delay() {
+        let wait = Duration::from_secs(2);
+        let (first, delay) = answer(&Verdict::LoginFailed, 1, wait);
+        assert_eq!(
+            first,
+            Answer::Refuse {
+                status: LOGIN_FAILED,
+                wait: Some(2)
+            }
+        );
+        assert_eq!(delay, Duration::ZERO);
+        let (last, delay) = answer(&Verdict::LoginFailed, MAX_AUTH_FAILURES, wait);
+        assert_eq!(
+            last,
+            Answer::Refuse {
+                status: LOGIN_FAILED,
+                wait: None
+            }
+        );
+        assert_eq!(delay, wait);
+    }
+
+    #[test]
+    fn a_route_answer_carries_the_password_only_for_digest_logins() {
+        let (a, delay) = answer(
+            &routed("bob", "127.0.0.1:1102", Some("builder")),
+            1,
+            Duration::ZERO,
+        );
+        assert_eq!(
+            a,
+            Answer::Route {
+                backend: "127.0.0.1:1102".parse().unwrap(),
+                pass: Some("builder".into())
+            }
+        );
+        assert_eq!(delay, Duration::ZERO);
+    }
+}

@@ -1,0 +1,491 @@
+//! pop3d-router: the `auth_http` service behind nginx's mail proxy. For each POP3 login nginx
+//! asks it over HTTP which backend pop3d holds the user's maildrop; it answers from the routes
+//! file, and with `--users` it checks the password (plain, APOP, CRAM-MD5) itself first.
+//!
+//! Command line -> Config (getopts), logging, then one accept loop per listener and one
+//! short-lived thread per request, with a cap on them. The wire format is in `http`, the
+//! routes file in `routes`, the decision in `decide`; `main` is the only place that exits.
+
+mod decide;
+mod http;
+mod routes;
+
+use std::fmt;
+use std::io::{self, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use getopts::Options;
+use pop3d::logging::{self, Destination};
+use pop3d::users::{UsersError, UsersFile};
+
+use crate::decide::Verdict;
+use crate::http::Answer;
+use crate::routes::{RoutesError, RoutesFile};
+
+/// nginx writes its request at once on a fresh connection and reads the answer at once: a
+/// peer slower than this is not nginx, and must not hold a thread.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Request threads need little stack: the deepest path is parsing one small head.
+const REQUEST_STACK: usize = 128 * 1024;
+
+/// Reads per request come from a buffer of this size; a head is at most `MAX_HEAD_OCTETS`.
+const INPUT_BUFFER: usize = 2 * 1024;
+
+/// After an accept error (out of descriptors), pause rather than spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, PartialEq)]
+struct Config {
+    listen: Vec<SocketAddr>,
+    routes: PathBuf,
+    users: Option<PathBuf>,
+    wait: Duration,
+    max_connections: usize,
+    log_file: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+enum Action {
+    Run(Config),
+    Help,
+    Version,
+}
+
+/// Start-up failures; each is one line on stderr.
+#[derive(Debug)]
+enum Error {
+    Usage(String),
+    Logging(logging::LoggingError),
+    Routes { path: PathBuf, error: RoutesError },
+    Users { path: PathBuf, error: UsersError },
+    Bind { addr: SocketAddr, error: io::Error },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(why) => f.write_str(why),
+            Error::Logging(e) => write!(f, "{e}"),
+            Error::Routes { path, error } => write!(f, "{}: {error}", path.display()),
+            Error::Users { path, error } => write!(f, "{}: {error}", path.display()),
+            Error::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Usage(_) => None,
+            Error::Logging(e) => Some(e),
+            Error::Routes { error, .. } => Some(error),
+            Error::Users { error, .. } => Some(error),
+            Error::Bind { error, .. } => Some(error),
+        }
+    }
+}
+
+fn options() -> Options {
+    let mut o = Options::new();
+    o.optmulti(
+        "l",
+        "listen",
+        "listen on ADDR (host:port); may be repeated; default 127.0.0.1:9110",
+        "ADDR",
+    );
+    o.optopt(
+        "r",
+        "routes",
+        "routes file (user:address:port lines and a *:address:port default); default /etc/pop3d/routes",
+        "FILE",
+    );
+    o.optopt(
+        "u",
+        "users",
+        "check passwords (plain, apop, cram-md5) against this pop3d users file; default: route only, the backend checks",
+        "FILE",
+    );
+    o.optopt(
+        "w",
+        "wait",
+        "seconds nginx waits before passing on a refused login (Auth-Wait); default 1",
+        "SECONDS",
+    );
+    o.optopt(
+        "c",
+        "max-connections",
+        "concurrent requests; default 100",
+        "N",
+    );
+    o.optopt(
+        "",
+        "log-file",
+        "append the log to FILE instead of stderr",
+        "FILE",
+    );
+    o.optflag("h", "help", "print this help and exit");
+    o.optflag("V", "version", "print the version and exit");
+    o
+}
+
+fn usage() -> String {
+    options().usage(
+        "Usage: pop3d-router [options]\n\n\
+         The auth_http service for nginx's mail proxy in front of pop3d backends.",
+    )
+}
+
+fn parse_args(args: &[String]) -> Result<Action, String> {
+    let m = options().parse(args).map_err(|e| e.to_string())?;
+    if m.opt_present("h") {
+        return Ok(Action::Help);
+    }
+    if m.opt_present("V") {
+        return Ok(Action::Version);
+    }
+    if let Some(extra) = m.free.first() {
+        return Err(format!("unexpected argument: {extra}"));
+    }
+    let mut listen = Vec::new();
+    let addrs = m.opt_strs("l");
+    let addrs = if addrs.is_empty() {
+        vec!["127.0.0.1:9110".to_string()]
+    } else {
+        addrs
+    };
+    for a in &addrs {
+        let resolved = a
+            .to_socket_addrs()
+            .map_err(|e| format!("--listen: {a}: {e}"))?;
+        for r in resolved {
+            if !listen.contains(&r) {
+                listen.push(r);
+            }
+        }
+    }
+    let wait = number(&m, "w", "wait", 1)?;
+    if wait == 0 {
+        // Without Auth-Wait nginx closes the connection, and with 0 it would answer at once.
+        return Err("--wait: must be at least 1 second".into());
+    }
+    let max_connections = number(&m, "c", "max-connections", 100)?;
+    if max_connections == 0 {
+        return Err("--max-connections: must be at least 1".into());
+    }
+    Ok(Action::Run(Config {
+        listen,
+        routes: PathBuf::from(m.opt_str("r").unwrap_or_else(|| "/etc/pop3d/routes".into())),
+        users: m.opt_str("u").map(PathBuf::from),
+        wait: Duration::from_secs(wait),
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        log_file: m.opt_str("log-file").map(PathBuf::from),
+    }))
+}
+
+fn number(m: &getopts::Matches, short: &str, option: &str, default: u64) -> Result<u64, String> {
+    match m.opt_str(short) {
+        None => Ok(default),
+        Some(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text
+            .parse()
+            .map_err(|_| format!("--{option}: {text}: too large")),
+        Some(text) => Err(format!("--{option}: {text}: not a number")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match try_main(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pop3d-router: {e}");
+            if let Error::Usage(_) = e {
+                eprintln!("{}", usage());
+                return ExitCode::from(2);
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn try_main(args: &[String]) -> Result<(), Error> {
+    let config = match parse_args(args).map_err(Error::Usage)? {
+        Action::Help => {
+            println!("{}", usage());
+            return Ok(());
+        }
+        Action::Version => {
+            println!("pop3d-router {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Action::Run(config) => config,
+    };
+    let destination = config
+        .log_file
+        .clone()
+        .map_or(Destination::Stderr, Destination::File);
+    logging::init(destination).map_err(Error::Logging)?;
+    let routes = RoutesFile::load(&config.routes).map_err(|error| Error::Routes {
+        path: config.routes.clone(),
+        error,
+    })?;
+    let users = match &config.users {
+        Some(path) => Some(UsersFile::load(path).map_err(|error| Error::Users {
+            path: path.clone(),
+            error,
+        })?),
+        None => None,
+    };
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        let listener =
+            TcpListener::bind(addr).map_err(|error| Error::Bind { addr: *addr, error })?;
+        log::info!(
+            "listening on {}, {}",
+            listener.local_addr().unwrap_or(*addr),
+            match &config.users {
+                Some(path) => format!("checking passwords against {}", path.display()),
+                None => "route only (the backends check passwords)".into(),
+            }
+        );
+        listeners.push(listener);
+    }
+    let router = Arc::new(Router {
+        routes,
+        users,
+        wait: config.wait,
+        max_connections: config.max_connections,
+        open: AtomicUsize::new(0),
+    });
+    let mut loops = Vec::new();
+    for listener in listeners {
+        let router = Arc::clone(&router);
+        let spawned = thread::Builder::new()
+            .name("router-accept".into())
+            .spawn(move || router.accept_loop(&listener));
+        match spawned {
+            Ok(handle) => loops.push(handle),
+            Err(e) => log::error!("cannot start an accept loop: {e}"),
+        }
+    }
+    for handle in loops {
+        let _ = handle.join();
+    }
+    Ok(())
+}
+
+struct Router {
+    routes: RoutesFile,
+    users: Option<UsersFile>,
+    wait: Duration,
+    max_connections: usize,
+    open: AtomicUsize,
+}
+
+/// A request's place under the cap, given back on Drop (a panicking thread included).
+struct Slot(Arc<Router>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Router {
+    fn accept_loop(self: &Arc<Self>, listener: &TcpListener) {
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    thread::sleep(ACCEPT_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        if self.open.fetch_add(1, Ordering::SeqCst) >= self.max_connections {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+            // nginx tells its client "internal server error" and logs why; better than a
+            // queue of threads that outlives the logins waiting on it.
+            log::warn!("{peer}: refused, {} requests open", self.max_connections);
+            return;
+        }
+        let slot = Slot(Arc::clone(self));
+        let spawned = thread::Builder::new()
+            .name("router-request".into())
+            .stack_size(REQUEST_STACK)
+            .spawn(move || {
+                let router = Arc::clone(&slot.0);
+                router.serve(&stream, peer);
+                drop(slot);
+            });
+        if let Err(e) = spawned {
+            log::error!("{peer}: cannot start a request thread: {e}");
+        }
+    }
+
+    /// Answers one request on one connection.
+    fn serve(&self, stream: &TcpStream, peer: SocketAddr) {
+        if let Err(e) = stream
+            .set_read_timeout(Some(REQUEST_TIMEOUT))
+            .and_then(|()| stream.set_write_timeout(Some(REQUEST_TIMEOUT)))
+        {
+            log::warn!("{peer}: cannot set up the connection: {e}");
+            return;
+        }
+        let mut input = BufReader::with_capacity(INPUT_BUFFER, stream);
+        let request = match http::read_request(&mut input) {
+            Ok(request) => request,
+            Err(e) => {
+                log::warn!("{peer}: {e}");
+                if !matches!(e, http::HttpError::Io(_) | http::HttpError::Truncated) {
+                    let _ = http::write_answer(&mut &*stream, &Answer::BadRequest);
+                }
+                return;
+            }
+        };
+        let users = self.users.as_ref().map(UsersFile::current);
+        let verdict = decide::decide(&request, &self.routes.current(), users.as_deref());
+        let client = request
+            .client
+            .map_or_else(|| format!("{peer} (no client-ip)"), |ip| ip.to_string());
+        let method = &request.method;
+        match &verdict {
+            Verdict::Routed { user, backend, .. } => {
+                log::info!(
+                    "{client}: {method} login as {} routed to {backend}",
+                    user.escape_debug()
+                )
+            }
+            Verdict::LoginFailed => log::info!(
+                "{client}: {method} login failed (attempt {})",
+                request.attempt
+            ),
+            Verdict::NotPop3 => log::warn!(
+                "{client}: refused, protocol {} is not pop3",
+                request.protocol.escape_debug()
+            ),
+            Verdict::MethodUnavailable => log::warn!(
+                "{client}: refused, {method} login {}",
+                if self.users.is_some() {
+                    "is not a pop3 method"
+                } else {
+                    "needs the router's --users (nginx's pop3_auth should be plain only)"
+                }
+            ),
+            Verdict::PasswordNotPassable { user } => log::warn!(
+                "{client}: refused {method} login as {}: the password has a control character \
+                 or a blank at an end, which nginx cannot pass to the backend",
+                user.escape_debug()
+            ),
+        }
+        let (answer, delay) = decide::answer(&verdict, request.attempt, self.wait);
+        // The last refused attempt is answered late by the router itself, since nginx only
+        // waits when told to with Auth-Wait, and then it keeps the connection open.
+        thread::sleep(delay);
+        if let Err(e) = http::write_answer(&mut &*stream, &answer) {
+            log::warn!("{peer}: cannot answer: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse_args(&args)? {
+            Action::Run(c) => Ok(c),
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:9110".parse().unwrap()]);
+        assert_eq!(c.routes, PathBuf::from("/etc/pop3d/routes"));
+        assert_eq!(c.users, None);
+        assert_eq!(c.wait, Duration::from_secs(1));
+        assert_eq!(c.max_connections, 100);
+        assert_eq!(c.log_file, None);
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let c = run(&[
+            "-l",
+            "127.0.0.1:1",
+            "--listen",
+            "[::1]:2",
+            "-r",
+            "/r",
+            "-u",
+            "/u",
+            "-w",
+            "3",
+            "-c",
+            "7",
+            "--log-file",
+            "/l",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.listen,
+            vec!["127.0.0.1:1".parse().unwrap(), "[::1]:2".parse().unwrap()]
+        );
+        assert_eq!(c.routes, PathBuf::from("/r"));
+        assert_eq!(c.users, Some(PathBuf::from("/u")));
+        assert_eq!(c.wait, Duration::from_secs(3));
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.log_file, Some(PathBuf::from("/l")));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for args in [
+            &["-w", "0"][..],
+            &["-w", "x"],
+            &["-c", "0"],
+            &["-c", "-1"],
+            &["-l", "nonsense"],
+            &["--bogus"],
+            &["stray"],
+        ] {
+            assert!(run(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_option() {
+        let text = usage();
+        for needle in [
+            "--listen",
+            "--routes",
+            "--users",
+            "--wait",
+            "--max-connections",
+            "--log-file",
+            "--help",
+            "--version",
+        ] {
+            assert!(text.contains(needle), "{needle}");
+        }
+    }
+}
