@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# Interop suite: real POP3 clients against the built pop3d, on 127.0.0.1 only.
+#
+# fetchmail, mpop, getmail6, curl and Python's poplib fetch a fixture mbox (dot lines, ">From "
+# lines, an empty body, CRLF on disk, 8-bit bytes, a several-MB message, no final newline)
+# from a standalone pop3d, and poplib and curl again from pop3d run by openbsd-inetd with the
+# example line of scripts/inetd.conf. Every stored message is compared byte for byte with the
+# fixture. Each check prints "ok - ..." or "not ok - ..."; the last line is "N passed,
+# M failed" and the exit status is 1 if anything failed.
+#
+# Installs what it needs when missing (Debian packages); run as root in CI.
+set -uo pipefail
+shopt -s nullglob
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+HERE=$ROOT/scripts/interop
+
+. scripts/lib/packages.sh
+need_packages curl:curl fetchmail:fetchmail mpop:mpop getmail:getmail6 inetd:openbsd-inetd python3:python3
+
+if ! cargo build --release --quiet; then
+    echo "not ok - cargo build --release"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+BIN=$ROOT/target/release/pop3d
+T=$(mktemp -d /tmp/pop3d-interop.XXXXXX)
+SERVER_PID=
+INETD_PID=
+
+cleanup() {
+    local pid
+    for pid in $SERVER_PID $INETD_PID; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+PASSED=0
+FAILED=0
+ok() { echo "ok - $*"; PASSED=$((PASSED + 1)); }
+not_ok() { echo "not ok - $*"; FAILED=$((FAILED + 1)); }
+# expect DESCRIPTION COMMAND...: one check, passed when COMMAND succeeds.
+expect() {
+    local desc=$1
+    shift
+    if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+# show FILE: a client's output after a failure, as comment lines.
+show() { sed -e 's/^/#   /' "$1" | tail -n 40; }
+# checks COMMAND...: runs a helper that prints ok / not ok lines itself, and counts them.
+checks() {
+    local out rc passed failed
+    out=$(timeout 60 "$@" 2>&1)
+    rc=$?
+    printf '%s\n' "$out"
+    passed=$(grep -c '^ok - ' <<<"$out")
+    failed=$(grep -c '^not ok - ' <<<"$out")
+    PASSED=$((PASSED + passed))
+    FAILED=$((FAILED + failed))
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        not_ok "$(basename "$1") ${2:-} ended with status $rc"
+    fi
+}
+# run LABEL WANT_STATUS LOG COMMAND...: a client run, bounded, that must exit with WANT_STATUS.
+run() {
+    local label=$1 want=$2 log=$3 rc
+    shift 3
+    timeout 60 "$@" >"$log" 2>&1
+    rc=$?
+    if [ "$rc" -eq "$want" ]; then
+        ok "$label (exit $rc)"
+    else
+        not_ok "$label (exit $rc, expected $want)"
+        show "$log"
+    fi
+}
+# messages LABEL [--lf] [--added HEADER] [--only NN,..] FILE...: compares stored messages
+# with the fixtures (see compare.py).
+messages() {
+    local label=$1
+    shift
+    checks python3 "$HERE/compare.py" messages "$label" "$FIX" "$@"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (at most 10 s).
+wait_port() {
+    local i
+    for i in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+# fresh_mbox USER: the user's maildrop holds exactly the fixture mbox.
+fresh_mbox() { cp "$FIX/mbox" "$T/mail/$1"; }
+# new_files DIR LISTING: the files in DIR that LISTING (an earlier `ls DIR`) lacks.
+new_files() { comm -13 "$2" <(ls "$1") | sed -e "s|^|$1/|"; }
+# children PID: the processes whose parent is PID (without procps).
+children() { grep -l "^PPid:[[:space:]]*$1\$" /proc/[0-9]*/status 2>/dev/null; }
+# no_children PID: PID has no child process left, within 5 s.
+no_children() {
+    local i
+    for i in $(seq 50); do
+        [ -z "$(children "$1")" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+maildir() { mkdir -p "$1/cur" "$1/new" "$1/tmp"; }
+
+START=$SECONDS
+FIX=$T/fixtures
+python3 "$HERE/fixtures.py" "$FIX" || exit 1
+COUNT=$(($(wc -l <"$FIX/names") - 1))
+PW='open sesame'
+ME=$(id -un)
+USERS="poplib curl fmkeep fmdelete fmcram mpop mpopcram getmail inetdpy inetdcurl"
+mkdir -p "$T/mail"
+for u in $USERS; do echo "$u:$PW"; done >"$T/users"
+chmod 600 "$T/users"
+
+# Client versions, for the record.
+echo "# $("$BIN" --version 2>&1 | head -n 1)"
+echo "# $(fetchmail --version 2>/dev/null | grep -m 1 'release')"
+echo "# $(mpop --version | head -n 1)"
+echo "# $(getmail --version 2>&1 | head -n 1)"
+echo "# $(curl --version | head -n 1)"
+echo "# $(python3 --version) poplib"
+echo "# openbsd-inetd $(dpkg-query -W -f '${Version}' openbsd-inetd 2>/dev/null)"
+
+PORT=$(free_port)
+"$BIN" --listen "127.0.0.1:$PORT" --users "$T/users" --maildrop "$T/mail/%u" --timeout 60 \
+    --hostname interop.test --log-file "$T/pop3d.log" &
+SERVER_PID=$!
+if ! wait_port "$PORT"; then
+    not_ok "pop3d listens on 127.0.0.1:$PORT"
+    show "$T/pop3d.log"
+    echo "$PASSED passed, $FAILED failed"
+    exit 1
+fi
+
+# --- Python's poplib -------------------------------------------------------------------------
+echo "# poplib"
+fresh_mbox poplib
+checks python3 "$HERE/poplib_client.py" poplib 127.0.0.1 "$PORT" poplib "$PW" "$FIX"
+
+# --- curl ------------------------------------------------------------------------------------
+echo "# curl"
+fresh_mbox curl
+C=$T/curl
+mkdir -p "$C"
+URL="pop3://127.0.0.1:$PORT"
+CURL=(curl -sS --max-time 50 -u "curl:$PW")
+run "curl: LIST" 0 "$C/list.log" "${CURL[@]}" -o "$C/list" "$URL/"
+checks python3 "$HERE/compare.py" list curl "$FIX" "$C/list"
+# RETR of every message; one curl run per login method, with the trace to see which was used.
+for auth in default PLAIN CRAM-MD5 +APOP; do
+    d=$C/retr-$auth
+    mkdir -p "$d"
+    opts=()
+    [ "$auth" = default ] || opts=(--login-options "AUTH=$auth")
+    run "curl: RETR 1..$COUNT, login $auth" 0 "$d.log" \
+        "${CURL[@]}" -v "${opts[@]}" -o "$d/#1" "$URL/[1-$COUNT]"
+    case $auth in
+    PLAIN | CRAM-MD5) sent="AUTH $auth" ;;
+    +APOP) sent="APOP curl " ;;
+    *) sent="" ;;
+    esac
+    if [ -n "$sent" ]; then
+        expect "curl: login $auth sent \"$sent\"" grep -q "^> $sent" "$d.log"
+    fi
+    messages "curl ($auth)" "$d"/*
+done
+run "curl: UIDL" 0 "$C/uidl.log" "${CURL[@]}" -X UIDL -o "$C/uidl" "$URL/"
+run "curl: UIDL in a later session" 0 "$C/uidl2.log" "${CURL[@]}" -X UIDL -o "$C/uidl2" "$URL/"
+checks python3 "$HERE/compare.py" uidl curl "$FIX" "$C/uidl" "$C/uidl2"
+for top in "2 3" "2 0" "4 0" "8 5" "9 100"; do
+    f=$C/top-${top// /-}
+    run "curl: TOP $top" 0 "$f.log" "${CURL[@]}" -X "TOP $top" -o "$f" "$URL/"
+    checks python3 "$HERE/compare.py" top curl "$FIX" $(printf '%02d' "${top% *}") "${top#* }" "$f"
+done
+expect "curl: the mbox is unchanged" cmp -s "$FIX/mbox" "$T/mail/curl"
+
+# --- fetchmail -------------------------------------------------------------------------------
+echo "# fetchmail"
+F=$T/fetchmail
+mkdir -p "$F/home"
+# fetchmailrc POLL_USER KEEP: a run control file for the user's maildrop; each run adds --auth
+# and --mda on the command line.
+# "invisible" stops the Received header, "no rewrite" the address rewriting, and "no stripcr"
+# keeps the CRLF line ends that fetchmail otherwise strips when it delivers to an MDA.
+# sslproto '': fetchmail 6.4's default ('auto') requires TLS, so it sends STLS although CAPA
+# does not offer it and gives up on the -ERR; the empty value turns STARTTLS off.
+fetchmailrc() {
+    local rc=$F/$1.rc
+    cat >"$rc" <<EOF
+set no bouncemail
+set no syslog
+set invisible
+poll 127.0.0.1 port $PORT protocol pop3 timeout 30
+    user "$1" there with password "$PW" is "$ME" here
+    $2 fetchall no rewrite no stripcr sslproto ''
+EOF
+    chmod 600 "$rc"
+    echo "$rc"
+}
+# fetchmail_cmd FETCHMAILRC AUTH DIR: sets FETCHMAIL to a fetchmail run delivering through
+# deliver.sh (one file per message) into DIR. As root fetchmail only warns; FETCHMAILHOME
+# keeps its .fetchids and lock in the temp directory, and FETCHMAILUSER makes it run the MDA
+# as this user.
+fetchmail_cmd() {
+    mkdir -p "$3"
+    FETCHMAIL=(env FETCHMAILHOME="$F/home" FETCHMAILUSER="$ME"
+        fetchmail --nodetach --verbose -f "$1" --auth "$2" --mda "$HERE/deliver.sh $3")
+}
+
+fresh_mbox fmkeep
+rc=$(fetchmailrc fmkeep keep)
+fetchmail_cmd "$rc" password "$F/keep"
+run "fetchmail: keep, --auth password" 0 "$F/keep.log" "${FETCHMAIL[@]}"
+expect "fetchmail: logged in with USER/PASS" grep -q 'POP3> PASS' "$F/keep.log"
+messages "fetchmail (keep)" "$F/keep"/*
+expect "fetchmail: keep leaves the mbox unchanged" cmp -s "$FIX/mbox" "$T/mail/fmkeep"
+
+fresh_mbox fmdelete
+rc=$(fetchmailrc fmdelete "no keep")
+fetchmail_cmd "$rc" password "$F/delete"
+run "fetchmail: no keep (delete)" 0 "$F/delete.log" "${FETCHMAIL[@]}"
+messages "fetchmail (delete)" "$F/delete"/*
+expect "fetchmail: the fetched messages are deleted from the mbox" test ! -s "$T/mail/fmdelete"
+fetchmail_cmd "$rc" password "$F/delete2"
+run "fetchmail: a second run finds no mail" 1 "$F/delete2.log" "${FETCHMAIL[@]}"
+
+fresh_mbox fmcram
+rc=$(fetchmailrc fmcram keep)
+fetchmail_cmd "$rc" cram-md5 "$F/cram"
+run "fetchmail: keep, --auth cram-md5" 0 "$F/cram.log" "${FETCHMAIL[@]}"
+expect "fetchmail: logged in with AUTH CRAM-MD5" grep -q 'POP3> AUTH CRAM-MD5' "$F/cram.log"
+messages "fetchmail (cram-md5)" "$F/cram"/*
+
+# --- mpop ------------------------------------------------------------------------------------
+echo "# mpop"
+M=$T/mpop
+mkdir -p "$M"
+# mpop stores messages with local LF line ends (its manual: a stored mail is smaller than the
+# size a server counting CRLF reports), so --lf. "received_header off" stops the Received
+# header it would prepend. It pipelines its commands.
+mpoprc() {
+    local rc=$M/$1.rc
+    maildir "$M/$1"
+    cat >"$rc" <<EOF
+defaults
+tls off
+received_header off
+keep on
+uidls_file $M/uidls-%U
+
+account $1
+host 127.0.0.1
+port $PORT
+user $1
+password "$PW"
+auth $2
+delivery maildir $M/$1
+EOF
+    chmod 600 "$rc"
+    echo "$rc"
+}
+fresh_mbox mpop
+rc=$(mpoprc mpop user)
+run "mpop: first run, auth user" 0 "$M/1.log" mpop -q -C "$rc" mpop
+ls "$M/mpop/new" >"$M/after1"
+messages "mpop (first run)" --lf "$M/mpop/new"/*
+run "mpop: second run" 0 "$M/2.log" mpop -q -C "$rc" mpop
+expect "mpop: the second run fetches nothing (UIDL bookkeeping)" \
+    test -z "$(new_files "$M/mpop/new" "$M/after1")"
+# A delivery agent appends a message; the last fixture has no final newline, so the mbox
+# first gets its line ended and a separator, as an mbox writer does.
+printf '\n\n' >>"$T/mail/mpop"
+cat "$FIX/append.mbox" >>"$T/mail/mpop"
+ls "$M/mpop/new" >"$M/after2"
+run "mpop: run after a delivery" 0 "$M/3.log" mpop -q -C "$rc" mpop
+# shellcheck disable=SC2046
+messages "mpop (after the delivery)" --lf --only $(printf '%02d' $((COUNT + 1))) \
+    $(new_files "$M/mpop/new" "$M/after2")
+
+fresh_mbox mpopcram
+rc=$(mpoprc mpopcram cram-md5)
+run "mpop: auth cram-md5" 0 "$M/cram.log" mpop -q -C "$rc" mpopcram
+messages "mpop (cram-md5)" --lf "$M/mpopcram/new"/*
+
+# --- getmail6 --------------------------------------------------------------------------------
+echo "# getmail"
+G=$T/getmail
+maildir "$G/maildir"
+mkdir -p "$G/state"
+fresh_mbox getmail
+# getmail refuses to deliver as root: as root, its Maildir destination switches to nobody,
+# who must be able to reach and write the Maildir.
+getmail_user=
+if [ "$(id -u)" -eq 0 ]; then
+    getmail_user="user = nobody"
+    chmod o+x "$T" "$G"
+    chown -R nobody "$G/maildir"
+fi
+cat >"$G/rc" <<EOF
+[retriever]
+type = SimplePOP3Retriever
+server = 127.0.0.1
+port = $PORT
+username = getmail
+password = $PW
+timeout = 30
+
+[destination]
+type = Maildir
+path = $G/maildir/
+$getmail_user
+
+[options]
+verbose = 0
+read_all = true
+delete = false
+delivered_to = false
+received = false
+EOF
+run "getmail: retrieve all, keep" 0 "$G/run.log" getmail --rcfile "$G/rc" --getmaildir "$G/state"
+# getmail stores local LF line ends and always records the envelope sender in a Return-Path
+# header field at the top of the message ("<unknown>" over POP3; its configuration
+# documentation); Delivered-To and Received are turned off above.
+messages "getmail" --lf --added Return-Path "$G/maildir/new"/*
+expect "getmail: the mbox is unchanged" cmp -s "$FIX/mbox" "$T/mail/getmail"
+
+# --- openbsd-inetd, with the example line of scripts/inetd.conf --------------------------------
+# (Debian's xinetd and openbsd-inetd packages exclude each other, so only one runs here.)
+# through_superserver NAME PORT PID: poplib and curl fetch through pop3d started by the
+# superserver NAME (process PID) listening on 127.0.0.1:PORT.
+through_superserver() {
+    local name=$1 port=$2 pid=$3
+    if ! wait_port "$port"; then
+        not_ok "$name listens on 127.0.0.1:$port"
+        show "$T/$name.log"
+        return
+    fi
+    ok "$name listens on 127.0.0.1:$port"
+    fresh_mbox "${name}py"
+    checks python3 "$HERE/poplib_client.py" "$name poplib" 127.0.0.1 "$port" "${name}py" "$PW" "$FIX"
+    fresh_mbox "${name}curl"
+    mkdir -p "$T/$name-curl"
+    run "$name: curl RETR 1..$COUNT" 0 "$T/$name-curl.log" curl -sS --max-time 50 \
+        -u "${name}curl:$PW" -o "$T/$name-curl/#1" "pop3://127.0.0.1:$port/[1-$COUNT]"
+    messages "$name curl" "$T/$name-curl"/*
+    expect "$name: every pop3d it started has exited" no_children "$pid"
+}
+
+echo "# inetd"
+IPORT=$(free_port)
+# The example line, with the service bound to 127.0.0.1 on a free port (inetd takes a port
+# number there), run as the user running this script, and the paths of this test; nothing
+# else changes.
+sed -e "s|^pop3[[:space:]]|127.0.0.1:$IPORT\t|" \
+    -e "s|[[:space:]]vmail[[:space:]]|\t$ME\t|" \
+    -e "s|/usr/local/sbin/pop3d|$BIN|" \
+    -e "s|/etc/pop3d/users|$T/users|" \
+    -e "s|/var/mail/%u|$T/mail/%u|" \
+    scripts/inetd.conf >"$T/inetd.conf"
+expect "inetd: the example line was adapted (address, port, user, paths)" \
+    grep -q "^127.0.0.1:$IPORT[[:space:]].*[[:space:]]$ME[[:space:]]$BIN[[:space:]].*--inetd.* $T/users .*$T/mail/%u" \
+    "$T/inetd.conf"
+# -d: openbsd-inetd stays in the foreground and reads only this file.
+inetd -d "$T/inetd.conf" >"$T/inetd.log" 2>&1 &
+INETD_PID=$!
+through_superserver inetd "$IPORT" "$INETD_PID"
+
+if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    not_ok "pop3d still running at the end"
+fi
+if [ "$FAILED" -gt 0 ]; then
+    echo "# pop3d log (last lines):"
+    show "$T/pop3d.log"
+fi
+echo "# $((SECONDS - START)) s"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Drives pop3d with Python's poplib, through every poplib method that maps to a command
+pop3d has (user, pass_, apop, stat, list, retr, top, uidl, dele, rset, noop, capa, quit),
+and compares what it gets with the fixtures. Prints "ok - ..." / "not ok - ..." lines; exits
+1 if any check failed.
+
+Usage: poplib_client.py LABEL HOST PORT USER PASSWORD FIXTURES
+The user's maildrop must hold the fixture mbox; on success it ends without message 1.
+"""
+import os
+import poplib
+import re
+import sys
+
+failed = False
+
+
+def check(ok, text, detail=None):
+    global failed
+    print(("ok - " if ok else "not ok - ") + text)
+    sys.stdout.flush()
+    if not ok:
+        failed = True
+        if detail is not None:
+            for line in str(detail).splitlines():
+                print("#   " + line)
+
+
+def refused(label, what, call):
+    """The call must fail with -ERR (poplib.error_proto), the session going on."""
+    try:
+        resp = call()
+    except poplib.error_proto as e:
+        check(str(e).startswith("b'-ERR"), "%s: %s is refused with -ERR" % (label, what), e)
+    else:
+        check(False, "%s: %s is refused with -ERR" % (label, what), resp)
+
+
+def main():
+    label, host, port, user, password, fixtures = sys.argv[1:]
+    port = int(port)
+    names = []
+    expected = []
+    with open(os.path.join(fixtures, "names")) as f:
+        for line in f:
+            num, name = line.rstrip("\n").split(" ", 1)
+            names.append(name)
+            with open(os.path.join(fixtures, "expected", num), "rb") as m:
+                expected.append(m.read())
+    # The last fixture is appended later in another test; this maildrop lacks it.
+    names, expected = names[:-1], expected[:-1]
+    count = len(expected)
+    sizes = [len(m) for m in expected]
+
+    # A wrong password fails, in a session of its own.
+    p = poplib.POP3(host, port, timeout=30)
+    p.user(user)
+    try:
+        p.pass_(password + "x")
+        check(False, "%s: pass_ with a wrong password is refused" % label)
+    except poplib.error_proto as e:
+        check(True, "%s: pass_ with a wrong password is refused (%s)" % (label, e))
+    p.close()
+
+    p = poplib.POP3(host, port, timeout=30)
+    welcome = p.getwelcome()
+    check(
+        re.match(rb"\+OK .*<[^<>@]+@[^<>@]+>", welcome) is not None,
+        "%s: greeting carries an APOP timestamp" % label,
+        welcome,
+    )
+    caps = p.capa()
+    want_caps = ["TOP", "UIDL", "USER", "RESP-CODES", "PIPELINING", "SASL"]
+    check(
+        all(c in caps for c in want_caps) and {"PLAIN", "CRAM-MD5"} <= set(caps.get("SASL", [])),
+        "%s: capa lists %s with PLAIN and CRAM-MD5" % (label, " ".join(want_caps)),
+        caps,
+    )
+    check(p.user(user).startswith(b"+OK"), "%s: user" % label)
+    check(p.pass_(password).startswith(b"+OK"), "%s: pass_" % label)
+    check(p.stat() == (count, sum(sizes)), "%s: stat" % label, (p.stat(), (count, sum(sizes))))
+    resp, listing, _ = p.list()
+    want = [b"%d %d" % (i + 1, s) for i, s in enumerate(sizes)]
+    check(resp.startswith(b"+OK") and listing == want, "%s: list" % label, (resp, listing))
+    check(p.list(3) == b"+OK 3 %d" % sizes[2], "%s: list(3)" % label, p.list(3))
+    for i, (name, want) in enumerate(zip(names, expected)):
+        resp, lines, octets = p.retr(i + 1)
+        got = b"".join(line + b"\r\n" for line in lines)
+        detail = None
+        if got != want:
+            detail = "lengths %d %d; first lines %r / %r" % (len(want), len(got), want[:200], got[:200])
+        check(
+            resp.startswith(b"+OK") and got == want and octets == len(want),
+            "%s: retr(%d) (%s) intact" % (label, i + 1, name),
+            detail,
+        )
+    for num, n in [(2, 0), (2, 3), (4, 0), (9, 100), (7, 5)]:
+        resp, lines, _ = p.top(num, n)
+        full = expected[num - 1]
+        head, sep, body = full.partition(b"\r\n\r\n")
+        body_lines = body.split(b"\r\n")[:-1] if body else []
+        want = head + sep + b"".join(line + b"\r\n" for line in body_lines[:n])
+        got = b"".join(line + b"\r\n" for line in lines)
+        check(resp.startswith(b"+OK") and got == want, "%s: top(%d, %d)" % (label, num, n), (want[-80:], got[-80:]))
+    resp, uid_lines, _ = p.uidl()
+    ids = [line.split(b" ", 1)[1] for line in uid_lines]
+    check(
+        resp.startswith(b"+OK")
+        and [line.split(b" ", 1)[0] for line in uid_lines] == [b"%d" % i for i in range(1, count + 1)]
+        and len(set(ids)) == count
+        and all(re.fullmatch(rb"[\x21-\x7e]{1,70}", u) for u in ids),
+        "%s: uidl lists %d distinct valid ids" % (label, count),
+        uid_lines,
+    )
+    check(p.uidl(5) == b"+OK 5 " + ids[4], "%s: uidl(5) agrees with uidl()" % label, p.uidl(5))
+    check(p.noop().startswith(b"+OK"), "%s: noop" % label)
+    check(p.dele(1).startswith(b"+OK"), "%s: dele(1)" % label)
+    check(p.stat() == (count - 1, sum(sizes) - sizes[0]), "%s: stat after dele(1)" % label, p.stat())
+    refused(label, "retr(1) of a deleted message", lambda: p.retr(1))
+    refused(label, "list(1) of a deleted message", lambda: p.list(1))
+    refused(label, "dele(1) twice", lambda: p.dele(1))
+    refused(label, "retr(%d) past the last message" % (count + 1), lambda: p.retr(count + 1))
+    check(p.rset().startswith(b"+OK"), "%s: rset" % label)
+    check(p.stat() == (count, sum(sizes)), "%s: stat after rset" % label, p.stat())
+    resp, lines, _ = p.retr(1)
+    check(b"".join(line + b"\r\n" for line in lines) == expected[0], "%s: retr(1) after rset" % label)
+    check(p.dele(1).startswith(b"+OK"), "%s: dele(1) again" % label)
+    check(p.quit().startswith(b"+OK"), "%s: quit commits the deletion" % label)
+
+    # APOP, in a new session: message 1 is gone and the other ids are unchanged.
+    p = poplib.POP3(host, port, timeout=30)
+    check(p.apop(user, password).startswith(b"+OK"), "%s: apop" % label)
+    check(p.stat() == (count - 1, sum(sizes) - sizes[0]), "%s: stat after quit" % label, p.stat())
+    _, later, _ = p.uidl()
+    check(
+        [line.split(b" ", 1)[1] for line in later] == ids[1:],
+        "%s: uidl keeps each message's id in a later session" % label,
+        (ids, later),
+    )
+    resp, lines, _ = p.retr(1)
+    check(b"".join(line + b"\r\n" for line in lines) == expected[1], "%s: retr(1) is the old message 2" % label)
+    check(p.quit().startswith(b"+OK"), "%s: quit" % label)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
