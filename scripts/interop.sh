@@ -156,7 +156,8 @@ fresh_mbox curl
 C=$T/curl
 mkdir -p "$C"
 URL="pop3://127.0.0.1:$PORT"
-CURL=(curl -sS --max-time 50 -u "curl:$PW")
+# -q: no ~/.curlrc.
+CURL=(curl -q -sS --max-time 50 -u "curl:$PW")
 run "curl: LIST" 0 "$C/list.log" "${CURL[@]}" -o "$C/list" "$URL/"
 checks python3 "$HERE/compare.py" list curl "$FIX" "$C/list"
 # RETR of every message; one curl run per login method, with the trace to see which was used.
@@ -353,7 +354,7 @@ through_superserver() {
     checks python3 "$HERE/poplib_client.py" "$name poplib" 127.0.0.1 "$port" "${name}py" "$PW" "$FIX"
     fresh_mbox "${name}curl"
     mkdir -p "$T/$name-curl"
-    run "$name: curl RETR 1..$COUNT" 0 "$T/$name-curl.log" curl -sS --max-time 50 \
+    run "$name: curl RETR 1..$COUNT" 0 "$T/$name-curl.log" curl -q -sS --max-time 50 \
         -u "${name}curl:$PW" -o "$T/$name-curl/#1" "pop3://127.0.0.1:$port/[1-$COUNT]"
     messages "$name curl" "$T/$name-curl"/*
     expect "$name: every pop3d it started has exited" no_children "$pid"
