@@ -1,2 +1,613 @@
 //! A user's mbox maildrop: open (session lock, delivery locks, recovery, scan), read one
-//! message, commit deletions crash-safely. Owned by the maildrop helper; see the API contract.
+//! message, commit deletions crash-safely. Owns every byte pop3d reads from or writes to an
+//! mbox; knows nothing of the POP3 protocol (the session maps its errors to replies).
+//!
+//! Delivery locks are held only while the maildrop is scanned at login and while UPDATE
+//! rewrites it, so a slow client never holds up delivery; in between, the session lock keeps
+//! other POP3 sessions away, and every read checks that the bytes are still those scanned.
+
+pub mod journal;
+pub mod lock;
+pub mod scan;
+
+use std::error::Error;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use journal::{CompactError, JournalError, Plan};
+use lock::{DeliveryLocks, LockError};
+use scan::ScanError;
+
+pub use lock::SessionLock;
+pub use scan::{MessageInfo, Uid};
+
+/// How long open and UPDATE wait for the delivery locks before answering "in use": a
+/// delivery holds them for milliseconds, a client should not wait much longer than a few
+/// seconds for its answer.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Read-ahead of a message reader: RETR streams in blocks of this size.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Buffer for re-scanning one record: big enough for most messages in one read.
+const RECHECK_BUFFER: u64 = 256 * 1024;
+
+/// How the maildrop is opened.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// How long to wait for the delivery locks.
+    pub lock_timeout: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+}
+
+/// Why a maildrop operation failed.
+#[derive(Debug)]
+pub enum MaildropError {
+    /// The session lock is held by another POP3 session.
+    InUse,
+    /// The delivery locks were not obtained within the lock timeout.
+    Locked,
+    /// The dotlock (or the session lock file) cannot be created at all, for example because
+    /// the spool directory is not writable: pop3d never goes on without it.
+    LockDenied(io::Error),
+    /// The mbox (or a lock file) is not a regular file.
+    NotAFile(PathBuf),
+    /// The mbox was rewritten by another program since the scan.
+    Changed,
+    /// The mbox holds more messages than pop3d serves.
+    TooLarge { messages: usize },
+    /// Reading or writing failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for MaildropError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaildropError::InUse => write!(f, "maildrop is in use by another session"),
+            MaildropError::Locked => write!(f, "maildrop is locked by another program"),
+            MaildropError::LockDenied(e) => write!(f, "cannot create lock file: {e}"),
+            MaildropError::NotAFile(p) => write!(f, "{}: not a regular file", p.display()),
+            MaildropError::Changed => write!(f, "mbox was changed by another program"),
+            MaildropError::TooLarge { messages } => {
+                write!(f, "maildrop holds more than {messages} messages")
+            }
+            MaildropError::Io(e) => write!(f, "maildrop i/o error: {e}"),
+        }
+    }
+}
+
+impl Error for MaildropError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            MaildropError::LockDenied(e) | MaildropError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for MaildropError {
+    fn from(e: io::Error) -> Self {
+        MaildropError::Io(e)
+    }
+}
+
+impl From<LockError> for MaildropError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::InUse => MaildropError::InUse,
+            LockError::TimedOut => MaildropError::Locked,
+            LockError::Denied(e) => MaildropError::LockDenied(e),
+            LockError::NotAFile(p) => MaildropError::NotAFile(p),
+            LockError::Io(e) => MaildropError::Io(e),
+        }
+    }
+}
+
+impl From<ScanError> for MaildropError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::Io(e) => MaildropError::Io(e),
+            ScanError::TooManyMessages { messages } => MaildropError::TooLarge { messages },
+        }
+    }
+}
+
+impl From<JournalError> for MaildropError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Io(e) => MaildropError::Io(e),
+            JournalError::Mismatch(why) => MaildropError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("journal does not fit the mbox: {why}"),
+            )),
+        }
+    }
+}
+
+impl SessionLock {
+    /// Takes the session lock (an fs2 exclusive lock, non-blocking, on the companion file
+    /// "<mbox path>.pop3d", created 0600 if missing). Err(MaildropError::InUse) if another
+    /// POP3 session (this process or another one) holds it.
+    pub fn acquire(mbox: &Path) -> Result<SessionLock, MaildropError> {
+        Ok(SessionLock::try_acquire(mbox)?)
+    }
+
+    /// When the previous successful login happened (the companion file's mtime when the
+    /// lock was taken), None if never.
+    pub fn previous_login(&self) -> Option<SystemTime> {
+        self.last_login_at_acquire()
+    }
+
+    /// Records this login as successful (sets the companion file's mtime to now).
+    pub fn record_login(&self) -> Result<(), MaildropError> {
+        Ok(self.touch()?)
+    }
+}
+
+/// What an UPDATE removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Messages removed.
+    pub deleted: usize,
+    /// Their size as the session reported it.
+    pub octets_removed: u64,
+}
+
+/// An open maildrop: the scan of the mbox and the session lock, without delivery locks.
+#[derive(Debug)]
+pub struct Maildrop {
+    path: PathBuf,
+    /// None when the mbox does not exist (an empty maildrop).
+    file: Option<File>,
+    lock_timeout: Duration,
+    messages: Vec<MessageInfo>,
+    scanned_len: u64,
+    /// Set once UPDATE has rewritten (or begun rewriting) the mbox: the scan is stale.
+    stale: bool,
+    /// Held until the maildrop is dropped.
+    _session: SessionLock,
+}
+
+impl Maildrop {
+    /// Recovers an interrupted UPDATE if a journal exists, takes the delivery locks, scans,
+    /// releases the delivery locks. A missing mbox file is an empty maildrop.
+    pub fn open(
+        path: &Path,
+        session: SessionLock,
+        opts: &OpenOptions,
+    ) -> Result<Maildrop, MaildropError> {
+        if session.mbox() != path {
+            return Err(MaildropError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "session lock belongs to another mbox",
+            )));
+        }
+        let file = open_mbox(path)?;
+        let scan = {
+            let locks = DeliveryLocks::acquire(file.as_ref(), path, opts.lock_timeout)?;
+            let keepalive = || refresh(&locks);
+            // Before anything else reads the mbox: it may be half rewritten.
+            journal::recover(path, file.as_ref(), &keepalive)?;
+            match &file {
+                Some(f) => scan::scan(BufReader::new(ReadAt::new(f, 0, u64::MAX)))?,
+                None => scan::Scan {
+                    messages: Vec::new(),
+                    scanned_len: 0,
+                    preamble_len: 0,
+                },
+            }
+        };
+        if scan.preamble_len > 0 {
+            log::warn!(
+                "{}: {} bytes before the first \"From \" line belong to no message",
+                path.display(),
+                scan.preamble_len
+            );
+        }
+        Ok(Maildrop {
+            path: path.to_owned(),
+            file,
+            lock_timeout: opts.lock_timeout,
+            messages: scan.messages,
+            scanned_len: scan.scanned_len,
+            stale: false,
+            _session: session,
+        })
+    }
+
+    /// The messages as scanned at open, in file order.
+    pub fn messages(&self) -> &[MessageInfo] {
+        &self.messages
+    }
+
+    /// The mbox's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many bytes of the mbox the scan covered; UPDATE keeps everything after them.
+    pub fn scanned_len(&self) -> u64 {
+        self.scanned_len
+    }
+
+    /// The raw on-disk content of message `index` (0-based): exactly content_len bytes,
+    /// streamed from the file (never read whole into memory). Before returning, checks that
+    /// the file still holds what the scan saw at that place (else MaildropError::Changed).
+    pub fn message_reader(&mut self, index: usize) -> Result<Box<dyn Read + '_>, MaildropError> {
+        let info = self
+            .messages
+            .get(index)
+            .ok_or_else(|| no_such_message(index))?;
+        let file = self.current_file()?;
+        self.check_record(file, index)?;
+        let end = self.record_end(index);
+        if end < self.scanned_len && !from_line_at(file, end)? {
+            return Err(MaildropError::Changed);
+        }
+        let reader = ReadAt::new(file, info.content_start, info.content_len);
+        Ok(Box::new(BufReader::with_capacity(READ_BUFFER, reader)))
+    }
+
+    /// UPDATE: removes the records of the messages whose `deleted[i]` is true, keeps every
+    /// other byte (including mail appended after open), crash-safely. Ok only once durable.
+    ///
+    /// When Err comes back, nothing was removed, except after an I/O error in the middle of
+    /// the rewrite: then the journal stays and the next open completes the deletions.
+    pub fn commit(&mut self, deleted: &[bool]) -> Result<CommitStats, MaildropError> {
+        if deleted.len() != self.messages.len() {
+            return Err(MaildropError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "deletion flags do not match the maildrop",
+            )));
+        }
+        let stats = CommitStats {
+            deleted: deleted.iter().filter(|&&d| d).count(),
+            octets_removed: self
+                .messages
+                .iter()
+                .zip(deleted)
+                .filter(|(_, &d)| d)
+                .map(|(m, _)| m.octets)
+                .sum(),
+        };
+        let Some(first) = deleted.iter().position(|&d| d) else {
+            return Ok(stats);
+        };
+        let result = self.rewrite(deleted, first);
+        // After a rewrite, or an interrupted one, the scan no longer describes the file.
+        self.stale = match &result {
+            Ok(()) => true,
+            Err((_, touched)) => *touched,
+        };
+        result.map(|()| stats).map_err(|(e, _)| e)
+    }
+
+    /// The locked part of UPDATE. The error says whether the mbox was touched.
+    fn rewrite(&self, deleted: &[bool], first: usize) -> Result<(), (MaildropError, bool)> {
+        let untouched = |e: MaildropError| (e, false);
+        let file = self.current_file().map_err(untouched)?;
+        let locks = DeliveryLocks::acquire(Some(file), &self.path, self.lock_timeout)
+            .map_err(|e| untouched(e.into()))?;
+        fault_point("commit-locked").map_err(|e| untouched(e.into()))?;
+        self.check_unchanged(file, deleted, first)
+            .map_err(untouched)?;
+        let plan = self.plan(deleted, first);
+        let eof = file.metadata().map_err(|e| untouched(e.into()))?.len();
+        if plan.kept.is_empty() && eof == plan.tail_src {
+            // Everything from the first deleted message to the end goes: a truncate, which
+            // a crash leaves either undone or done.
+            fault_point("truncate").map_err(|e| untouched(e.into()))?;
+            file.set_len(plan.first_dst)
+                .map_err(|e| untouched(e.into()))?;
+            file.sync_all().map_err(|e| (e.into(), true))?;
+            return Ok(());
+        }
+        let keepalive = || refresh(&locks);
+        match journal::compact(&self.path, file, plan, &keepalive) {
+            Ok(_) => Ok(()),
+            Err(CompactError::Untouched(e)) => {
+                log::error!(
+                    "{}: update failed, nothing removed: {e}",
+                    self.path.display()
+                );
+                Err(untouched(e.into()))
+            }
+            Err(CompactError::Interrupted(e)) => {
+                log::error!(
+                    "{}: update interrupted, the next login completes it: {e}",
+                    self.path.display()
+                );
+                Err((e.into(), true))
+            }
+        }
+    }
+
+    fn current_file(&self) -> Result<&File, MaildropError> {
+        match (&self.file, self.stale) {
+            (Some(f), false) => Ok(f),
+            _ => Err(MaildropError::Changed),
+        }
+    }
+
+    /// Where record `index` ends: the next message's "From " line, or the end of the scan.
+    fn record_end(&self, index: usize) -> u64 {
+        self.messages
+            .get(index + 1)
+            .map_or(self.scanned_len, |m| m.record_start)
+    }
+
+    /// Re-scans record `index` alone; it must be one message with the same layout, size and
+    /// digest as at open, or another program has rewritten the mbox.
+    fn check_record(&self, file: &File, index: usize) -> Result<(), MaildropError> {
+        let info = &self.messages[index];
+        let len = self.record_end(index) - info.record_start;
+        let reader = ReadAt::new(file, info.record_start, len);
+        let again = scan::scan_with_buffer(reader, len.min(RECHECK_BUFFER) as usize)?;
+        let same = match again.messages.as_slice() {
+            [m] => {
+                m.record_start == 0
+                    && m.content_start == info.content_start - info.record_start
+                    && m.content_len == info.content_len
+                    && m.octets == info.octets
+                    && m.uid.digest() == info.uid.digest()
+            }
+            _ => false,
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(MaildropError::Changed)
+        }
+    }
+
+    /// UPDATE's consistency check, under the delivery locks: the same file, no shorter than
+    /// scanned, every message to delete still exactly where it was, and every kept message
+    /// from there on (the ones the rewrite moves) still starting where it did.
+    fn check_unchanged(
+        &self,
+        file: &File,
+        deleted: &[bool],
+        first: usize,
+    ) -> Result<(), MaildropError> {
+        let open = file.metadata()?;
+        let now = match fs::symlink_metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MaildropError::Changed),
+            Err(e) => return Err(e.into()),
+        };
+        if !now.is_file() || (now.dev(), now.ino()) != (open.dev(), open.ino()) {
+            return Err(MaildropError::Changed);
+        }
+        if open.len() < self.scanned_len {
+            return Err(MaildropError::Changed);
+        }
+        for (index, &gone) in deleted.iter().enumerate().skip(first) {
+            if gone {
+                self.check_record(file, index)?;
+            } else if !from_line_at(file, self.messages[index].record_start)? {
+                return Err(MaildropError::Changed);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rewrite: from the first deleted record on, the kept records (merged where they
+    /// touch) and the tail past the scan.
+    fn plan(&self, deleted: &[bool], first: usize) -> Plan {
+        let mut kept: Vec<(u64, u64)> = Vec::new();
+        for (index, _) in deleted.iter().enumerate().skip(first).filter(|(_, &d)| !d) {
+            let start = self.messages[index].record_start;
+            let len = self.record_end(index) - start;
+            match kept.last_mut() {
+                Some(last) if last.0 + last.1 == start => last.1 += len,
+                _ => kept.push((start, len)),
+            }
+        }
+        Plan {
+            first_dst: self.messages[first].record_start,
+            kept,
+            tail_src: self.scanned_len,
+        }
+    }
+}
+
+fn no_such_message(index: usize) -> MaildropError {
+    MaildropError::Io(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("no message with index {index}"),
+    ))
+}
+
+/// Opens the mbox read-write (the OFD write lock needs it). None if it does not exist; a
+/// symlink, directory or device is refused, so that nobody can point pop3d's rewrite at
+/// another file.
+fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if !meta.is_file() {
+        return Err(MaildropError::NotAFile(path.to_owned()));
+    }
+    let file = match fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let opened = file.metadata()?;
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        // Replaced between lstat and open: whatever is there now was not checked.
+        return Err(MaildropError::NotAFile(path.to_owned()));
+    }
+    Ok(Some(file))
+}
+
+/// Whether a "From " line starts at `at` (at the file's start or after a LF).
+fn from_line_at(file: &File, at: u64) -> io::Result<bool> {
+    let (want, from): (&[u8], u64) = if at == 0 {
+        (b"From ", 0)
+    } else {
+        (b"\nFrom ", at - 1)
+    };
+    let mut got = [0u8; 6];
+    let got = &mut got[..want.len()];
+    match file.read_exact_at(got, from) {
+        Ok(()) => Ok(got == want),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Keeps a long rewrite's dotlock fresh, so no agent takes it for stale.
+fn refresh(locks: &DeliveryLocks<'_>) {
+    if let Some(d) = locks.dotlock() {
+        if let Err(e) = d.touch() {
+            log::warn!("cannot refresh dotlock {}: {e}", d.path().display());
+        }
+    }
+}
+
+/// Reads bytes [pos, pos + len) of a file by offset, leaving the file position alone.
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    fn new(file: &'a File, pos: u64, len: u64) -> Self {
+        ReadAt {
+            file,
+            pos,
+            end: pos.saturating_add(len),
+        }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// A named place in UPDATE where the fault tests stop the process. With the
+/// fault-injection feature it aborts when the environment variable POP3D_FAULT_POINT names
+/// it (at its POP3D_FAULT_HIT-th visit, default the first), and fails with a "storage full"
+/// error when POP3D_FAULT_ERROR names it. In unit tests it panics where `crash::at` says,
+/// which unwinds out of UPDATE without any cleanup, as a crash would. Otherwise it is empty.
+#[inline]
+pub(crate) fn fault_point(name: &str) -> io::Result<()> {
+    #[cfg(test)]
+    crash::check(name);
+    #[cfg(feature = "fault-injection")]
+    {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static HITS: AtomicU64 = AtomicU64::new(0);
+        if std::env::var_os("POP3D_FAULT_POINT").is_some_and(|p| p == name) {
+            let nth = std::env::var("POP3D_FAULT_HIT")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            if HITS.fetch_add(1, Ordering::SeqCst) + 1 >= nth {
+                std::process::abort();
+            }
+        }
+        if std::env::var_os("POP3D_FAULT_ERROR").is_some_and(|p| p == name) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("injected fault at {name}"),
+            ));
+        }
+    }
+    let _ = name;
+    Ok(())
+}
+
+/// Simulated crashes for the unit tests, per thread since tests run in parallel.
+#[cfg(test)]
+pub(crate) mod crash {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static AT: RefCell<Option<(String, u64)>> = const { RefCell::new(None) };
+    }
+
+    /// The message of a simulated crash's panic.
+    pub(crate) const CRASH: &str = "simulated crash";
+
+    /// Makes the `nth` visit (from 1) of fault point `name` on this thread panic.
+    pub(crate) fn at(name: &str, nth: u64) {
+        AT.with(|a| *a.borrow_mut() = Some((name.to_owned(), nth)));
+    }
+
+    /// No more simulated crashes on this thread.
+    pub(crate) fn clear() {
+        AT.with(|a| *a.borrow_mut() = None);
+    }
+
+    pub(super) fn check(name: &str) {
+        let fire = AT.with(|a| {
+            let mut a = a.borrow_mut();
+            match a.as_mut() {
+                Some((point, nth)) if point == name => {
+                    *nth -= 1;
+                    *nth == 0
+                }
+                _ => false,
+            }
+        });
+        if fire {
+            clear();
+            std::panic::panic_any(CRASH);
+        }
+    }
+}
+
+/// Temporary directories for tests: unique per process and call, removed on drop.
+#[cfg(test)]
+pub(crate) mod testdir {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub(crate) struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(label: &str) -> TempDir {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, Ordering::SeqCst);
+            let dir =
+                std::env::temp_dir().join(format!("pop3d-{label}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create temp dir");
+            TempDir(dir)
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

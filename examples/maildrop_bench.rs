@@ -1,0 +1,137 @@
+//! Measures the maildrop engine on a large mbox: open + STAT time, resident memory, and the
+//! time of UPDATE after deleting the first or the last message.
+//!
+//!     cargo run --release --example maildrop_bench -- generate /tmp/big.mbox 1024 100000
+//!     cargo run --release --example maildrop_bench -- stat /tmp/big.mbox
+//!     cargo run --release --example maildrop_bench -- delete /tmp/big.mbox first
+//!     cargo run --release --example maildrop_bench -- delete /tmp/big.mbox last
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use pop3d::maildrop::{Maildrop, OpenOptions, SessionLock};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["generate", path, mb, count] => generate(Path::new(path), mb, count),
+        ["stat", path] => stat(Path::new(path)),
+        ["delete", path, which] => delete(Path::new(path), which),
+        _ => Err(
+            "usage: maildrop_bench generate PATH MB COUNT | stat PATH | delete PATH first|last"
+                .into(),
+        ),
+    };
+    if let Err(e) = result {
+        eprintln!("maildrop_bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Writes an mbox of about `mb` MiB holding `count` messages with realistic header blocks
+/// (about 1 KB: Received chains, DKIM) and bodies of varying length.
+fn generate(path: &Path, mb: &str, count: &str) -> Result<(), Box<dyn Error>> {
+    let total: u64 = mb.parse::<u64>()? << 20;
+    let count: u64 = count.parse()?;
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tem\n";
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut written = 0u64;
+    for i in 0..count {
+        let mut msg = String::new();
+        msg.push_str(&format!(
+            "From sender{i}@example.org Mon Jan  1 00:00:00 2024\n"
+        ));
+        for hop in 0..4 {
+            msg.push_str(&format!(
+                "Received: from relay{hop}.example.net (relay{hop}.example.net [192.0.2.{hop}])\n\tby mx.example.org with ESMTPS id {i:08x}{hop}\n\tfor <user@example.org>; Mon, 1 Jan 2024 00:00:0{hop} +0000\n"
+            ));
+        }
+        msg.push_str("DKIM-Signature: v=1; a=rsa-sha256; d=example.net; s=sel; c=relaxed/relaxed;\n\tbh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; h=From:To:Subject:Date;\n\tb=dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZSBidXQgaXQgaXMgbG9uZyBlbm91Z2g=\n");
+        msg.push_str(&format!(
+            "From: Sender {i} <sender{i}@example.org>\nTo: user@example.org\nSubject: message number {i}\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <{i}@example.org>\n\n"
+        ));
+        // Bodies vary around the size that makes the file `mb` MiB in all.
+        let remaining = count - i;
+        let budget = (total.saturating_sub(written) / remaining).saturating_sub(msg.len() as u64);
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let lines = (budget / line.len() as u64) as usize;
+        let lines = if lines > 2 {
+            lines / 2 + (state as usize % lines)
+        } else {
+            lines
+        };
+        for k in 0..lines {
+            if k % 40 == 39 {
+                msg.push_str(">From a quoted line in the body\n");
+            } else {
+                msg.push_str(line);
+            }
+        }
+        msg.push('\n');
+        out.write_all(msg.as_bytes())?;
+        written += msg.len() as u64;
+    }
+    out.flush()?;
+    println!(
+        "wrote {written} bytes, {count} messages to {}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Resident memory now and at peak, from /proc/self/status.
+fn memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn open(path: &Path) -> Result<Maildrop, Box<dyn Error>> {
+    let lock = SessionLock::acquire(path)?;
+    Ok(Maildrop::open(path, lock, &OpenOptions::default())?)
+}
+
+fn stat(path: &Path) -> Result<(), Box<dyn Error>> {
+    let t = Instant::now();
+    let maildrop = open(path)?;
+    let octets: u64 = maildrop.messages().iter().map(|m| m.octets).sum();
+    let n = maildrop.messages().len();
+    let elapsed = t.elapsed();
+    println!("open + STAT: {n} messages, {octets} octets in {elapsed:.3?}");
+    println!("memory: {}", memory());
+    Ok(())
+}
+
+fn delete(path: &Path, which: &str) -> Result<(), Box<dyn Error>> {
+    let mut maildrop = open(path)?;
+    let n = maildrop.messages().len();
+    if n == 0 {
+        return Err("empty maildrop".into());
+    }
+    let mut deleted = vec![false; n];
+    match which {
+        "first" => deleted[0] = true,
+        "last" => deleted[n - 1] = true,
+        _ => return Err("delete first or last".into()),
+    }
+    let t = Instant::now();
+    let stats = maildrop.commit(&deleted)?;
+    let elapsed = t.elapsed();
+    println!(
+        "UPDATE deleting the {which} of {n} messages ({} octets) in {elapsed:.3?}",
+        stats.octets_removed
+    );
+    println!("memory: {}", memory());
+    Ok(())
+}

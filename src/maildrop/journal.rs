@@ -1,0 +1,1245 @@
+//! Crash-safe compaction of an mbox in place: the plan of an UPDATE (which byte ranges stay,
+//! where they go), its journal beside the mbox, the rewrite itself, and the recovery that
+//! finishes an interrupted one. Knows nothing of messages: the caller decides what to keep.
+//!
+//! The rewrite only moves data toward the start of the file, front to back, in batches.
+//! Overwriting the destination of a batch can destroy two kinds of old bytes: those of
+//! deleted messages, which need no copy, and kept bytes that are sources of this very batch
+//! (when less was removed before them than the batch is long): only those, a prefix of the
+//! batch, are saved in the journal. Every byte a later batch reads lies past the end of the
+//! current batch, so it is still intact. The write order of one batch:
+//!
+//! 1. the batch record (destination, length, saved prefix, md-5) goes into the journal slot
+//!    not holding the previous record, then fdatasync(journal);
+//! 2. the batch is written into the mbox, then fdatasync(mbox).
+//!
+//! After a crash the newest valid record is redone (its saved prefix from the journal, the
+//! rest from the mbox) and the rewrite goes on; a torn record is invalid, and then the
+//! previous one is redone, whose mbox writes were already durable. The end:
+//!
+//! 3. record MovesDone {new length x, file length e}, fdatasync(journal);
+//! 4. write a NUL at x (inside the junk past the new end), fdatasync(mbox);
+//! 5. record Marked {x, e}, fdatasync(journal);
+//! 6. ftruncate(mbox, x), fsync(mbox);
+//! 7. unlink the journal, fsync the directory; only then are the delivery locks released.
+//!
+//! The tail of the file (everything from the end of what the session saw) is kept whatever
+//! its length when the rewrite runs, so mail that an agent appends after a crash (when our
+//! locks are gone) is moved along by the recovery. Past step 5 the NUL byte tells whether the
+//! truncation happened: a delivery agent's append starts with "From " or a line break, never
+//! with NUL. If mail was appended before the truncation, the recovery plans the move of that
+//! new tail onto x as a fresh rewrite, which replaces the journal by rename.
+
+use std::error::Error;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt as UnixFileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use md5::{Digest, Md5};
+
+use super::fault_point;
+use super::lock::{match_owner, sibling};
+
+/// Largest batch whose source overlaps its destination, so the most bytes saved per record
+/// and the size of the copy buffer: 8 MiB keeps the commit's memory small while a 1 GB
+/// rewrite still needs only about 130 pairs of fdatasync.
+pub const BATCH: u64 = 8 << 20;
+
+/// The largest batch a journal may declare, so a damaged header cannot make the recovery
+/// allocate without bound.
+const MAX_BATCH: u64 = 256 << 20;
+
+/// First bytes of a journal file.
+const MAGIC: &[u8; 8] = b"P3DJRNL1";
+
+/// Bytes of the header before the kept ranges: magic, dev, ino, dirty, batch, capacity,
+/// first_dst, tail_src, count.
+const FIXED_HEADER: usize = 72;
+
+/// Bytes of a slot before its saved data: seq, kind, a, b, saved length, md-5, padding.
+const SLOT_HEADER: u64 = 64;
+
+/// Slots start on a page boundary after the plan.
+const ALIGN: u64 = 4096;
+
+/// Most kept ranges a journal may list: one per message at most, and a corrupted count must
+/// not make the recovery allocate without bound.
+const MAX_RANGES: u64 = super::scan::MAX_MESSAGES as u64 + 1;
+
+/// The journal of `mbox`.
+pub fn journal_path(mbox: &Path) -> PathBuf {
+    sibling(mbox, ".pop3d-journal")
+}
+
+/// Why a rewrite or its recovery failed.
+#[derive(Debug)]
+pub enum JournalError {
+    /// Reading or writing the mbox or the journal failed.
+    Io(io::Error),
+    /// The journal does not fit the mbox as it is now (another inode, a shorter file): the
+    /// recovery touches nothing and leaves the journal for the admin.
+    Mismatch(String),
+}
+
+impl fmt::Display for JournalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalError::Io(e) => write!(f, "rewrite failed: {e}"),
+            JournalError::Mismatch(why) => write!(f, "journal does not fit the mbox: {why}"),
+        }
+    }
+}
+
+impl Error for JournalError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            JournalError::Io(e) => Some(e),
+            JournalError::Mismatch(_) => None,
+        }
+    }
+}
+
+impl From<io::Error> for JournalError {
+    fn from(e: io::Error) -> Self {
+        JournalError::Io(e)
+    }
+}
+
+/// What an UPDATE keeps from `first_dst` on; everything before it stays untouched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The first removed byte: where compacted data starts.
+    pub first_dst: u64,
+    /// Kept ranges (offset, length) between `first_dst` and `tail_src`, in file order.
+    pub kept: Vec<(u64, u64)>,
+    /// Everything from here to the end of the file is kept.
+    pub tail_src: u64,
+}
+
+impl Plan {
+    /// Bytes the rewrite removes.
+    pub fn removed(&self) -> u64 {
+        self.tail_src - self.first_dst - self.kept.iter().map(|k| k.1).sum::<u64>()
+    }
+
+    /// The bytes removed before the first kept byte: the smallest distance any data moves.
+    fn first_gap(&self) -> u64 {
+        self.kept.first().map_or(self.tail_src, |k| k.0) - self.first_dst
+    }
+
+    fn check(&self) -> Result<(), JournalError> {
+        let mut at = self.first_dst;
+        for &(src, len) in &self.kept {
+            if src < at || len == 0 {
+                return Err(JournalError::Mismatch("kept ranges out of order".into()));
+            }
+            at = src + len;
+        }
+        if self.tail_src < at || self.removed() == 0 {
+            return Err(JournalError::Mismatch("plan removes nothing".into()));
+        }
+        Ok(())
+    }
+}
+
+/// One piece of the move: `len` bytes from `src` to `dst`.
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    src: u64,
+    dst: u64,
+    len: u64,
+}
+
+/// The plan as moves, with the tail's length fixed at the file's current end.
+struct Moves {
+    segs: Vec<Seg>,
+    new_len: u64,
+}
+
+impl Moves {
+    fn new(plan: &Plan, eof: u64) -> Self {
+        let mut segs = Vec::with_capacity(plan.kept.len() + 1);
+        let mut dst = plan.first_dst;
+        for &(src, len) in &plan.kept {
+            segs.push(Seg { src, dst, len });
+            dst += len;
+        }
+        if eof > plan.tail_src {
+            segs.push(Seg {
+                src: plan.tail_src,
+                dst,
+                len: eof - plan.tail_src,
+            });
+            dst += eof - plan.tail_src;
+        }
+        Moves { segs, new_len: dst }
+    }
+
+    /// The source pieces (offset, length) of destination bytes [dst, dst + len).
+    fn pieces(&self, dst: u64, len: u64) -> Vec<(u64, u64)> {
+        let end = dst + len;
+        let first = self.segs.partition_point(|s| s.dst + s.len <= dst);
+        let mut out = Vec::new();
+        for s in &self.segs[first..] {
+            if s.dst >= end {
+                break;
+            }
+            let from = dst.max(s.dst);
+            let to = end.min(s.dst + s.len);
+            out.push((s.src + (from - s.dst), to - from));
+        }
+        out
+    }
+
+    /// How far destination byte `dst` moves (its source minus itself).
+    fn gap_at(&self, dst: u64) -> u64 {
+        self.pieces(dst, 1).first().map_or(0, |&(src, _)| src - dst)
+    }
+}
+
+/// A journal record: what one slot holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Record {
+    /// Destination bytes [w, w + len) are being written; `saved` is their prefix whose
+    /// sources lie inside the destination.
+    Batch { w: u64, len: u64, saved: Vec<u8> },
+    /// All moves are durable; the file is `e` bytes long and is to become `x`.
+    MovesDone { x: u64, e: u64 },
+    /// As MovesDone, and the byte at `x` is NUL until the truncation.
+    Marked { x: u64, e: u64 },
+}
+
+/// The kind number of a batch record in a slot.
+const BATCH_KIND: u64 = 1;
+
+impl Record {
+    fn encode(&self) -> (u64, u64, u64, &[u8]) {
+        match self {
+            Record::Batch { w, len, saved } => (BATCH_KIND, *w, *len, saved),
+            Record::MovesDone { x, e } => (2, *x, *e, &[]),
+            Record::Marked { x, e } => (3, *x, *e, &[]),
+        }
+    }
+}
+
+/// An open journal.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    plan: Plan,
+    /// Identity of the mbox the journal belongs to.
+    dev: u64,
+    ino: u64,
+    /// Whether the mbox already differs from its state before this plan even when no
+    /// record was written (a plan made by a recovery).
+    dirty: bool,
+    /// The longest batch whose source overlaps its destination.
+    batch: u64,
+    /// Saved bytes one slot can hold.
+    capacity: u64,
+    slots_at: u64,
+    /// md-5 of the header, mixed into every record so none fits another plan.
+    digest: [u8; 16],
+    seq: u64,
+}
+
+/// What an existing journal file holds.
+enum Loaded {
+    Missing,
+    /// A header that never became durable: no mbox write can have happened.
+    Unusable,
+    Valid(Box<Journal>, Option<Record>),
+}
+
+fn put(buf: &mut Vec<u8>, v: u64) {
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+fn get(buf: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+impl Journal {
+    fn header_bytes(&self) -> Vec<u8> {
+        let mut h = MAGIC.to_vec();
+        for v in [
+            self.dev,
+            self.ino,
+            u64::from(self.dirty),
+            self.batch,
+            self.capacity,
+            self.plan.first_dst,
+            self.plan.tail_src,
+            self.plan.kept.len() as u64,
+        ] {
+            put(&mut h, v);
+        }
+        for &(src, len) in &self.plan.kept {
+            put(&mut h, src);
+            put(&mut h, len);
+        }
+        h
+    }
+
+    /// Creates the journal for `plan` at `path` (which must not exist), owned like the mbox
+    /// and mode 0600, with all its space reserved so that a full disk fails here, before the
+    /// mbox is touched; durable (file and directory entry) when this returns.
+    fn create(
+        path: &Path,
+        plan: Plan,
+        mbox: &fs::Metadata,
+        dirty: bool,
+        batch: u64,
+    ) -> Result<Journal, JournalError> {
+        plan.check()?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        let capacity = if plan.first_gap() >= batch { 0 } else { batch };
+        let mut journal = Journal {
+            path: path.to_owned(),
+            file,
+            plan,
+            dev: mbox.dev(),
+            ino: mbox.ino(),
+            dirty,
+            batch,
+            capacity,
+            slots_at: 0,
+            digest: [0; 16],
+            seq: 0,
+        };
+        if let Err(e) = journal.write_header(mbox) {
+            let _ = fs::remove_file(path);
+            return Err(e.into());
+        }
+        Ok(journal)
+    }
+
+    fn write_header(&mut self, mbox: &fs::Metadata) -> io::Result<()> {
+        match_owner(&self.file, mbox)?;
+        let mut header = self.header_bytes();
+        self.digest = Md5::digest(&header).into();
+        header.extend_from_slice(&self.digest);
+        self.slots_at = (header.len() as u64).div_ceil(ALIGN) * ALIGN;
+        let total = self.slots_at + 2 * (SLOT_HEADER + self.capacity);
+        reserve(&self.file, total)?;
+        self.file.write_all_at(&header, 0)?;
+        fault_point("journal-write")?;
+        self.file.sync_all()?;
+        sync_dir(&self.path)
+    }
+
+    fn load(path: &Path) -> Result<Loaded, JournalError> {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+            Err(e) => return Err(e.into()),
+        };
+        if !meta.is_file() {
+            return Err(JournalError::Mismatch(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mut fixed = [0u8; FIXED_HEADER];
+        if file.read_exact_at(&mut fixed, 0).is_err() || &fixed[..8] != MAGIC {
+            return Ok(Loaded::Unusable);
+        }
+        let count = get(&fixed, FIXED_HEADER - 8);
+        if count > MAX_RANGES {
+            return Ok(Loaded::Unusable);
+        }
+        let len = FIXED_HEADER + 16 * count as usize;
+        let mut header = vec![0u8; len + 16];
+        if file.read_exact_at(&mut header, 0).is_err() {
+            return Ok(Loaded::Unusable);
+        }
+        let digest: [u8; 16] = Md5::digest(&header[..len]).into();
+        if header[len..] != digest {
+            return Ok(Loaded::Unusable);
+        }
+        let kept = (0..count as usize)
+            .map(|i| {
+                let at = FIXED_HEADER + 16 * i;
+                (get(&header, at), get(&header, at + 8))
+            })
+            .collect();
+        let plan = Plan {
+            first_dst: get(&header, 48),
+            tail_src: get(&header, 56),
+            kept,
+        };
+        plan.check()?;
+        let mut journal = Journal {
+            path: path.to_owned(),
+            file,
+            plan,
+            dev: get(&header, 8),
+            ino: get(&header, 16),
+            dirty: get(&header, 24) != 0,
+            batch: get(&header, 32),
+            capacity: get(&header, 40),
+            slots_at: (header.len() as u64).div_ceil(ALIGN) * ALIGN,
+            digest,
+            seq: 0,
+        };
+        if journal.capacity > journal.batch || journal.batch == 0 || journal.batch > MAX_BATCH {
+            return Ok(Loaded::Unusable);
+        }
+        let mut newest: Option<(u64, Record)> = None;
+        for slot in 0..2 {
+            if let Some((seq, rec)) = journal.read_slot(slot)? {
+                if newest.as_ref().is_none_or(|(s, _)| seq > *s) {
+                    newest = Some((seq, rec));
+                }
+            }
+        }
+        journal.seq = newest.as_ref().map_or(0, |(s, _)| *s);
+        Ok(Loaded::Valid(Box::new(journal), newest.map(|(_, r)| r)))
+    }
+
+    fn slot_at(&self, slot: u64) -> u64 {
+        self.slots_at + slot * (SLOT_HEADER + self.capacity)
+    }
+
+    /// The check of one slot: md-5 of the plan's digest, the slot header and a checksum of
+    /// the saved bytes. The checksum only has to notice a torn write (sectors of an older
+    /// record left behind), so a fast Fletcher sum replaces md-5 over megabytes.
+    fn slot_digest(&self, head: &[u8], saved: &[u8]) -> [u8; 16] {
+        let mut h = Md5::new();
+        h.update(self.digest);
+        h.update(head);
+        h.update(fletcher64(saved));
+        h.finalize().into()
+    }
+
+    /// A slot's record, or None if it was never written or is torn.
+    fn read_slot(&self, slot: u64) -> io::Result<Option<(u64, Record)>> {
+        let mut head = [0u8; SLOT_HEADER as usize];
+        if self
+            .file
+            .read_exact_at(&mut head, self.slot_at(slot))
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let (seq, kind, a, b, saved_len) = (
+            get(&head, 0),
+            get(&head, 8),
+            get(&head, 16),
+            get(&head, 24),
+            get(&head, 32),
+        );
+        if seq == 0 || saved_len > self.capacity {
+            return Ok(None);
+        }
+        let mut saved = vec![0u8; saved_len as usize];
+        if self
+            .file
+            .read_exact_at(&mut saved, self.slot_at(slot) + SLOT_HEADER)
+            .is_err()
+        {
+            return Ok(None);
+        }
+        if head[40..56] != self.slot_digest(&head[..40], &saved) {
+            return Ok(None);
+        }
+        let rec = match kind {
+            BATCH_KIND => Record::Batch {
+                w: a,
+                len: b,
+                saved,
+            },
+            2 => Record::MovesDone { x: a, e: b },
+            3 => Record::Marked { x: a, e: b },
+            _ => return Ok(None),
+        };
+        Ok(Some((seq, rec)))
+    }
+
+    /// Writes `rec` into the slot not holding the newest record and makes it durable.
+    fn record(&mut self, rec: &Record) -> io::Result<()> {
+        let (kind, a, b, saved) = rec.encode();
+        self.record_raw(kind, a, b, saved)
+    }
+
+    fn record_raw(&mut self, kind: u64, a: u64, b: u64, saved: &[u8]) -> io::Result<()> {
+        let seq = self.seq + 1;
+        let mut head = Vec::with_capacity(SLOT_HEADER as usize);
+        for v in [seq, kind, a, b, saved.len() as u64] {
+            put(&mut head, v);
+        }
+        let digest = self.slot_digest(&head, saved);
+        head.extend_from_slice(&digest);
+        head.resize(SLOT_HEADER as usize, 0);
+        let at = self.slot_at(seq % 2);
+        self.file.write_all_at(&head, at)?;
+        self.file.write_all_at(saved, at + SLOT_HEADER)?;
+        self.file.sync_data()?;
+        self.seq = seq;
+        Ok(())
+    }
+
+    /// Removes the journal durably: after this a crash can no longer replay it.
+    fn remove(self) -> io::Result<()> {
+        fs::remove_file(&self.path)?;
+        sync_dir(&self.path)
+    }
+}
+
+/// The batch size of a new journal. The fault-injection tests shrink it (environment
+/// variable POP3D_FAULT_BATCH) so that small mboxes take many batches.
+fn batch_size() -> u64 {
+    #[cfg(feature = "fault-injection")]
+    if let Some(n) = std::env::var("POP3D_FAULT_BATCH")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        return n.clamp(16, BATCH);
+    }
+    BATCH
+}
+
+/// Fletcher's checksum over little-endian u64 words (the last one zero-padded), with the
+/// length mixed in: any stale or zeroed sector changes it except with odds of 2^-64.
+fn fletcher64(data: &[u8]) -> [u8; 16] {
+    let (mut a, mut b) = (0u64, 0u64);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        a = a.wrapping_add(u64::from_le_bytes(w));
+        b = b.wrapping_add(a);
+    }
+    let mut w = [0u8; 8];
+    w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    a = a.wrapping_add(u64::from_le_bytes(w));
+    b = b.wrapping_add(a).wrapping_add(data.len() as u64);
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.to_le_bytes());
+    out[8..].copy_from_slice(&b.to_le_bytes());
+    out
+}
+
+/// Reserves `len` bytes for `file`, so that later writes inside them cannot fail for space.
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    if fs2::FileExt::allocate(file, len).is_ok() && file.metadata()?.len() >= len {
+        return Ok(());
+    }
+    // posix_fallocate is not everywhere, and its error does not reach errno: writing zeros
+    // reserves the space too, and reports a full disk as ENOSPC.
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64);
+        file.write_all_at(&zeros[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// Makes a directory entry change (create, rename, unlink) of `path` durable.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Where a rewrite begins.
+enum Start {
+    /// At the plan's first byte.
+    Fresh,
+    /// Redo the newest batch record, then go on.
+    Redo { w: u64, len: u64, saved: Vec<u8> },
+    /// All moves done: finish from step 4.
+    Finish { x: u64, e: u64 },
+}
+
+/// A failed UPDATE rewrite: whether the mbox was touched tells the caller whether the
+/// deletions will still be completed by the next open's recovery.
+#[derive(Debug)]
+pub enum CompactError {
+    /// Nothing was changed and no journal is left.
+    Untouched(JournalError),
+    /// The mbox was partly rewritten; the journal stays and the next open completes it.
+    Interrupted(JournalError),
+}
+
+/// Rewrites `mbox` (at `path`, open read-write, delivery locks held) as `plan` says,
+/// crash-safely, and returns its new length once that is durable. `keepalive` runs between
+/// batches (the caller refreshes its dotlock there).
+pub fn compact(
+    path: &Path,
+    mbox: &File,
+    plan: Plan,
+    keepalive: &dyn Fn(),
+) -> Result<u64, CompactError> {
+    compact_with_batch(path, mbox, plan, batch_size(), keepalive)
+}
+
+fn compact_with_batch(
+    path: &Path,
+    mbox: &File,
+    plan: Plan,
+    batch: u64,
+    keepalive: &dyn Fn(),
+) -> Result<u64, CompactError> {
+    let meta = mbox
+        .metadata()
+        .map_err(|e| CompactError::Untouched(e.into()))?;
+    if meta.len() < plan.tail_src {
+        return Err(CompactError::Untouched(JournalError::Mismatch(
+            "mbox shorter than planned".into(),
+        )));
+    }
+    let jpath = journal_path(path);
+    let mut journal =
+        Journal::create(&jpath, plan, &meta, false, batch).map_err(CompactError::Untouched)?;
+    fault_point("journal-created").map_err(|e| CompactError::Untouched(e.into()))?;
+    let mut touched = false;
+    match run(mbox, &mut journal, Start::Fresh, keepalive, &mut touched) {
+        Ok(new_len) => {
+            finish(mbox, journal, new_len).map_err(CompactError::Interrupted)?;
+            Ok(new_len)
+        }
+        Err(e) if !touched => {
+            // No batch reached the mbox: the journal can go, the mbox is as it was.
+            if let Err(rm) = journal.remove() {
+                log::error!("cannot remove journal {}: {rm}", jpath.display());
+                return Err(CompactError::Interrupted(e));
+            }
+            Err(CompactError::Untouched(e))
+        }
+        Err(e) => Err(CompactError::Interrupted(e)),
+    }
+}
+
+/// Executes the moves from `start`, returning the new length once all moves are durable and
+/// recorded (step 3). `touched` becomes true before the first write to the mbox.
+fn run(
+    mbox: &File,
+    journal: &mut Journal,
+    start: Start,
+    keepalive: &dyn Fn(),
+    touched: &mut bool,
+) -> Result<u64, JournalError> {
+    let eof = mbox.metadata()?.len();
+    if eof < journal.plan.tail_src {
+        return Err(JournalError::Mismatch(format!(
+            "mbox is {eof} bytes, the journal expects at least {}",
+            journal.plan.tail_src
+        )));
+    }
+    let moves = Moves::new(&journal.plan, eof);
+    let mut buf = Vec::new();
+    let mut w = journal.plan.first_dst;
+    match start {
+        Start::Fresh => {}
+        Start::Finish { x, e } => {
+            if x != moves.new_len || e != eof {
+                return Err(JournalError::Mismatch("file length changed".into()));
+            }
+            return Ok(x);
+        }
+        Start::Redo { w: at, len, saved } => {
+            if at < w || at + len > moves.new_len || saved.len() as u64 > len {
+                return Err(JournalError::Mismatch("batch outside the plan".into()));
+            }
+            *touched = true;
+            write_batch(mbox, &moves, (at, len), &saved, journal.batch, &mut buf)?;
+            w = at + len;
+        }
+    }
+    let batch = journal.batch;
+    while w < moves.new_len {
+        let gap = moves.gap_at(w);
+        if gap >= batch {
+            // Sources start at least one batch length past the destination's end: nothing
+            // this batch overwrites is read by it, so nothing needs saving.
+            let len = (moves.new_len - w).min(gap);
+            journal.record_raw(BATCH_KIND, w, len, &[])?;
+            fault_point("batch-recorded")?;
+            *touched = true;
+            write_batch(mbox, &moves, (w, len), &[], batch, &mut buf)?;
+            w += len;
+        } else {
+            let len = (moves.new_len - w).min(batch);
+            fill(mbox, &moves, w, len, &mut buf)?;
+            let saved = overlap(&moves, w, len) as usize;
+            journal.record_raw(BATCH_KIND, w, len, &buf[..saved])?;
+            fault_point("batch-recorded")?;
+            *touched = true;
+            // The whole batch is in `buf` already: one write, then make it durable.
+            write_at(mbox, &buf, w, w + len / 2)?;
+            mbox.sync_data()?;
+            w += len;
+        }
+        fault_point("batch-written")?;
+        keepalive();
+    }
+    journal.record(&Record::MovesDone {
+        x: moves.new_len,
+        e: eof,
+    })?;
+    fault_point("moves-done")?;
+    Ok(moves.new_len)
+}
+
+/// Length of the prefix of batch [w, w + len) whose sources lie before w + len, inside the
+/// batch's own destination: what the batch's writes could destroy before they are durable.
+fn overlap(moves: &Moves, w: u64, len: u64) -> u64 {
+    let limit = w + len;
+    let mut saved = 0;
+    for (src, n) in moves.pieces(w, len) {
+        if src >= limit {
+            break;
+        }
+        saved += n.min(limit - src);
+    }
+    saved
+}
+
+/// Reads the new content of destination [w, w + len) from its sources into `buf`.
+fn fill(mbox: &File, moves: &Moves, w: u64, len: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.resize(len as usize, 0);
+    let mut off = 0;
+    for (src, n) in moves.pieces(w, len) {
+        mbox.read_exact_at(&mut buf[off..off + n as usize], src)?;
+        off += n as usize;
+    }
+    Ok(())
+}
+
+/// Writes batch [w, w + len) into the mbox and makes it durable: `saved` first, the rest
+/// copied from its sources (all past the batch) in chunks of at most `chunk` bytes.
+fn write_batch(
+    mbox: &File,
+    moves: &Moves,
+    (w, len): (u64, u64),
+    saved: &[u8],
+    chunk: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    let torn_at = w + len / 2;
+    let mut at = w;
+    if !saved.is_empty() {
+        write_at(mbox, saved, at, torn_at)?;
+        at += saved.len() as u64;
+    }
+    while at < w + len {
+        let n = (w + len - at).min(chunk);
+        fill(mbox, moves, at, n, buf)?;
+        write_at(mbox, buf, at, torn_at)?;
+        at += n;
+    }
+    mbox.sync_data()
+}
+
+/// `write_all_at`, with the fault tests' torn batch: when `data` covers `torn_at`, the
+/// bytes before it reach the file, then the "batch-torn" fault point may end the process.
+fn write_at(file: &File, data: &[u8], at: u64, torn_at: u64) -> io::Result<()> {
+    if (at..at + data.len() as u64).contains(&torn_at) {
+        let half = (torn_at - at) as usize;
+        file.write_all_at(&data[..half], at)?;
+        fault_point("batch-torn")?;
+        file.write_all_at(&data[half..], torn_at)
+    } else {
+        file.write_all_at(data, at)
+    }
+}
+
+/// Steps 4 to 7: mark, truncate, remove the journal.
+fn finish(mbox: &File, mut journal: Journal, x: u64) -> Result<(), JournalError> {
+    let e = mbox.metadata()?.len();
+    mbox.write_all_at(&[0], x)?;
+    mbox.sync_data()?;
+    fault_point("marker-written")?;
+    journal.record(&Record::Marked { x, e })?;
+    fault_point("marked")?;
+    mbox.set_len(x)?;
+    mbox.sync_all()?;
+    fault_point("truncated")?;
+    journal.remove()?;
+    fault_point("journal-removed")?;
+    Ok(())
+}
+
+/// Finishes an interrupted UPDATE of `mbox` (at `path`, delivery locks held) if its journal
+/// exists. Ok(true) if there was one to deal with. `mbox` is None when the mbox is missing.
+pub fn recover(
+    path: &Path,
+    mbox: Option<&File>,
+    keepalive: &dyn Fn(),
+) -> Result<bool, JournalError> {
+    let jpath = journal_path(path);
+    let (journal, newest) = match Journal::load(&jpath)? {
+        Loaded::Missing => return Ok(false),
+        Loaded::Unusable => {
+            // Its header never became durable, and every mbox write waits for that.
+            log::warn!("removing incomplete journal {}", jpath.display());
+            fs::remove_file(&jpath)?;
+            sync_dir(&jpath)?;
+            return Ok(true);
+        }
+        Loaded::Valid(journal, newest) => (*journal, newest),
+    };
+    let Some(mbox) = mbox else {
+        return Err(JournalError::Mismatch("the mbox is missing".into()));
+    };
+    let meta = mbox.metadata()?;
+    if (meta.dev(), meta.ino()) != (journal.dev, journal.ino) {
+        return Err(JournalError::Mismatch(
+            "the mbox is another file now".into(),
+        ));
+    }
+    log::warn!(
+        "completing interrupted update of {} from journal {}",
+        path.display(),
+        jpath.display()
+    );
+    let eof = meta.len();
+    let start = match newest {
+        None if !journal.dirty => {
+            // The crash came before the first record: the mbox was never touched.
+            journal.remove()?;
+            return Ok(true);
+        }
+        None => Start::Fresh,
+        Some(Record::Batch { w, len, saved }) => Start::Redo { w, len, saved },
+        Some(Record::MovesDone { x, e }) if eof >= e => Start::Finish { x, e },
+        Some(Record::Marked { x, e }) if eof >= e && byte_at(mbox, x)? == Some(0) => {
+            Start::Finish { x, e }
+        }
+        Some(Record::Marked { .. }) => {
+            // Truncated already: whatever follows was appended after the crash.
+            journal.remove()?;
+            return Ok(true);
+        }
+        Some(Record::MovesDone { e, .. }) => {
+            return Err(JournalError::Mismatch(format!(
+                "mbox is {eof} bytes, shorter than the {e} it had"
+            )));
+        }
+    };
+    if let Start::Finish { x, e } = start {
+        if eof > e {
+            // Mail arrived after the crash, behind the junk between x and e: a new plan
+            // moves it onto x.
+            return retail(mbox, journal, x, e, keepalive).map(|()| true);
+        }
+    }
+    let mut journal = journal;
+    let mut touched = true;
+    let x = run(mbox, &mut journal, start, keepalive, &mut touched)?;
+    finish(mbox, journal, x)?;
+    Ok(true)
+}
+
+/// Replaces a finished journal by a fresh plan that moves the tail [e, end of file) onto x,
+/// atomically by rename, then runs it.
+fn retail(
+    mbox: &File,
+    old: Journal,
+    x: u64,
+    e: u64,
+    keepalive: &dyn Fn(),
+) -> Result<(), JournalError> {
+    let plan = Plan {
+        first_dst: x,
+        kept: Vec::new(),
+        tail_src: e,
+    };
+    let tmp = sibling(&old.path, ".new");
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err.into()),
+    }
+    let mut journal = Journal::create(&tmp, plan, &mbox.metadata()?, true, old.batch)?;
+    fs::rename(&tmp, &old.path)?;
+    sync_dir(&old.path)?;
+    journal.path = old.path.clone();
+    drop(old);
+    let mut touched = true;
+    let x = run(mbox, &mut journal, Start::Fresh, keepalive, &mut touched)?;
+    finish(mbox, journal, x)
+}
+
+/// The byte at `at`, None past the end.
+fn byte_at(file: &File, at: u64) -> io::Result<Option<u8>> {
+    let mut b = [0u8; 1];
+    match file.read_at(&mut b, at)? {
+        0 => Ok(None),
+        _ => Ok(Some(b[0])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    use super::*;
+    use crate::maildrop::crash;
+    use crate::maildrop::scan::model::Rng;
+    use crate::maildrop::testdir::TempDir;
+
+    fn expected(data: &[u8], plan: &Plan) -> Vec<u8> {
+        let mut out = data[..plan.first_dst as usize].to_vec();
+        for &(src, len) in &plan.kept {
+            out.extend_from_slice(&data[src as usize..(src + len) as usize]);
+        }
+        out.extend_from_slice(&data[plan.tail_src as usize..]);
+        out
+    }
+
+    /// A plan over a file of `len` bytes: removed and kept runs from a random first byte to
+    /// a random tail start, beginning with a removed run.
+    fn random_plan(rng: &mut Rng, len: u64) -> Plan {
+        let first_dst = rng.below(len as usize) as u64;
+        let tail_src = first_dst + 1 + rng.below((len - first_dst) as usize) as u64;
+        let mut kept = Vec::new();
+        let mut at = first_dst;
+        let mut keep = false;
+        while at < tail_src {
+            let run = (1 + rng.below(400) as u64).min(tail_src - at);
+            if keep {
+                kept.push((at, run));
+            }
+            at += run;
+            keep = !keep;
+        }
+        Plan {
+            first_dst,
+            kept,
+            tail_src,
+        }
+    }
+
+    fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
+        (0..len).map(|_| b'a' + rng.below(26) as u8).collect()
+    }
+
+    fn mbox_file(dir: &TempDir, data: &[u8]) -> (PathBuf, File) {
+        let path = dir.path().join("mbox");
+        fs::write(&path, data).expect("write mbox");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open mbox");
+        (path, file)
+    }
+
+    fn no_keepalive() {}
+
+    #[test]
+    fn moves_map_destinations_to_sources() {
+        let plan = Plan {
+            first_dst: 10,
+            kept: vec![(15, 5), (30, 10)],
+            tail_src: 50,
+        };
+        assert_eq!(plan.removed(), 25);
+        let moves = Moves::new(&plan, 60);
+        assert_eq!(moves.new_len, 35);
+        assert_eq!(moves.pieces(10, 25), [(15, 5), (30, 10), (50, 10)]);
+        assert_eq!(moves.pieces(12, 5), [(17, 3), (30, 2)]);
+        assert_eq!(moves.gap_at(10), 5);
+        assert_eq!(moves.gap_at(15), 15);
+        assert_eq!(moves.gap_at(25), 25);
+        // Batch [10, 20): sources 15..20 and 30..35; only 15..20 lie before 20.
+        assert_eq!(overlap(&moves, 10, 10), 5);
+        // Batch [25, 35): sources start at 50, past the batch.
+        assert_eq!(overlap(&moves, 25, 10), 0);
+    }
+
+    #[test]
+    fn plan_that_removes_nothing_is_refused() {
+        let plan = Plan {
+            first_dst: 10,
+            kept: vec![(10, 5)],
+            tail_src: 15,
+        };
+        assert!(matches!(plan.check(), Err(JournalError::Mismatch(_))));
+    }
+
+    #[test]
+    fn compact_applies_random_plans() {
+        let seed = 0xc0ffee_u64;
+        let mut rng = Rng(seed);
+        for round in 0..150 {
+            let dir = TempDir::new("compact");
+            let len = 1 + rng.below(4000);
+            let data = random_bytes(&mut rng, len);
+            let plan = random_plan(&mut rng, len as u64);
+            let batch = 16 + rng.below(600) as u64;
+            let (path, file) = mbox_file(&dir, &data);
+            let want = expected(&data, &plan);
+            let new_len = compact_with_batch(&path, &file, plan.clone(), batch, &no_keepalive)
+                .unwrap_or_else(|e| panic!("seed {seed:#x} round {round}: {e:?}"));
+            assert_eq!(new_len, want.len() as u64);
+            assert_eq!(
+                fs::read(&path).expect("read"),
+                want,
+                "seed {seed:#x} round {round}: {plan:?} batch {batch}"
+            );
+            assert!(!journal_path(&path).exists());
+        }
+    }
+
+    /// What to do to the files between the crash and the recovery.
+    #[derive(Clone, Copy, Debug)]
+    enum Damage {
+        None,
+        /// The batch being written may have reached the mbox in any part: overwrite it.
+        ScribbleBatch,
+        /// The newest record was torn (its batch never started).
+        TearRecord,
+    }
+
+    fn crash_then_recover(
+        seed: u64,
+        point: &str,
+        nth: u64,
+        damage: Damage,
+        append: bool,
+        second_crash: Option<(&str, u64)>,
+    ) {
+        let mut rng = Rng(seed);
+        let dir = TempDir::new("crash");
+        let len = 200 + rng.below(3000);
+        let data = random_bytes(&mut rng, len);
+        let plan = random_plan(&mut rng, len as u64);
+        let batch = 16 + rng.below(200) as u64;
+        let (path, file) = mbox_file(&dir, &data);
+        let ctx = format!(
+            "seed {seed:#x} point {point}#{nth} {damage:?} append {append} {second_crash:?}"
+        );
+
+        crash::at(point, nth);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            compact_with_batch(&path, &file, plan.clone(), batch, &no_keepalive)
+        }));
+        crash::clear();
+        let crashed = outcome.is_err();
+
+        let jpath = journal_path(&path);
+        if crashed {
+            if let Ok(Loaded::Valid(journal, newest)) = Journal::load(&jpath) {
+                match (damage, newest) {
+                    (Damage::ScribbleBatch, Some(Record::Batch { w, len, .. })) => {
+                        file.write_all_at(&vec![0xee; len as usize], w)
+                            .expect("scribble");
+                    }
+                    (Damage::TearRecord, Some(Record::Batch { .. })) => {
+                        let at = journal.slot_at(journal.seq % 2) + 24;
+                        journal.file.write_all_at(&[0xff], at).expect("tear");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut appended = Vec::new();
+        if append {
+            appended = b"From late@example.org\nappended after the crash\n".to_vec();
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(&appended))
+                .expect("append");
+        }
+        if let Some((point, nth)) = second_crash {
+            crash::at(point, nth);
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                recover(&path, Some(&file), &no_keepalive)
+            }));
+            crash::clear();
+        }
+        recover(&path, Some(&file), &no_keepalive).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        assert!(!jpath.exists(), "{ctx}: journal left");
+
+        let got = fs::read(&path).expect("read");
+        let mut done = expected(&data, &plan);
+        done.extend_from_slice(&appended);
+        let mut undone = data.clone();
+        undone.extend_from_slice(&appended);
+        assert!(
+            got == done || got == undone,
+            "{ctx}: neither all nor none of the plan applied"
+        );
+        let applied = got == done;
+        // Once a record is durable the recovery must complete the plan.
+        if crashed && point != "journal-created" && !matches!(damage, Damage::TearRecord) {
+            assert!(applied, "{ctx}: recovery did not complete the plan");
+        }
+    }
+
+    const POINTS: &[&str] = &[
+        "journal-created",
+        "batch-recorded",
+        "batch-torn",
+        "batch-written",
+        "moves-done",
+        "marker-written",
+        "marked",
+        "truncated",
+        "journal-removed",
+    ];
+
+    #[test]
+    fn crash_at_every_point_then_recover() {
+        let mut n = 0;
+        for seed in 1..=6u64 {
+            for point in POINTS {
+                for nth in [1, 2, 5] {
+                    for append in [false, true] {
+                        for damage in [Damage::None, Damage::ScribbleBatch] {
+                            n += 1;
+                            crash_then_recover(seed * 7919, point, nth, damage, append, None);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(n > 0);
+    }
+
+    #[test]
+    fn torn_record_falls_back_to_the_previous_one() {
+        for seed in 1..=10u64 {
+            for nth in [1, 2, 3, 7] {
+                for append in [false, true] {
+                    crash_then_recover(
+                        seed,
+                        "batch-recorded",
+                        nth,
+                        Damage::TearRecord,
+                        append,
+                        None,
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn crash_during_recovery_then_recover_again() {
+        for seed in 1..=6u64 {
+            for point in [
+                "batch-recorded",
+                "batch-written",
+                "moves-done",
+                "marker-written",
+            ] {
+                for second in [
+                    "batch-recorded",
+                    "batch-torn",
+                    "moves-done",
+                    "marked",
+                    "truncated",
+                ] {
+                    for append in [false, true] {
+                        crash_then_recover(
+                            seed * 31,
+                            point,
+                            2,
+                            Damage::ScribbleBatch,
+                            append,
+                            Some((second, 1)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn recovery_refuses_a_journal_of_another_file() {
+        let dir = TempDir::new("foreign");
+        let data = b"0123456789abcdefghij".to_vec();
+        let (path, file) = mbox_file(&dir, &data);
+        let plan = Plan {
+            first_dst: 2,
+            kept: vec![(5, 3)],
+            tail_src: 10,
+        };
+        crash::at("batch-recorded", 1);
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            compact_with_batch(&path, &file, plan, 16, &no_keepalive)
+        }));
+        crash::clear();
+        drop(file);
+        // Another program replaces the mbox with a new file.
+        fs::remove_file(&path).expect("remove");
+        let (_, other) = mbox_file(&dir, b"From x\nnew file\n");
+        let err = recover(&path, Some(&other), &no_keepalive).expect_err("must refuse");
+        assert!(matches!(err, JournalError::Mismatch(_)), "{err}");
+        assert!(
+            journal_path(&path).exists(),
+            "journal must stay for the admin"
+        );
+        assert_eq!(fs::read(&path).expect("read"), b"From x\nnew file\n");
+    }
+
+    #[test]
+    fn incomplete_journal_is_removed_and_mbox_untouched() {
+        let dir = TempDir::new("incomplete");
+        let data = b"From a\nhello\n".to_vec();
+        let (path, file) = mbox_file(&dir, &data);
+        fs::write(journal_path(&path), b"P3DJRNL1 torn").expect("write");
+        assert!(recover(&path, Some(&file), &no_keepalive).expect("recover"));
+        assert!(!journal_path(&path).exists());
+        assert_eq!(fs::read(&path).expect("read"), data);
+    }
+
+    #[test]
+    fn no_journal_means_nothing_to_recover() {
+        let dir = TempDir::new("nojournal");
+        let (path, file) = mbox_file(&dir, b"From a\n");
+        assert!(!recover(&path, Some(&file), &no_keepalive).expect("recover"));
+    }
+
+    #[test]
+    fn journal_is_private_to_its_owner() {
+        let dir = TempDir::new("private");
+        let data = random_bytes(&mut Rng(5), 500);
+        let (path, file) = mbox_file(&dir, &data);
+        let plan = Plan {
+            first_dst: 0,
+            kept: vec![(10, 400)],
+            tail_src: 450,
+        };
+        crash::at("batch-recorded", 1);
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            compact_with_batch(&path, &file, plan, 64, &no_keepalive)
+        }));
+        crash::clear();
+        let meta = fs::metadata(journal_path(&path)).expect("journal");
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        let mbox = fs::metadata(&path).expect("mbox");
+        assert_eq!((meta.uid(), meta.gid()), (mbox.uid(), mbox.gid()));
+        recover(&path, Some(&file), &no_keepalive).expect("recover");
+    }
+
+    #[test]
+    fn fletcher_notices_a_changed_sector() {
+        let a = vec![7u8; 4096];
+        let mut b = a.clone();
+        b[1000] = 8;
+        assert_ne!(fletcher64(&a), fletcher64(&b));
+        assert_ne!(fletcher64(&a[..4095]), fletcher64(&a));
+        assert_eq!(fletcher64(&a), fletcher64(&a.clone()));
+    }
+}

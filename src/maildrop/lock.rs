@@ -1,0 +1,532 @@
+//! Locks on a maildrop: the delivery locks (OFD fcntl, dotlock, flock) that pop3d shares with
+//! delivery agents while it scans or rewrites an mbox, and the session lock that keeps two
+//! POP3 sessions off one maildrop. Every guard releases its locks on Drop. Holds the crate's
+//! only unsafe code: the one `fcntl` call for OFD locks.
+
+use std::error::Error;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fs2::FileExt;
+
+/// A dotlock older than this is stale even if its holder seems alive: liblockfile and
+/// postfix (`stale_lock_time`) also give up on a dotlock after about five minutes, and
+/// pop3d refreshes its own while a long UPDATE runs.
+pub const STALE_DOTLOCK_AGE: Duration = Duration::from_secs(300);
+
+/// Pause between two attempts at the whole set of delivery locks: short enough that a
+/// delivery's few milliseconds of locking cost little, long enough not to spin.
+pub const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// Most bytes read from someone else's dotlock: a pid and a newline fit easily.
+const MAX_DOTLOCK_CONTENT: u64 = 64;
+
+/// Why a lock was not obtained.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another POP3 session holds the session lock.
+    InUse,
+    /// The delivery locks were not all free within the timeout.
+    TimedOut,
+    /// A lock file cannot be created at all (no permission, read-only file system).
+    Denied(io::Error),
+    /// A lock file exists but is not a regular file.
+    NotAFile(PathBuf),
+    /// Any other failure.
+    Io(io::Error),
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::InUse => write!(f, "maildrop is in use by another session"),
+            LockError::TimedOut => write!(f, "maildrop is locked by another program"),
+            LockError::Denied(e) => write!(f, "cannot create lock file: {e}"),
+            LockError::NotAFile(p) => write!(f, "{}: not a regular file", p.display()),
+            LockError::Io(e) => write!(f, "cannot lock maildrop: {e}"),
+        }
+    }
+}
+
+impl Error for LockError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            LockError::Denied(e) | LockError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for LockError {
+    fn from(e: io::Error) -> Self {
+        if is_denied(&e) {
+            LockError::Denied(e)
+        } else {
+            LockError::Io(e)
+        }
+    }
+}
+
+/// Errors that mean "this process may not create files here", as opposed to a lock held by
+/// someone else: pop3d refuses the login instead of going on without the lock.
+fn is_denied(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// `path` with `suffix` appended to its file name ("/var/mail/alice" -> "/var/mail/alice.lock").
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Open-file-description fcntl locks (Linux `F_OFD_SETLK`). A classic POSIX record lock
+/// belongs to the whole process and is dropped when any thread closes any descriptor of the
+/// file, which a threaded server cannot rule out; an OFD lock belongs to one open file
+/// description, and conflicts both with other OFD locks and with the classic fcntl locks that
+/// delivery agents take.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod ofd {
+    use std::ffi::{c_int, c_short};
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    /// From <fcntl.h> on Linux x86_64 and aarch64.
+    const F_OFD_SETLK: c_int = 37;
+    const F_WRLCK: c_short = 1;
+    const F_UNLCK: c_short = 2;
+    const SEEK_SET: c_short = 0;
+    const EACCES: i32 = 13;
+    const EAGAIN: i32 = 11;
+
+    /// `struct flock` of Linux x86_64 and aarch64 (glibc and musl alike): two shorts, two
+    /// 64-bit offsets, a pid; 32 bytes with padding.
+    #[repr(C)]
+    struct Flock {
+        l_type: c_short,
+        l_whence: c_short,
+        l_start: i64,
+        l_len: i64,
+        l_pid: c_int,
+    }
+
+    const _: () = assert!(std::mem::size_of::<Flock>() == 32);
+
+    extern "C" {
+        fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
+    }
+
+    pub(super) const SUPPORTED: bool = true;
+
+    /// One non-blocking `F_OFD_SETLK` over the whole file. Ok(false): held elsewhere.
+    fn set(file: &File, l_type: c_short) -> io::Result<bool> {
+        // l_start 0 with l_len 0 covers the whole file, including bytes appended later;
+        // OFD locks require l_pid 0.
+        let lock = Flock {
+            l_type,
+            l_whence: SEEK_SET,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        // SAFETY: `fcntl` is the C library's, declared with its real variadic signature;
+        // F_OFD_SETLK reads exactly one `struct flock` through the pointer, which points at
+        // a live, correctly laid out (asserted 32-byte repr(C)) value for the whole call and
+        // is not kept afterwards; the descriptor stays open because `file` is borrowed.
+        let rc = unsafe { fcntl(file.as_raw_fd(), F_OFD_SETLK, &lock as *const Flock) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(EACCES) | Some(EAGAIN) => Ok(false),
+            _ => Err(e),
+        }
+    }
+
+    /// Takes a write lock on all of `file` (which must be open for writing).
+    pub(super) fn try_lock(file: &File) -> io::Result<bool> {
+        set(file, F_WRLCK)
+    }
+
+    pub(super) fn unlock(file: &File) -> io::Result<()> {
+        set(file, F_UNLCK).map(|_| ())
+    }
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+mod ofd {
+    use std::fs::File;
+    use std::io;
+    use std::sync::Once;
+
+    pub(super) const SUPPORTED: bool = false;
+
+    pub(super) fn try_lock(_file: &File) -> io::Result<bool> {
+        static WARN: Once = Once::new();
+        WARN.call_once(|| {
+            log::warn!(
+                "no OFD fcntl locks on this platform: mboxes are locked by dotlock and flock only"
+            )
+        });
+        Ok(true)
+    }
+
+    pub(super) fn unlock(_file: &File) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Takes a non-blocking OFD write lock on all of `file`; Ok(false) if another open file
+/// description (or a classic fcntl lock of another process) holds a conflicting lock. On
+/// platforms without OFD locks this always succeeds without locking (and logs that once).
+pub fn try_lock_ofd(file: &File) -> io::Result<bool> {
+    ofd::try_lock(file)
+}
+
+/// Releases an OFD lock taken by `try_lock_ofd` through the same open file description.
+pub fn unlock_ofd(file: &File) -> io::Result<()> {
+    ofd::unlock(file)
+}
+
+/// A dotlock `PATH.lock`, created exclusively and holding our pid; removed on Drop.
+#[derive(Debug)]
+pub struct DotLock {
+    path: PathBuf,
+    file: File,
+}
+
+impl DotLock {
+    /// Tries once to create the dotlock of `mbox`, breaking a stale one (its pid is gone, or
+    /// it is older than `STALE_DOTLOCK_AGE`) and saying so in the log. Ok(None): held by a
+    /// live holder.
+    pub fn try_acquire(mbox: &Path) -> io::Result<Option<DotLock>> {
+        let path = sibling(mbox, ".lock");
+        // Two rounds: the second one follows the removal of a stale lock.
+        for _ in 0..2 {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    if let Err(e) = writeln!(file, "{}", std::process::id()) {
+                        let _ = fs::remove_file(&path);
+                        return Err(e);
+                    }
+                    return Ok(Some(DotLock { path, file }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if !break_if_stale(&path)? {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Refreshes the dotlock's mtime, so that a long UPDATE is not taken for a dead holder.
+    pub fn touch(&self) -> io::Result<()> {
+        self.file.set_modified(SystemTime::now())
+    }
+
+    /// Where the lock file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DotLock {
+    fn drop(&mut self) {
+        // Remove only our own file: if another program broke our lock as stale and made its
+        // own, removing that one would let a third program in.
+        let ours = match (self.file.metadata(), fs::symlink_metadata(&self.path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        if ours {
+            if let Err(e) = fs::remove_file(&self.path) {
+                log::error!("cannot remove dotlock {}: {e}", self.path.display());
+            }
+        } else {
+            log::warn!(
+                "dotlock {} was replaced by another program",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// Removes the dotlock at `path` if it is stale. Ok(true) when the path is free now.
+fn break_if_stale(path: &Path) -> io::Result<bool> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    let age = SystemTime::now()
+        .duration_since(meta.modified()?)
+        .unwrap_or(Duration::ZERO);
+    let pid = if meta.is_file() { read_pid(path) } else { None };
+    let reason = match pid {
+        Some(pid) if !process_exists(pid) => format!("its process {pid} is gone"),
+        _ if age > STALE_DOTLOCK_AGE => format!("it is {} s old", age.as_secs()),
+        _ => return Ok(false),
+    };
+    log::warn!("breaking stale dotlock {}: {reason}", path.display());
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pid written in a dotlock ("1234\n"), if it holds one.
+fn read_pid(path: &Path) -> Option<u32> {
+    let mut text = String::new();
+    File::open(path)
+        .ok()?
+        .take(MAX_DOTLOCK_CONTENT)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.trim().parse().ok().filter(|&pid| pid > 0)
+}
+
+/// Whether process `pid` exists. Without /proc this cannot be told, and the answer is yes,
+/// so only the age rule breaks the lock.
+fn process_exists(pid: u32) -> bool {
+    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The delivery locks of one mbox, held while pop3d scans or rewrites it; released on Drop in
+/// the reverse order of taking: flock, dotlock, OFD lock.
+#[derive(Debug)]
+pub struct DeliveryLocks<'a> {
+    file: Option<&'a File>,
+    ofd: bool,
+    dotlock: Option<DotLock>,
+    flock: bool,
+}
+
+impl<'a> DeliveryLocks<'a> {
+    /// Takes the OFD write lock on `file`, the dotlock of `mbox`, then an fs2 exclusive lock
+    /// on `file`, each without blocking; when one is busy, releases those taken, pauses and
+    /// tries the set again, until `timeout` has passed (`LockError::TimedOut`). `file` is
+    /// None when the mbox does not exist: then only the dotlock is taken.
+    pub fn acquire(
+        file: Option<&'a File>,
+        mbox: &Path,
+        timeout: Duration,
+    ) -> Result<DeliveryLocks<'a>, LockError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(locks) = Self::try_acquire(file, mbox)? {
+                return Ok(locks);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(LockError::TimedOut);
+            }
+            thread::sleep(LOCK_RETRY_PAUSE.min(deadline - now));
+        }
+    }
+
+    /// One attempt at the whole set, in Debian policy's order (fcntl, dotlock, flock).
+    /// Ok(None): one of them is busy and all that were taken are released again.
+    fn try_acquire(file: Option<&'a File>, mbox: &Path) -> Result<Option<Self>, LockError> {
+        let mut locks = DeliveryLocks {
+            file,
+            ofd: false,
+            dotlock: None,
+            flock: false,
+        };
+        if let Some(f) = file {
+            if !try_lock_ofd(f).map_err(LockError::Io)? {
+                return Ok(None);
+            }
+            locks.ofd = ofd::SUPPORTED;
+        }
+        match DotLock::try_acquire(mbox)? {
+            Some(d) => locks.dotlock = Some(d),
+            None => return Ok(None),
+        }
+        if let Some(f) = file {
+            match FileExt::try_lock_exclusive(f) {
+                Ok(()) => locks.flock = true,
+                Err(e) if is_contended(&e) => return Ok(None),
+                Err(e) => return Err(LockError::Io(e)),
+            }
+        }
+        Ok(Some(locks))
+    }
+
+    /// The dotlock, to refresh it during a long rewrite.
+    pub fn dotlock(&self) -> Option<&DotLock> {
+        self.dotlock.as_ref()
+    }
+}
+
+impl Drop for DeliveryLocks<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.file {
+            if self.flock {
+                if let Err(e) = FileExt::unlock(f) {
+                    log::error!("cannot release flock: {e}");
+                }
+            }
+        }
+        self.dotlock = None;
+        if let Some(f) = self.file {
+            if self.ofd {
+                if let Err(e) = unlock_ofd(f) {
+                    log::error!("cannot release fcntl lock: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn is_contended(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+        || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
+}
+
+/// Opens (or creates, mode 0600) the regular file `path` for reading and writing without
+/// following a symlink planted there: an existing path is opened and then compared with what
+/// `lstat` sees; a missing one is created exclusively, which never follows symlinks.
+/// Returns the file and whether it was created.
+pub fn open_private_file(path: &Path) -> Result<(File, bool), LockError> {
+    // A few rounds: the path may appear or vanish between lstat and open.
+    for _ in 0..4 {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if !meta.is_file() => return Err(LockError::NotAFile(path.to_owned())),
+            Ok(meta) => {
+                let file = match OpenOptions::new().read(true).write(true).open(path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let opened = file.metadata()?;
+                if opened.dev() == meta.dev() && opened.ino() == meta.ino() {
+                    return Ok((file, false));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                {
+                    Ok(f) => return Ok((f, true)),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(LockError::NotAFile(path.to_owned()))
+}
+
+/// Gives `file` the owner of `like` when they differ (pop3d running as root creates files
+/// beside a user's mbox). Not being allowed to is no error: then pop3d runs as some user
+/// who can read the mbox anyway.
+pub fn match_owner(file: &File, like: &fs::Metadata) -> io::Result<()> {
+    let meta = file.metadata()?;
+    if meta.uid() == like.uid() && meta.gid() == like.gid() {
+        return Ok(());
+    }
+    match std::os::unix::fs::fchown(file, Some(like.uid()), Some(like.gid())) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            log::debug!("cannot give a maildrop file its mbox's owner: {e}");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The session lock: an fs2 exclusive lock on the companion file "<mbox>.pop3d", which
+/// delivery agents never touch, held for the whole POP3 session and released on Drop. The
+/// companion's mtime records the last successful login (the Unix epoch: none yet).
+#[derive(Debug)]
+pub struct SessionLock {
+    mbox: PathBuf,
+    file: File,
+    /// The companion's mtime when the lock was taken, before this session's login.
+    previous: Option<SystemTime>,
+}
+
+impl SessionLock {
+    /// Takes the session lock of `mbox` without blocking (creating the companion file, mode
+    /// 0600, if missing). `LockError::InUse` if another session, in this process or another
+    /// one, holds it; `LockError::Denied` if the companion cannot be created or opened.
+    pub fn try_acquire(mbox: &Path) -> Result<SessionLock, LockError> {
+        let path = sibling(mbox, ".pop3d");
+        let (file, created) = open_private_file(&path)?;
+        if created {
+            // A fresh companion has never seen a login.
+            file.set_modified(UNIX_EPOCH)?;
+            if let Ok(meta) = fs::symlink_metadata(mbox) {
+                match_owner(&file, &meta)?;
+            }
+        }
+        match FileExt::try_lock_exclusive(&file) {
+            Ok(()) => {}
+            Err(e) if is_contended(&e) => return Err(LockError::InUse),
+            Err(e) => return Err(LockError::Io(e)),
+        }
+        let when = file.metadata()?.modified()?;
+        Ok(SessionLock {
+            mbox: mbox.to_owned(),
+            file,
+            previous: (when != UNIX_EPOCH).then_some(when),
+        })
+    }
+
+    /// The mbox this lock is for.
+    pub fn mbox(&self) -> &Path {
+        &self.mbox
+    }
+
+    /// When the previous successful login happened (as of taking the lock), None if never.
+    pub fn last_login_at_acquire(&self) -> Option<SystemTime> {
+        self.previous
+    }
+
+    /// Sets the companion's mtime to now.
+    pub fn touch(&self) -> io::Result<()> {
+        self.file.set_modified(SystemTime::now())
+    }
+}
+
+impl Drop for SessionLock {
+    fn drop(&mut self) {
+        if let Err(e) = FileExt::unlock(&self.file) {
+            log::error!(
+                "cannot release session lock of {}: {e}",
+                self.mbox.display()
+            );
+        }
+    }
+}
