@@ -108,6 +108,8 @@ impl fmt::Debug for AuthRequest {
 
 #[derive(Debug)]
 pub enum HttpError {
+    /// The connection ended before its first octet.
+    Empty,
     /// The head is longer than `MAX_HEAD_OCTETS` or has too many lines.
     TooLarge,
     /// The connection ended before the blank line that ends the head.
@@ -120,6 +122,7 @@ pub enum HttpError {
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            HttpError::Empty => f.write_str("connection closed without a request"),
             HttpError::TooLarge => f.write_str("request head too large"),
             HttpError::Truncated => f.write_str("connection closed inside the request head"),
             HttpError::Malformed(why) => write!(f, "malformed request: {why}"),
@@ -148,6 +151,9 @@ impl From<io::Error> for HttpError {
 /// uses may appear only once; unknown headers are ignored.
 pub fn read_request<R: BufRead>(input: &mut R) -> Result<AuthRequest, HttpError> {
     let mut budget = MAX_HEAD_OCTETS;
+    if input.fill_buf()?.is_empty() {
+        return Err(HttpError::Empty);
+    }
     let request_line = read_line(input, &mut budget)?;
     let request_line =
         std::str::from_utf8(&request_line).map_err(|_| HttpError::Malformed("request line"))?;
@@ -499,7 +505,8 @@ mod tests {
 
     #[test]
     fn a_head_cut_short_is_truncated() {
-        for cut in 0..NGINX_PLAIN.len() {
+        assert!(matches!(parse(b""), Err(HttpError::Empty)));
+        for cut in 1..NGINX_PLAIN.len() {
             let result = parse(&NGINX_PLAIN.as_bytes()[..cut]);
             assert!(
                 matches!(result, Err(HttpError::Truncated)),

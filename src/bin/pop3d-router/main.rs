@@ -11,17 +11,19 @@ mod http;
 mod routes;
 
 use std::fmt;
-use std::io::{self, BufReader};
+use std::fs::OpenOptions;
+use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use env_logger::{Builder, Env, Target};
 use getopts::Options;
-use pop3d::logging::{self, Destination};
+use pop3d::logging;
 use pop3d::users::{UsersError, UsersFile};
 
 use crate::decide::Verdict;
@@ -62,7 +64,7 @@ enum Action {
 #[derive(Debug)]
 enum Error {
     Usage(String),
-    Logging(logging::LoggingError),
+    LogFile { path: PathBuf, error: io::Error },
     Routes { path: PathBuf, error: RoutesError },
     Users { path: PathBuf, error: UsersError },
     Bind { addr: SocketAddr, error: io::Error },
@@ -72,7 +74,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(why) => f.write_str(why),
-            Error::Logging(e) => write!(f, "{e}"),
+            Error::LogFile { path, error } => {
+                write!(f, "cannot open log file {}: {error}", path.display())
+            }
             Error::Routes { path, error } => write!(f, "{}: {error}", path.display()),
             Error::Users { path, error } => write!(f, "{}: {error}", path.display()),
             Error::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
@@ -84,7 +88,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Usage(_) => None,
-            Error::Logging(e) => Some(e),
+            Error::LogFile { error, .. } => Some(error),
             Error::Routes { error, .. } => Some(error),
             Error::Users { error, .. } => Some(error),
             Error::Bind { error, .. } => Some(error),
@@ -226,11 +230,7 @@ fn try_main(args: &[String]) -> Result<(), Error> {
         }
         Action::Run(config) => config,
     };
-    let destination = config
-        .log_file
-        .clone()
-        .map_or(Destination::Stderr, Destination::File);
-    logging::init(destination).map_err(Error::Logging)?;
+    init_logging(config.log_file.as_deref())?;
     let routes = RoutesFile::load(&config.routes).map_err(|error| Error::Routes {
         path: config.routes.clone(),
         error,
@@ -277,6 +277,41 @@ fn try_main(args: &[String]) -> Result<(), Error> {
     for handle in loops {
         let _ = handle.join();
     }
+    Ok(())
+}
+
+/// Log lines go to stderr or, with --log-file, are appended to a file; both name the program,
+/// since the router's lines often end up next to pop3d's. Levels come from RUST_LOG.
+fn init_logging(log_file: Option<&Path>) -> Result<(), Error> {
+    let mut builder = Builder::from_env(Env::default().default_filter_or("info"));
+    builder.format(|buf, record| {
+        writeln!(
+            buf,
+            "{} pop3d-router[{}] {:<5} {}",
+            logging::timestamp(),
+            std::process::id(),
+            record.level(),
+            record.args()
+        )
+    });
+    match log_file {
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|error| Error::LogFile {
+                    path: path.to_owned(),
+                    error,
+                })?;
+            builder.target(Target::Pipe(Box::new(file)));
+        }
+        None => {
+            builder.target(Target::Stderr);
+        }
+    }
+    // Only fails if a logger is already installed, which only a test could have done.
+    let _ = builder.try_init();
     Ok(())
 }
 
@@ -351,6 +386,11 @@ impl Router {
         let mut input = BufReader::with_capacity(INPUT_BUFFER, stream);
         let request = match http::read_request(&mut input) {
             Ok(request) => request,
+            // A port probe or health check that connects and leaves is no news.
+            Err(http::HttpError::Empty) => {
+                log::debug!("{peer}: closed without a request");
+                return;
+            }
             Err(e) => {
                 log::warn!("{peer}: {e}");
                 if !matches!(e, http::HttpError::Io(_) | http::HttpError::Truncated) {

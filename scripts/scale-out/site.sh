@@ -1,0 +1,130 @@
+# The scale-out site on loopback, for scripts/scale-demo.sh and scripts/scale-test.sh (sourced
+# from the repository root, after scripts/lib/packages.sh):
+#
+#   two pop3d backends (A: the default route, B: bob and dave), each trusting nginx's address
+#   (127.0.0.1) as a PROXY protocol sender; pop3d-router in one of its two modes; and nginx in
+#   a private prefix (never the system's configuration): stream {} in front, mail {} behind.
+#
+# Every process started is recorded in SCALE_PIDS; scale_stop_all ends exactly those.
+
+SCALE_MODULES=/usr/lib/nginx/modules
+SCALE_PIDS=()
+
+# nginx with its mail and stream modules, and python3 for the site's clients.
+scale_need_packages() {
+    need_packages nginx:nginx python3:python3
+    local missing=()
+    [ -f "$SCALE_MODULES/ngx_mail_module.so" ] || missing+=(libnginx-mod-mail)
+    [ -f "$SCALE_MODULES/ngx_stream_module.so" ] || missing+=(libnginx-mod-stream)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing: ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# Prints N free loopback ports (held together while chosen, so they differ).
+scale_free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+held = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    held.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in held))
+PY
+}
+
+# Waits until HOST:PORT accepts a connection (at most 10 s). The connection is made from
+# 127.0.0.3, which no backend trusts, so that probing a backend is not a headerless proxy.
+scale_wait_port() {
+    python3 - "$1" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+deadline = time.time() + 10
+while True:
+    try:
+        socket.create_connection((host, int(port)), 1, ("127.0.0.3", 0)).close()
+        sys.exit(0)
+    except OSError:
+        if time.time() > deadline:
+            sys.exit("nothing listens on " + sys.argv[1])
+        time.sleep(0.05)
+PY
+}
+
+# Starts a program in the background with its output in a file, and records it.
+scale_spawn() {
+    local log=$1
+    shift
+    "$@" >"$log" 2>&1 </dev/null &
+    SCALE_PIDS+=($!)
+}
+
+# Ends every process this script started, by its own pid only.
+scale_stop_all() {
+    local pid
+    for pid in "${SCALE_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${SCALE_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    SCALE_PIDS=()
+}
+
+# scale_start_backends DIR BIN_DIR PORT_A PORT_B [pop3d options...]
+# Writes the site's users and mboxes under DIR and starts pop3d for A and B, with the given
+# options (--trusted-proxy 127.0.0.1, for nginx's address, among them).
+scale_start_backends() {
+    local dir=$1 bin=$2 port_a=$3 port_b=$4
+    shift 4
+    python3 scripts/scale-out/fixture.py setup "$dir"
+    sed -e "s/@BACKEND_A@/127.0.0.1:$port_a/" -e "s/@BACKEND_B@/127.0.0.1:$port_b/" \
+        "$dir/routes.in" >"$dir/routes"
+    local backend port
+    for backend in a b; do
+        [ "$backend" = a ] && port=$port_a || port=$port_b
+        scale_spawn "$dir/$backend/stderr" "$bin/pop3d" \
+            --listen "127.0.0.1:$port" --users "$dir/$backend/users" \
+            --maildrop "$dir/$backend/mail/%u" --hostname "backend-$backend.test" \
+            --log-file "$dir/$backend/pop3d.log" "$@"
+    done
+    scale_wait_port "127.0.0.1:$port_a"
+    scale_wait_port "127.0.0.1:$port_b"
+}
+
+# scale_start_router DIR BIN_DIR NAME PORT [--users FILE]
+scale_start_router() {
+    local dir=$1 bin=$2 name=$3 port=$4
+    shift 4
+    scale_spawn "$dir/$name.stderr" "$bin/pop3d-router" --listen "127.0.0.1:$port" \
+        --routes "$dir/routes" --log-file "$dir/$name.log" "$@"
+    scale_wait_port "127.0.0.1:$port"
+}
+
+# scale_start_nginx PREFIX PUBLIC_PORT MAIL_PORT ROUTER_PORT POP3_AUTH PER_ADDRESS CAPABILITIES
+# Renders scripts/scale-out/nginx.conf into PREFIX and runs nginx there in the foreground.
+scale_start_nginx() {
+    local prefix=$1 public=$2 mail=$3 router=$4 pop3_auth=$5 per_address=$6 capabilities=$7
+    mkdir -p "$prefix"
+    # '|' cannot occur in any value, so it delimits the substitutions.
+    sed -e "s|@MODULES@|$SCALE_MODULES|g" \
+        -e "s|@PREFIX@|$prefix|g" \
+        -e "s|@PUBLIC@|127.0.0.1:$public|g" \
+        -e "s|@MAIL@|127.0.0.1:$mail|g" \
+        -e "s|@STREAM_FROM@|127.0.0.1|g" \
+        -e "s|@ROUTER@|127.0.0.1:$router|g" \
+        -e "s|@POP3_AUTH@|$pop3_auth|g" \
+        -e "s|@PER_ADDRESS@|$per_address|g" \
+        -e "s|@HOSTNAME@|proxy.test|g" \
+        -e "s|@CAPABILITIES@|$capabilities|g" \
+        scripts/scale-out/nginx.conf >"$prefix/nginx.conf"
+    nginx -t -q -p "$prefix" -c "$prefix/nginx.conf" -g "pid $prefix/nginx.pid;"
+    scale_spawn "$prefix/stderr" nginx -p "$prefix" -c "$prefix/nginx.conf" \
+        -g "daemon off; pid $prefix/nginx.pid;"
+    scale_wait_port "127.0.0.1:$public"
+}

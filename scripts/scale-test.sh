@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The scale-out suite: pop3d behind nginx's mail proxy with pop3d-router, all on loopback.
+# Builds the release binaries, installs nginx's mail and stream modules when missing, starts
+# two pop3d backends (--trusted-proxy 127.0.0.1, --max-per-ip 2), pop3d-router in both modes
+# (--users, and route only) and an nginx in a private prefix in front of each router, then
+# runs every check in scripts/scale-out/checks.py and a short sessions-per-second measurement,
+# through the proxy and direct to one backend. Ends with "N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+. scripts/lib/packages.sh
+. scripts/scale-out/site.sh
+
+scale_need_packages || { echo "cannot install nginx's mail module"; echo "0 passed, 1 failed"; exit 1; }
+cargo build --release --quiet --bins || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+BIN=$PWD/target/release
+
+DIR=$(mktemp -d /tmp/pop3d-scale-test.XXXXXX)
+# SCALE_KEEP=1 keeps the site's directory (logs, mboxes, nginx.conf) for a look afterwards.
+cleanup() {
+    scale_stop_all
+    if [ -n "${SCALE_KEEP:-}" ]; then
+        echo "kept: $DIR"
+    else
+        rm -rf "$DIR"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+
+read -r PORT_A PORT_B ROUTER_USERS ROUTER_ONLY PUBLIC MAIL PUBLIC_RO MAIL_RO \
+    < <(scale_free_ports 8)
+
+# nginx connects to the backends from 127.0.0.1. A pop3d without --trusted-proxy fails the
+# proxied checks; the others still run.
+TRUST=(--trusted-proxy 127.0.0.1)
+if ! "$BIN/pop3d" --help 2>&1 | grep -q -- --trusted-proxy; then
+    echo "note: this pop3d has no --trusted-proxy"
+    TRUST=()
+fi
+scale_start_backends "$DIR" "$BIN" "$PORT_A" "$PORT_B" "${TRUST[@]}" --max-per-ip 2
+scale_start_router "$DIR" "$BIN" router-users "$ROUTER_USERS" --users "$DIR/router-users"
+scale_start_router "$DIR" "$BIN" router-route-only "$ROUTER_ONLY"
+CAPABILITIES=$(timeout 10 python3 scripts/scale-out/fixture.py capa "127.0.0.1:$PORT_A")
+# stream {}'s cap (20) above pop3d's (2), so that the per-address checks meet pop3d's.
+scale_start_nginx "$DIR/nginx-users" "$PUBLIC" "$MAIL" "$ROUTER_USERS" \
+    "plain apop cram-md5" 20 "$CAPABILITIES"
+scale_start_nginx "$DIR/nginx-route-only" "$PUBLIC_RO" "$MAIL_RO" "$ROUTER_ONLY" \
+    "plain" 20 "$CAPABILITIES"
+
+export SCALE_DIR=$DIR
+export SCALE_PROXY=127.0.0.1:$PUBLIC
+export SCALE_PROXY_ROUTE_ONLY=127.0.0.1:$PUBLIC_RO
+export SCALE_BACKEND_A=127.0.0.1:$PORT_A
+export SCALE_BACKEND_B=127.0.0.1:$PORT_B
+
+for check in $(python3 scripts/scale-out/checks.py list); do
+    if timeout 60 python3 scripts/scale-out/checks.py "$check"; then
+        pass "$check"
+    else
+        fail "$check"
+    fi
+done
+
+# Sessions per second, through the proxy and straight to backend A (the bench clients'
+# addresses are not trusted proxies, so pop3d takes them as ordinary clients).
+bench() {
+    timeout 60 python3 scripts/scale-out/bench.py "$2" --clients 8 --seconds 3 --label "$1"
+}
+if bench "through nginx" "$SCALE_PROXY" && bench "direct to one backend" "$SCALE_BACKEND_A"; then
+    pass "sessions_per_second_measured_without_errors"
+else
+    fail "sessions_per_second_measured_without_errors"
+fi
+
+if [ "$failed" -gt 0 ]; then
+    for f in "$DIR"/a/pop3d.log "$DIR"/b/pop3d.log "$DIR"/router-*.log "$DIR"/nginx-*/error.log; do
+        echo "---- last lines of ${f#"$DIR"/}"
+        tail -n 15 "$f" 2>/dev/null
+    done
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
