@@ -530,3 +530,319 @@ impl Drop for SessionLock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::maildrop::testdir::TempDir;
+
+    fn mbox(dir: &TempDir) -> PathBuf {
+        let path = dir.path().join("mbox");
+        fs::write(&path, b"From a\nx\n").expect("write mbox");
+        path
+    }
+
+    fn open_rw(path: &Path) -> File {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open")
+    }
+
+    fn flock_held_elsewhere(path: &Path) -> bool {
+        let other = open_rw(path);
+        match FileExt::try_lock_exclusive(&other) {
+            Ok(()) => {
+                FileExt::unlock(&other).expect("unlock");
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    fn ofd_held_elsewhere(path: &Path) -> bool {
+        let other = open_rw(path);
+        let free = try_lock_ofd(&other).expect("ofd");
+        if free {
+            unlock_ofd(&other).expect("unlock");
+        }
+        !free
+    }
+
+    /// Whether this process may ignore file permissions (root): then permission tests
+    /// cannot fail the way they would for a mail user.
+    fn privileged(dir: &TempDir) -> bool {
+        let probe = dir.path().join("probe");
+        fs::write(&probe, b"").expect("probe");
+        fs::metadata(&probe).expect("probe").uid() == 0
+    }
+
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    #[test]
+    fn ofd_locks_of_two_descriptions_in_one_process_conflict() {
+        let dir = TempDir::new("ofd");
+        let path = mbox(&dir);
+        let (a, b) = (open_rw(&path), open_rw(&path));
+        assert!(try_lock_ofd(&a).expect("lock a"));
+        assert!(!try_lock_ofd(&b).expect("try b"), "b must see a's lock");
+        // The same description may take it again (OFD locks belong to the description).
+        assert!(try_lock_ofd(&a).expect("relock a"));
+        unlock_ofd(&a).expect("unlock a");
+        assert!(try_lock_ofd(&b).expect("lock b"));
+        unlock_ofd(&b).expect("unlock b");
+    }
+
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    #[test]
+    fn ofd_lock_survives_closing_another_descriptor_of_the_file() {
+        // The reason for OFD locks: a classic lock would vanish here.
+        let dir = TempDir::new("ofd-close");
+        let path = mbox(&dir);
+        let a = open_rw(&path);
+        assert!(try_lock_ofd(&a).expect("lock"));
+        drop(File::open(&path).expect("open and close"));
+        assert!(ofd_held_elsewhere(&path));
+        unlock_ofd(&a).expect("unlock");
+        assert!(!ofd_held_elsewhere(&path));
+    }
+
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    #[test]
+    fn ofd_write_lock_needs_a_writable_descriptor() {
+        let dir = TempDir::new("ofd-ro");
+        let path = mbox(&dir);
+        let ro = File::open(&path).expect("open");
+        assert!(try_lock_ofd(&ro).is_err());
+    }
+
+    #[test]
+    fn dotlock_holds_our_pid_is_exclusive_and_goes_on_drop() {
+        let dir = TempDir::new("dotlock");
+        let path = mbox(&dir);
+        let lock = DotLock::try_acquire(&path).expect("acquire").expect("free");
+        let lock_path = sibling(&path, ".lock");
+        assert_eq!(lock.path(), lock_path);
+        let text = fs::read_to_string(&lock_path).expect("read");
+        assert_eq!(text.trim(), std::process::id().to_string());
+        assert!(DotLock::try_acquire(&path).expect("second").is_none());
+        drop(lock);
+        assert!(!lock_path.exists());
+    }
+
+    #[test]
+    fn dotlock_of_a_dead_process_is_broken() {
+        let dir = TempDir::new("dotlock-dead");
+        let path = mbox(&dir);
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let dead = child.id();
+        child.wait().expect("wait");
+        fs::write(sibling(&path, ".lock"), format!("{dead}\n")).expect("write");
+        let lock = DotLock::try_acquire(&path).expect("acquire");
+        assert!(lock.is_some(), "stale lock of pid {dead} must be broken");
+    }
+
+    #[test]
+    fn old_dotlock_is_broken_even_if_its_process_lives() {
+        let dir = TempDir::new("dotlock-old");
+        let path = mbox(&dir);
+        let lock_path = sibling(&path, ".lock");
+        fs::write(&lock_path, format!("{}\n", std::process::id())).expect("write");
+        let old = SystemTime::now() - STALE_DOTLOCK_AGE - Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(&lock_path)
+            .and_then(|f| f.set_modified(old))
+            .expect("age");
+        assert!(DotLock::try_acquire(&path).expect("acquire").is_some());
+    }
+
+    #[test]
+    fn fresh_dotlock_of_a_live_process_is_respected() {
+        let dir = TempDir::new("dotlock-live");
+        let path = mbox(&dir);
+        let lock_path = sibling(&path, ".lock");
+        fs::write(&lock_path, format!("{}\n", std::process::id())).expect("write");
+        assert!(DotLock::try_acquire(&path).expect("acquire").is_none());
+        // An agent that writes no pid: only the age decides.
+        fs::write(&lock_path, b"").expect("write");
+        assert!(DotLock::try_acquire(&path).expect("acquire").is_none());
+        assert!(lock_path.exists());
+    }
+
+    #[test]
+    fn dotlock_drop_leaves_someone_elses_lock_alone() {
+        let dir = TempDir::new("dotlock-replaced");
+        let path = mbox(&dir);
+        let lock = DotLock::try_acquire(&path).expect("acquire").expect("free");
+        let lock_path = sibling(&path, ".lock");
+        fs::remove_file(&lock_path).expect("break");
+        fs::write(&lock_path, b"1\n").expect("other agent's lock");
+        drop(lock);
+        assert_eq!(fs::read(&lock_path).expect("still there"), b"1\n");
+    }
+
+    #[test]
+    fn delivery_locks_take_all_three_and_release_them_on_drop() {
+        let dir = TempDir::new("delivery");
+        let path = mbox(&dir);
+        let file = open_rw(&path);
+        let locks =
+            DeliveryLocks::acquire(Some(&file), &path, Duration::from_secs(1)).expect("locks");
+        assert!(sibling(&path, ".lock").exists());
+        assert!(flock_held_elsewhere(&path));
+        if ofd::SUPPORTED {
+            assert!(ofd_held_elsewhere(&path));
+        }
+        drop(locks);
+        assert!(!sibling(&path, ".lock").exists());
+        assert!(!flock_held_elsewhere(&path));
+        assert!(!ofd_held_elsewhere(&path));
+    }
+
+    /// Each kind of lock held by an "agent" alone makes the set time out, and a failed
+    /// attempt leaves none of the others behind.
+    #[test]
+    fn delivery_locks_wait_for_each_agent_lock_then_time_out() {
+        for kind in ["flock", "fcntl", "dotlock"] {
+            let dir = TempDir::new("delivery-busy");
+            let path = mbox(&dir);
+            let agent = open_rw(&path);
+            match kind {
+                "flock" => FileExt::try_lock_exclusive(&agent).expect("agent flock"),
+                "fcntl" => assert!(try_lock_ofd(&agent).expect("agent fcntl")),
+                _ => fs::write(sibling(&path, ".lock"), format!("{}\n", std::process::id()))
+                    .expect("agent dotlock"),
+            }
+            let file = open_rw(&path);
+            let started = Instant::now();
+            let got = DeliveryLocks::acquire(Some(&file), &path, Duration::from_millis(200));
+            assert!(matches!(got, Err(LockError::TimedOut)), "{kind}: {got:?}");
+            assert!(started.elapsed() >= Duration::from_millis(200), "{kind}");
+            if kind != "dotlock" {
+                assert!(
+                    !sibling(&path, ".lock").exists(),
+                    "{kind}: dotlock left behind"
+                );
+            }
+            if kind != "fcntl" {
+                assert!(
+                    try_lock_ofd(&file).expect("ofd"),
+                    "{kind}: fcntl lock left behind"
+                );
+                unlock_ofd(&file).expect("unlock");
+            }
+        }
+    }
+
+    #[test]
+    fn delivery_locks_go_on_when_the_agent_lets_go() {
+        let dir = TempDir::new("delivery-wait");
+        let path = mbox(&dir);
+        let agent = open_rw(&path);
+        FileExt::try_lock_exclusive(&agent).expect("agent flock");
+        let releaser = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(150));
+            drop(agent);
+        });
+        let file = open_rw(&path);
+        let got = DeliveryLocks::acquire(Some(&file), &path, Duration::from_secs(5));
+        assert!(got.is_ok(), "{got:?}");
+        releaser.join().expect("join");
+    }
+
+    #[test]
+    fn missing_mbox_still_takes_the_dotlock() {
+        let dir = TempDir::new("delivery-missing");
+        let path = dir.path().join("nobox");
+        let locks = DeliveryLocks::acquire(None, &path, Duration::from_secs(1)).expect("locks");
+        assert!(sibling(&path, ".lock").exists());
+        drop(locks);
+        assert!(!sibling(&path, ".lock").exists());
+    }
+
+    #[test]
+    fn unwritable_spool_directory_denies_the_lock() {
+        let dir = TempDir::new("denied");
+        if privileged(&dir) {
+            // Root ignores directory permissions; tests/maildrop_locks.rs checks this case
+            // as user nobody.
+            eprintln!("skipped: running as root");
+            return;
+        }
+        let path = mbox(&dir);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o555)).expect("chmod");
+        let file = File::open(&path).expect("open");
+        let got = DeliveryLocks::acquire(Some(&file), &path, Duration::from_secs(1));
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(matches!(got, Err(LockError::Denied(_))), "{got:?}");
+    }
+
+    #[test]
+    fn session_lock_is_exclusive_within_one_process() {
+        let dir = TempDir::new("session");
+        let path = mbox(&dir);
+        let first = SessionLock::try_acquire(&path).expect("first");
+        assert!(matches!(
+            SessionLock::try_acquire(&path),
+            Err(LockError::InUse)
+        ));
+        // Delivery agents do not use it: the delivery locks are still free.
+        let file = open_rw(&path);
+        assert!(DeliveryLocks::acquire(Some(&file), &path, Duration::from_secs(1)).is_ok());
+        drop(first);
+        assert!(SessionLock::try_acquire(&path).is_ok());
+    }
+
+    #[test]
+    fn session_companion_is_private_and_remembers_the_last_login() {
+        let dir = TempDir::new("session-login");
+        let path = mbox(&dir);
+        let lock = SessionLock::try_acquire(&path).expect("lock");
+        let companion = sibling(&path, ".pop3d");
+        assert_eq!(
+            fs::metadata(&companion).expect("meta").mode() & 0o777,
+            0o600
+        );
+        assert_eq!(lock.last_login_at_acquire(), None);
+        lock.touch().expect("touch");
+        drop(lock);
+        let again = SessionLock::try_acquire(&path).expect("again");
+        let when = again.last_login_at_acquire().expect("a login was recorded");
+        let age = SystemTime::now()
+            .duration_since(when)
+            .unwrap_or(Duration::ZERO);
+        assert!(age < Duration::from_secs(60), "{age:?}");
+    }
+
+    #[test]
+    fn session_lock_refuses_a_planted_symlink() {
+        let dir = TempDir::new("session-symlink");
+        let path = mbox(&dir);
+        let target = dir.path().join("target");
+        fs::write(&target, b"precious").expect("write");
+        std::os::unix::fs::symlink(&target, sibling(&path, ".pop3d")).expect("symlink");
+        assert!(matches!(
+            SessionLock::try_acquire(&path),
+            Err(LockError::NotAFile(_))
+        ));
+        assert_eq!(fs::read(&target).expect("read"), b"precious");
+        // A dangling symlink must not make pop3d create its target either.
+        let dangling = dir.path().join("dangling");
+        let other = dir.path().join("other");
+        std::os::unix::fs::symlink(&dangling, sibling(&other, ".pop3d")).expect("symlink");
+        assert!(SessionLock::try_acquire(&other).is_err());
+        assert!(!dangling.exists());
+    }
+}

@@ -302,7 +302,10 @@ impl Maildrop {
         fault_point("commit-locked").map_err(|e| untouched(e.into()))?;
         self.check_unchanged(file, deleted, first)
             .map_err(untouched)?;
-        let plan = self.plan(deleted, first);
+        let skip = self
+            .separator_after_scan(file, deleted)
+            .map_err(|e| untouched(e.into()))?;
+        let plan = self.plan(deleted, first, skip);
         let eof = file.metadata().map_err(|e| untouched(e.into()))?.len();
         if plan.kept.is_empty() && eof == plan.tail_src {
             // Everything from the first deleted message to the end goes: a truncate, which
@@ -402,9 +405,30 @@ impl Maildrop {
         Ok(())
     }
 
+    /// Bytes at the start of the mail appended since the scan that belong to the last
+    /// scanned message: an agent that finds no blank line at the end of the mbox writes one
+    /// before its "From " line, and that separator goes with the message it ends. Only when
+    /// that message is deleted does this matter: kept, it stays in front of the new mail;
+    /// deleted, the line break would otherwise join the message before it.
+    fn separator_after_scan(&self, file: &File, deleted: &[bool]) -> io::Result<u64> {
+        if deleted.last() != Some(&true) {
+            return Ok(0);
+        }
+        let mut head = [0u8; 7];
+        let n = file.read_at(&mut head, self.scanned_len)?;
+        let head = &head[..n];
+        Ok(if head.starts_with(b"\nFrom ") {
+            1
+        } else if head.starts_with(b"\r\nFrom ") {
+            2
+        } else {
+            0
+        })
+    }
+
     /// The rewrite: from the first deleted record on, the kept records (merged where they
-    /// touch) and the tail past the scan.
-    fn plan(&self, deleted: &[bool], first: usize) -> Plan {
+    /// touch) and the tail past the scan, less `skip` bytes of separator at its start.
+    fn plan(&self, deleted: &[bool], first: usize, skip: u64) -> Plan {
         let mut kept: Vec<(u64, u64)> = Vec::new();
         for (index, _) in deleted.iter().enumerate().skip(first).filter(|(_, &d)| !d) {
             let start = self.messages[index].record_start;
@@ -417,7 +441,7 @@ impl Maildrop {
         Plan {
             first_dst: self.messages[first].record_start,
             kept,
-            tail_src: self.scanned_len,
+            tail_src: self.scanned_len + skip,
         }
     }
 }
@@ -608,6 +632,376 @@ pub(crate) mod testdir {
     impl Drop for TempDir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    use super::scan::model::{self, Rng};
+    use super::testdir::TempDir;
+    use super::*;
+
+    const TWO: &[u8] = b"From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nfirst body\n\n\
+From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
+
+    fn second_start() -> usize {
+        TWO.windows(8)
+            .position(|w| w == b"From b@x")
+            .expect("second message")
+    }
+
+    fn open(path: &Path) -> Result<Maildrop, MaildropError> {
+        let lock = SessionLock::acquire(path)?;
+        Maildrop::open(
+            path,
+            lock,
+            &OpenOptions {
+                lock_timeout: Duration::from_millis(300),
+            },
+        )
+    }
+
+    fn mbox(dir: &TempDir, data: &[u8]) -> PathBuf {
+        let path = dir.path().join("mbox");
+        fs::write(&path, data).expect("write mbox");
+        path
+    }
+
+    fn read(maildrop: &mut Maildrop, index: usize) -> Result<Vec<u8>, MaildropError> {
+        let mut out = Vec::new();
+        maildrop.message_reader(index)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn append(path: &Path, bytes: &[u8]) {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(bytes))
+            .expect("append");
+    }
+
+    #[test]
+    fn missing_mbox_is_an_empty_maildrop() {
+        let dir = TempDir::new("md-missing");
+        let path = dir.path().join("mbox");
+        let mut md = open(&path).expect("open");
+        assert!(md.messages().is_empty());
+        assert_eq!(md.commit(&[]).expect("commit").deleted, 0);
+        assert!(!path.exists(), "open must not create the mbox");
+    }
+
+    #[test]
+    fn open_refuses_symlinks_and_directories() {
+        let dir = TempDir::new("md-notafile");
+        let real = mbox(&dir, TWO);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        assert!(matches!(open(&link), Err(MaildropError::NotAFile(_))));
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).expect("mkdir");
+        assert!(matches!(open(&sub), Err(MaildropError::NotAFile(_))));
+    }
+
+    #[test]
+    fn second_session_on_one_maildrop_is_in_use() {
+        let dir = TempDir::new("md-inuse");
+        let path = mbox(&dir, TWO);
+        let first = open(&path).expect("first");
+        assert!(matches!(open(&path), Err(MaildropError::InUse)));
+        drop(first);
+        assert!(open(&path).is_ok());
+    }
+
+    #[test]
+    fn open_times_out_while_an_agent_holds_the_dotlock() {
+        let dir = TempDir::new("md-locked");
+        let path = mbox(&dir, TWO);
+        fs::write(
+            lock::sibling(&path, ".lock"),
+            format!("{}\n", std::process::id()),
+        )
+        .expect("agent dotlock");
+        assert!(matches!(open(&path), Err(MaildropError::Locked)));
+    }
+
+    #[test]
+    fn open_leaves_no_delivery_lock_behind() {
+        let dir = TempDir::new("md-released");
+        let path = mbox(&dir, TWO);
+        let _md = open(&path).expect("open");
+        assert!(!lock::sibling(&path, ".lock").exists());
+        let agent = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("agent open");
+        assert!(lock::try_lock_ofd(&agent).expect("ofd"));
+        assert!(fs2::FileExt::try_lock_exclusive(&agent).is_ok());
+    }
+
+    #[test]
+    fn message_reader_streams_exactly_the_content() {
+        let dir = TempDir::new("md-read");
+        let path = mbox(&dir, TWO);
+        let mut md = open(&path).expect("open");
+        assert_eq!(md.messages().len(), 2);
+        assert_eq!(
+            read(&mut md, 0).expect("read"),
+            b"Subject: one\n\nfirst body\n"
+        );
+        assert_eq!(
+            read(&mut md, 1).expect("read"),
+            b"Subject: two\n\nsecond body\n"
+        );
+        assert!(md.message_reader(2).is_err());
+    }
+
+    #[test]
+    fn message_reader_refuses_a_rewritten_mbox() {
+        let dir = TempDir::new("md-read-changed");
+        let path = mbox(&dir, TWO);
+        let mut md = open(&path).expect("open");
+        // Same length, other headers at the same place: another message now.
+        let rewritten = String::from_utf8_lossy(TWO).replace("Subject: two", "Subject: 2wo");
+        fs::write(&path, rewritten).expect("rewrite");
+        assert!(read(&mut md, 0).is_ok());
+        assert!(matches!(read(&mut md, 1), Err(MaildropError::Changed)));
+    }
+
+    #[test]
+    fn commit_removes_deleted_messages_and_keeps_mail_that_arrived() {
+        let dir = TempDir::new("md-commit");
+        let path = mbox(&dir, TWO);
+        let mut md = open(&path).expect("open");
+        let late = b"From c@x Mon Jan  1 00:00:02 2024\nSubject: three\n\nlate\n";
+        append(&path, late);
+        let stats = md.commit(&[true, false]).expect("commit");
+        assert_eq!(stats.deleted, 1);
+        assert_eq!(stats.octets_removed, md.messages()[0].octets);
+        drop(md);
+        let mut want = TWO[second_start()..].to_vec();
+        want.extend_from_slice(late);
+        assert_eq!(fs::read(&path).expect("read"), want);
+        assert!(!journal::journal_path(&path).exists());
+        assert!(!lock::sibling(&path, ".lock").exists());
+    }
+
+    #[test]
+    fn deleting_to_the_end_truncates_in_place() {
+        let dir = TempDir::new("md-truncate");
+        let path = mbox(&dir, TWO);
+        let ino = fs::metadata(&path).expect("meta").ino();
+        let mut md = open(&path).expect("open");
+        md.commit(&[false, true]).expect("commit");
+        assert_eq!(fs::read(&path).expect("read"), &TWO[..second_start()]);
+        assert_eq!(fs::metadata(&path).expect("meta").ino(), ino, "same inode");
+    }
+
+    #[test]
+    fn commit_without_deletions_touches_nothing() {
+        let dir = TempDir::new("md-noop");
+        let path = mbox(&dir, TWO);
+        let before = fs::metadata(&path)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        let mut md = open(&path).expect("open");
+        assert_eq!(md.commit(&[false, false]).expect("commit").deleted, 0);
+        assert_eq!(
+            fs::metadata(&path)
+                .expect("meta")
+                .modified()
+                .expect("mtime"),
+            before
+        );
+        assert!(
+            md.commit(&[false]).is_err(),
+            "flags must match the messages"
+        );
+    }
+
+    #[test]
+    fn commit_refuses_a_rewritten_mbox_and_deletes_nothing() {
+        let dir = TempDir::new("md-commit-changed");
+        let path = mbox(&dir, TWO);
+        let mut md = open(&path).expect("open");
+        // Another program removed the first message in place.
+        let rest = TWO[second_start()..].to_vec();
+        fs::write(&path, &rest).expect("rewrite");
+        assert!(matches!(
+            md.commit(&[false, true]),
+            Err(MaildropError::Changed)
+        ));
+        assert_eq!(fs::read(&path).expect("read"), rest);
+    }
+
+    #[test]
+    fn commit_refuses_a_replaced_mbox() {
+        let dir = TempDir::new("md-commit-replaced");
+        let path = mbox(&dir, TWO);
+        let mut md = open(&path).expect("open");
+        let new = dir.path().join("new");
+        fs::write(&new, TWO).expect("write");
+        fs::rename(&new, &path).expect("rename");
+        assert!(matches!(
+            md.commit(&[true, false]),
+            Err(MaildropError::Changed)
+        ));
+        assert_eq!(fs::read(&path).expect("read"), TWO);
+    }
+
+    #[test]
+    fn maildrop_is_stale_after_commit() {
+        let dir = TempDir::new("md-stale");
+        let path = mbox(&dir, TWO);
+        let mut md = open(&path).expect("open");
+        md.commit(&[true, false]).expect("commit");
+        assert!(matches!(read(&mut md, 1), Err(MaildropError::Changed)));
+        assert!(matches!(
+            md.commit(&[false, true]),
+            Err(MaildropError::Changed)
+        ));
+    }
+
+    #[test]
+    fn open_completes_an_interrupted_update() {
+        let dir = TempDir::new("md-recover");
+        let mut data = Vec::new();
+        for i in 0..50 {
+            data.extend_from_slice(
+                format!("From s{i}@x\nSubject: {i}\n\n{}\n\n", "body ".repeat(i)).as_bytes(),
+            );
+        }
+        let path = mbox(&dir, &data);
+        let mut md = open(&path).expect("open");
+        let deleted: Vec<bool> = (0..50).map(|i| i % 3 == 0).collect();
+        let kept: Vec<Vec<u8>> = (0..50)
+            .filter(|i| i % 3 != 0)
+            .map(|i| read(&mut md, i).expect("read"))
+            .collect();
+        crash::at("moves-done", 1);
+        let crashed = catch_unwind(AssertUnwindSafe(|| md.commit(&deleted)));
+        crash::clear();
+        assert!(crashed.is_err(), "the simulated crash must fire");
+        drop(md);
+        // The unwinding dropped the maildrop and with it every lock, as a crash would.
+        assert!(journal::journal_path(&path).exists());
+        let mut md = open(&path).expect("open recovers");
+        assert!(!journal::journal_path(&path).exists());
+        let got: Vec<Vec<u8>> = (0..md.messages().len())
+            .map(|i| read(&mut md, i).expect("read"))
+            .collect();
+        assert_eq!(got, kept);
+    }
+
+    #[test]
+    fn too_many_messages_is_too_large() {
+        let dir = TempDir::new("md-toolarge");
+        let path = mbox(&dir, &b"From a\n".repeat(scan::MAX_MESSAGES + 1));
+        assert!(matches!(
+            open(&path),
+            Err(MaildropError::TooLarge { messages }) if messages == scan::MAX_MESSAGES
+        ));
+    }
+
+    #[test]
+    fn session_lock_records_logins() {
+        let dir = TempDir::new("md-login");
+        let path = mbox(&dir, TWO);
+        let lock = SessionLock::acquire(&path).expect("lock");
+        assert_eq!(lock.previous_login(), None);
+        lock.record_login().expect("record");
+        // The previous login is the one before this session, not this one.
+        assert_eq!(lock.previous_login(), None);
+        drop(lock);
+        assert!(SessionLock::acquire(&path)
+            .expect("lock")
+            .previous_login()
+            .is_some());
+    }
+
+    /// Random mboxes and random DELE / RSET sequences, with mail arriving during the
+    /// session, against the model: the file afterwards is the kept records in order plus
+    /// everything past the scan, and every kept message reads and identifies as before.
+    #[test]
+    fn random_sessions_match_the_model() {
+        let seed = 0x00dd_5eed_u64;
+        let mut rng = Rng(seed);
+        for round in 0..120 {
+            let ctx = format!("seed {seed:#x} round {round}");
+            let dir = TempDir::new("md-model");
+            let pieces = 1 + rng.below(50);
+            let data = model::random_mbox(&mut rng, pieces);
+            let path = mbox(&dir, &data);
+            let (preamble, want) = model::parse(&data);
+            let mut md = open(&path).expect("open");
+            assert_eq!(md.messages().len(), want.len(), "{ctx}");
+            for (i, m) in want.iter().enumerate() {
+                assert_eq!(read(&mut md, i).expect("read"), m.content, "{ctx}");
+            }
+            // The session: DELE and RSET in random order.
+            let mut deleted = vec![false; want.len()];
+            for _ in 0..rng.below(12) {
+                if !want.is_empty() && rng.below(8) > 0 {
+                    deleted[rng.below(want.len())] = true;
+                } else {
+                    deleted.iter_mut().for_each(|d| *d = false);
+                }
+            }
+            let late: &[u8] = match rng.below(4) {
+                0 => b"",
+                1 => b"From late@x\nSubject: late\n\nlate body\n",
+                2 => b"\nFrom late@x\nSubject: lf\n\n",
+                _ => b"\r\nFrom late@x\r\nSubject: crlf\r\n\r\n",
+            };
+            append(&path, late);
+            md.commit(&deleted).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            drop(md);
+
+            let mut expect = data[..preamble].to_vec();
+            for (m, &gone) in want.iter().zip(&deleted) {
+                if !gone {
+                    expect.extend_from_slice(&data[m.record_start..m.record_end]);
+                }
+            }
+            // A line break in front of the new mail went with a deleted last message.
+            let skip = match (deleted.last(), late.first()) {
+                (Some(true), Some(b'\n')) => 1,
+                (Some(true), Some(b'\r')) => 2,
+                _ => 0,
+            };
+            expect.extend_from_slice(&late[skip..]);
+            assert_eq!(fs::read(&path).expect("read"), expect, "{ctx}: {deleted:?}");
+
+            // The maildrop now is what the model makes of the file now.
+            let mut md = open(&path).expect("reopen");
+            let (_, now) = model::parse(&expect);
+            assert_eq!(md.messages().len(), now.len(), "{ctx}");
+            for (i, m) in now.iter().enumerate() {
+                assert_eq!(read(&mut md, i).expect("read"), m.content, "{ctx}");
+                let uid = &md.messages()[i].uid;
+                assert_eq!(uid.digest(), &m.digest, "{ctx}");
+                let dups = now[..i].iter().filter(|o| o.digest == m.digest).count();
+                assert_eq!(uid.dup() as usize, dups, "{ctx}");
+            }
+            // And every kept message is the same message with the same id, except that new
+            // mail may change how the last scanned one ends (a line break completing its
+            // last line, or one more blank line), which it would without any deletion too.
+            let kept = (0..want.len()).filter(|&i| !deleted[i]);
+            for (new, old) in kept.enumerate() {
+                if old + 1 < want.len() || late.is_empty() {
+                    assert_eq!(now[new].content, want[old].content, "{ctx}");
+                    assert_eq!(
+                        now[new].digest, want[old].digest,
+                        "{ctx}: id must be stable"
+                    );
+                }
+            }
         }
     }
 }
