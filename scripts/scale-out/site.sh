@@ -10,9 +10,10 @@
 SCALE_MODULES=/usr/lib/nginx/modules
 SCALE_PIDS=()
 
-# nginx with its mail and stream modules, and python3 for the site's clients.
+# nginx with its mail and stream modules, python3 for the site's clients, and procmail's
+# lockfile for the dotlock when a user is moved between backends.
 scale_need_packages() {
-    need_packages nginx:nginx python3:python3
+    need_packages nginx:nginx python3:python3 lockfile:procmail
     local missing=()
     [ -f "$SCALE_MODULES/ngx_mail_module.so" ] || missing+=(libnginx-mod-mail)
     [ -f "$SCALE_MODULES/ngx_stream_module.so" ] || missing+=(libnginx-mod-stream)
