@@ -18,7 +18,7 @@ ROUTER_PORT=${POP3D_SCALE_ROUTER:-9110}
 
 scale_need_packages
 cargo build --release --quiet --bins
-BIN=$PWD/target/release
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 
 DIR=$(mktemp -d /tmp/pop3d-scale-demo.XXXXXX)
 cleanup() {

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 scale_need_packages || { echo "cannot install nginx's mail module"; echo "0 passed, 1 failed"; exit 1; }
 cargo build --release --quiet --bins || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
-BIN=$PWD/target/release
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 
 DIR=$(mktemp -d /tmp/pop3d-scale-test.XXXXXX)
 # SCALE_KEEP=1 keeps the site's directory (logs, mboxes, nginx.conf) for a look afterwards.
