@@ -9,6 +9,8 @@
 
 SCALE_MODULES=/usr/lib/nginx/modules
 SCALE_PIDS=()
+# The site's Python helpers leave no __pycache__ in the source tree.
+export PYTHONDONTWRITEBYTECODE=1
 
 # nginx with its mail and stream modules, python3 for the site's clients, and procmail's
 # lockfile for the dotlock when a user is moved between backends.
