@@ -364,7 +364,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 reply::err(
                     &mut self.output,
                     Some(Code::SysTemp),
-                    format_args!("could not remove deleted messages, all messages kept"),
+                    format_args!("could not finish removing deleted messages, no message was lost"),
                 )?;
                 Ok(Next::End(Ending::UpdateFailed { user: t.user }))
             }
