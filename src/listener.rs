@@ -51,6 +51,8 @@ struct Slot {
 impl Slot {
     /// Counts this session against its client address; false if that address is at its cap.
     fn claim_ip(&mut self, ip: IpAddr, max_per_ip: usize) -> bool {
+        // ::ffff:a.b.c.d (a dual-stack socket, or a proxy's TCP6 line) is the IPv4 client.
+        let ip = ip.to_canonical();
         let mut counts = lock(&self.counts);
         let from_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
         if max_per_ip > 0 && from_ip >= max_per_ip {

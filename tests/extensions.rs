@@ -31,17 +31,32 @@ fn capa_before_and_after_login() {
     c.greeting();
     let before = c.multi("CAPA");
     for cap in [
-        "TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "SASL PLAIN CRAM-MD5",
+        "TOP",
+        "UIDL",
+        "USER",
+        "RESP-CODES",
+        "AUTH-RESP-CODE",
+        "PIPELINING",
+        "SASL PLAIN CRAM-MD5",
         "EXPIRE NEVER",
     ] {
-        assert!(before.iter().any(|l| l == cap), "{cap} missing from {before:?}");
+        assert!(
+            before.iter().any(|l| l == cap),
+            "{cap} missing from {before:?}"
+        );
     }
-    let implementation = before.iter().find(|l| l.starts_with("IMPLEMENTATION ")).unwrap();
+    let implementation = before
+        .iter()
+        .find(|l| l.starts_with("IMPLEMENTATION "))
+        .unwrap();
     assert!(implementation.contains("pop3d"), "{implementation}");
     c.ok("USER alice");
     c.ok("PASS secret");
     let after = c.multi("CAPA");
-    assert!(!after.iter().any(|l| l == "USER" || l.starts_with("SASL")), "{after:?}");
+    assert!(
+        !after.iter().any(|l| l == "USER" || l.starts_with("SASL")),
+        "{after:?}"
+    );
     assert!(after.iter().any(|l| l == "PIPELINING"));
 }
 
@@ -50,7 +65,9 @@ fn pipelined_commands_come_back_in_order_in_one_go() {
     let s = server(&[]);
     let mut c = s.connect();
     c.greeting();
-    c.send_raw(b"USER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL 2\r\nRETR 1\r\nNOOP\r\nQUIT\r\n");
+    c.send_raw(
+        b"USER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL 2\r\nRETR 1\r\nNOOP\r\nQUIT\r\n",
+    );
     let mut all = Vec::new();
     c.reader.read_to_end(&mut all).unwrap();
     let text = String::from_utf8(all).unwrap();
@@ -62,7 +79,10 @@ fn pipelined_commands_come_back_in_order_in_one_go() {
     assert_eq!(&lines[6..7], ["."]);
     assert!(lines[7].starts_with("+OK 2 "));
     assert!(lines[8].starts_with("+OK") && lines[8].ends_with("octets"));
-    assert!(text.ends_with("+OK\r\n+OK pop3d signing off (0 messages deleted)\r\n"), "{text}");
+    assert!(
+        text.ends_with("+OK\r\n+OK pop3d signing off (0 messages deleted)\r\n"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -60,14 +60,18 @@ fn assert_only_protocol(text: &str) {
         assert!(line.ends_with("\r\n"), "not a protocol line: {line:?}");
     }
     // Status lines, body lines of the two messages, and terminators: no log text.
-    assert!(!text.contains("INFO") && !text.contains("DEBUG") && !text.contains("connected"), "{text}");
+    assert!(
+        !text.contains("INFO") && !text.contains("DEBUG") && !text.contains("connected"),
+        "{text}"
+    );
 }
 
 #[test]
 fn session_over_a_socket_pair_with_stderr_on_the_socket() {
     let s = setup();
     let (ours, theirs) = UnixStream::pair().unwrap();
-    ours.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut child = spawn_on(&s, theirs.into(), &[]);
     let mut writer = ours.try_clone().unwrap();
     let text = transcript(
@@ -80,7 +84,10 @@ fn session_over_a_socket_pair_with_stderr_on_the_socket() {
     assert!(text.starts_with("+OK pop3d ready <"), "{text}");
     assert!(text.contains("+OK 2 "), "{text}");
     assert!(text.contains("\r\n..dot\r\n.\r\n"), "{text}");
-    assert!(text.ends_with("+OK pop3d signing off (1 messages deleted)\r\n"), "{text}");
+    assert!(
+        text.ends_with("+OK pop3d signing off (1 messages deleted)\r\n"),
+        "{text}"
+    );
     let left = std::fs::read_to_string(s.dir.path().join("mail/alice")).unwrap();
     assert!(!left.contains("Subject: one") && left.contains("Subject: two"));
 }
@@ -89,7 +96,8 @@ fn session_over_a_socket_pair_with_stderr_on_the_socket() {
 fn autologout_works_when_stdin_is_a_socket() {
     let s = setup();
     let (ours, theirs) = UnixStream::pair().unwrap();
-    ours.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let start = Instant::now();
     let mut child = spawn_on(&s, theirs.into(), &["--timeout", "1"]);
     let mut reader = BufReader::new(&ours);
@@ -100,7 +108,10 @@ fn autologout_works_when_stdin_is_a_socket() {
     reader.read_to_end(&mut rest).unwrap();
     assert!(child.wait().unwrap().success());
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(10), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
     assert_only_protocol(&String::from_utf8_lossy(&rest));
 }
 
@@ -110,7 +121,9 @@ fn peer_address_is_logged_for_a_tcp_client() {
     let log = s.dir.path().join("log");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let (accepted, _) = listener.accept().unwrap();
     let log_arg = log.to_string_lossy().into_owned();
     let mut child = spawn_on(&s, accepted.into(), &["--log-file", &log_arg]);
@@ -130,9 +143,14 @@ fn startup_error_under_inetd_answers_err_and_logs() {
     let s = setup();
     let log = s.dir.path().join("log");
     let (ours, theirs) = UnixStream::pair().unwrap();
-    ours.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let log_arg = log.to_string_lossy().into_owned();
-    let mut child = spawn_on(&s, theirs.into(), &["--timeout", "never", "--log-file", &log_arg]);
+    let mut child = spawn_on(
+        &s,
+        theirs.into(),
+        &["--timeout", "never", "--log-file", &log_arg],
+    );
     let mut writer = ours.try_clone().unwrap();
     let text = transcript(&ours, &mut writer, "");
     let status = child.wait().unwrap();

@@ -443,7 +443,11 @@ fn users_file_is_reread_and_a_bad_version_keeps_the_old_one() {
     std::thread::sleep(Duration::from_millis(1100));
     let mut c = s.login("carol", "newpw");
     c.ok("QUIT");
-    std::fs::write(&users, "alice:secret\ncarol:newpw\nbroken line without colon\n").unwrap();
+    std::fs::write(
+        &users,
+        "alice:secret\ncarol:newpw\nbroken line without colon\n",
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let mut c = s.login("carol", "newpw");
     c.ok("QUIT");

@@ -18,24 +18,35 @@ fn nobody() -> Option<(u32, u32)> {
 
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
 fn setpriv_available() -> bool {
-    Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
 fn dotlock_denied_refuses_login_with_sys_temp() {
     if !running_as_root() || !setpriv_available() {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root with setpriv; this test must run there");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with setpriv; this test must run there"
+        );
         eprintln!("skipped: needs root and setpriv to drop to nobody");
         return;
     }
     let (uid, gid) = nobody().expect("a nobody user");
     let mbox = mbox_message("a@x", "Subject: hello\n\nbody\n");
-    let b = ServerBuilder::new("nobody").user("alice", "secret").mbox("alice", &mbox);
+    let b = ServerBuilder::new("nobody")
+        .user("alice", "secret")
+        .mbox("alice", &mbox);
     let dir = b.dir().to_path_buf();
     let spool = dir.join("mail");
     // The spool is root's and closed to others (like root:mail 2775 for a non-member); the
@@ -49,7 +60,12 @@ fn dotlock_denied_refuses_login_with_sys_temp() {
     chown(b.log_path(), Some(uid), Some(gid)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let s = b
-        .wrapper(&["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .wrapper(&[
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+        ])
         .start();
 
     let mut c = s.connect();
