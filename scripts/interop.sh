@@ -23,7 +23,9 @@ if ! cargo build --release --quiet; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-BIN=$ROOT/target/release/pop3d
+TARGET=${CARGO_TARGET_DIR:-target}
+case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
+BIN=$TARGET/release/pop3d
 T=$(mktemp -d /tmp/pop3d-interop.XXXXXX)
 SERVER_PID=
 INETD_PID=
