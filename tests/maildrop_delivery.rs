@@ -69,11 +69,7 @@ fn deliver(kind: &str, mbox: &Path, rc: &Path, tag: &str) -> io::Result<()> {
             result
         }
         "fcntl" => {
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .open(mbox)?;
+            let f = OpenOptions::new().read(true).write(true).open(mbox)?;
             while !try_lock_ofd(&f)? {
                 thread::sleep(Duration::from_millis(1));
             }
@@ -82,11 +78,7 @@ fn deliver(kind: &str, mbox: &Path, rc: &Path, tag: &str) -> io::Result<()> {
             result
         }
         "flock" => {
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .open(mbox)?;
+            let f = OpenOptions::new().read(true).write(true).open(mbox)?;
             FileExt::lock_exclusive(&f)?;
             let result = append(mbox, tag);
             FileExt::unlock(&f)?;
@@ -190,7 +182,12 @@ fn mail_delivered_during_sessions_is_kept_exactly_once() {
     let mbox = dir.path().join("mbox");
     File::create(&mbox).expect("create mbox");
     let rc = dir.path().join("procmailrc");
-    fs::write(&rc, format!(":0:\n{}\n", mbox.display())).expect("rcfile");
+    // procmail sleeps LOCKSLEEP seconds (8 by default) whenever it finds the dotlock taken.
+    fs::write(&rc, format!("LOCKSLEEP=1\n:0:\n{}\n", mbox.display())).expect("rcfile");
+    // Agents that lock differently would corrupt each other's appends, so the writers also
+    // take turns among themselves, through a mutex pop3d knows nothing of: towards pop3d
+    // each one holds only its own kind of lock.
+    let turns = Arc::new(Mutex::new(()));
 
     let done = Arc::new(AtomicBool::new(false));
     let deleted = Arc::new(Mutex::new(BTreeSet::new()));
@@ -209,6 +206,8 @@ fn mail_delivered_during_sessions_is_kept_exactly_once() {
                     deleted.lock().expect("lock").extend(tags);
                     rounds += 1;
                 }
+                // A client comes back after a while, not in a busy loop.
+                thread::sleep(Duration::from_millis(5));
             }
             rounds
         })
@@ -216,11 +215,13 @@ fn mail_delivered_during_sessions_is_kept_exactly_once() {
     let handles: Vec<_> = writers
         .iter()
         .map(|&kind| {
-            let (mbox, rc) = (mbox.clone(), rc.clone());
+            let (mbox, rc, turns) = (mbox.clone(), rc.clone(), turns.clone());
             thread::spawn(move || {
                 for i in 0..PER_WRITER {
+                    let turn = turns.lock().expect("turn");
                     deliver(kind, &mbox, &rc, &format!("{kind}-{i}"))
                         .unwrap_or_else(|e| panic!("{kind} delivery {i}: {e}"));
+                    drop(turn);
                     thread::sleep(Duration::from_millis(2));
                 }
             })

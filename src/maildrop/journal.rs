@@ -302,7 +302,16 @@ impl Journal {
             .create_new(true)
             .mode(0o600)
             .open(path)?;
-        let capacity = if plan.first_gap() >= batch { 0 } else { batch };
+        // A batch saves at most its own length, and no batch is longer than what there is
+        // to move: a small UPDATE reserves little, so a nearly full disk can still take it.
+        // Mail appended after a crash may make more to move; the recovery then takes more,
+        // smaller batches.
+        let to_move = mbox.len().saturating_sub(plan.removed() + plan.first_dst);
+        let capacity = if plan.first_gap() >= batch {
+            0
+        } else {
+            batch.min(to_move.max(1).div_ceil(ALIGN) * ALIGN)
+        };
         let mut journal = Journal {
             path: path.to_owned(),
             file,
@@ -606,9 +615,11 @@ fn compact_with_batch(
     let jpath = journal_path(path);
     let mut journal =
         Journal::create(&jpath, plan, &meta, false, batch).map_err(CompactError::Untouched)?;
-    fault_point("journal-created").map_err(|e| CompactError::Untouched(e.into()))?;
     let mut touched = false;
-    match run(mbox, &mut journal, Start::Fresh, keepalive, &mut touched) {
+    let result = fault_point("journal-created")
+        .map_err(JournalError::from)
+        .and_then(|()| run(mbox, &mut journal, Start::Fresh, keepalive, &mut touched));
+    match result {
         Ok(new_len) => {
             finish(mbox, journal, new_len).map_err(CompactError::Interrupted)?;
             Ok(new_len)
@@ -674,7 +685,7 @@ fn run(
             write_batch(mbox, &moves, (w, len), &[], batch, &mut buf)?;
             w += len;
         } else {
-            let len = (moves.new_len - w).min(batch);
+            let len = (moves.new_len - w).min(journal.capacity);
             fill(mbox, &moves, w, len, &mut buf)?;
             let saved = overlap(&moves, w, len) as usize;
             journal.record_raw(BATCH_KIND, w, len, &buf[..saved])?;
@@ -1163,6 +1174,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn mail_appended_after_a_crash_may_outgrow_the_journal() {
+        let mut rng = Rng(99);
+        let dir = TempDir::new("outgrow");
+        let data = random_bytes(&mut rng, 20_000);
+        let (path, file) = mbox_file(&dir, &data);
+        // 300 bytes to move past a 50-byte gap: the slots are sized for that, not a batch.
+        let plan = Plan {
+            first_dst: 19_650,
+            kept: Vec::new(),
+            tail_src: 19_700,
+        };
+        crash::at("batch-recorded", 1);
+        let crashed = catch_unwind(AssertUnwindSafe(|| {
+            compact_with_batch(&path, &file, plan.clone(), 1 << 20, &no_keepalive)
+        }));
+        crash::clear();
+        assert!(crashed.is_err());
+        match Journal::load(&journal_path(&path)) {
+            Ok(Loaded::Valid(j, _)) => assert_eq!(j.capacity, ALIGN),
+            _ => panic!("journal expected"),
+        }
+        let late = random_bytes(&mut rng, 30_000);
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&late))
+            .expect("append");
+        recover(&path, Some(&file), &no_keepalive).expect("recover");
+        let mut want = expected(&data, &plan);
+        want.extend_from_slice(&late);
+        assert_eq!(fs::read(&path).expect("read"), want);
     }
 
     #[test]

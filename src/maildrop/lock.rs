@@ -81,6 +81,14 @@ fn is_denied(e: &io::Error) -> bool {
     )
 }
 
+/// Errors that mean the file system has no room left.
+fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
 /// `path` with `suffix` appended to its file name ("/var/mail/alice" -> "/var/mail/alice.lock").
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
@@ -226,9 +234,17 @@ impl DotLock {
                 .open(&path)
             {
                 Ok(mut file) => {
-                    if let Err(e) = writeln!(file, "{}", std::process::id()) {
-                        let _ = fs::remove_file(&path);
-                        return Err(e);
+                    match writeln!(file, "{}", std::process::id()) {
+                        Ok(()) => {}
+                        // On a full disk the lock is still ours (create_new made it), only
+                        // without a pid; keeping it lets an UPDATE that frees space run.
+                        Err(e) if is_full(&e) => {
+                            log::warn!("dotlock {} holds no pid: {e}", path.display())
+                        }
+                        Err(e) => {
+                            let _ = fs::remove_file(&path);
+                            return Err(e);
+                        }
                     }
                     return Ok(Some(DotLock { path, file }));
                 }

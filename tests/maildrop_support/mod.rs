@@ -1,0 +1,154 @@
+//! Helpers shared by the maildrop integration tests: temporary directories, messages whose
+//! content follows from their tag (so "whole" can be checked exactly), reading a maildrop
+//! back, and re-running the test binary as a child process that a fault may kill.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pop3d::maildrop::{Maildrop, MaildropError, OpenOptions, SessionLock};
+
+/// Set in a child process: names the role it plays.
+pub const CHILD_ROLE: &str = "POP3D_TEST_CHILD";
+
+/// A temporary directory, unique per process and call, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("pop3d-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The content (what RETR sends, before CRLF) of the message tagged `tag`: headers naming
+/// the tag, and a body whose length depends on it, ending in a line that names it again.
+pub fn content(tag: &str) -> String {
+    let lines = tag.bytes().fold(7u64, |h, b| h * 31 + u64::from(b)) % 60;
+    let mut s = format!("Message-ID: <{tag}@test>\nSubject: {tag}\n\n");
+    for i in 0..lines {
+        s.push_str(&format!(
+            "line {i} of {tag}, some filler text to make it longer\n"
+        ));
+    }
+    s.push_str(&format!("END {tag}\n"));
+    s
+}
+
+/// The mbox record of message `tag`: From line, content, separator blank line.
+pub fn record(tag: &str) -> String {
+    format!(
+        "From {tag}@sender.test Mon Jan  1 00:00:00 2024\n{}\n",
+        content(tag)
+    )
+}
+
+/// The tag a message's content names in its Message-ID.
+pub fn tag_of(content: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(content).ok()?;
+    let rest = text.strip_prefix("Message-ID: <")?;
+    Some(rest[..rest.find("@test>")?].to_owned())
+}
+
+pub fn options(timeout: Duration) -> OpenOptions {
+    OpenOptions {
+        lock_timeout: timeout,
+    }
+}
+
+/// Opens `path` as a session would.
+pub fn open(path: &Path, timeout: Duration) -> Result<Maildrop, MaildropError> {
+    let lock = SessionLock::acquire(path)?;
+    Maildrop::open(path, lock, &options(timeout))
+}
+
+/// Opens `path`, retrying while another session or a delivery holds it.
+pub fn open_patiently(path: &Path) -> Maildrop {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match open(path, Duration::from_secs(5)) {
+            Ok(md) => return md,
+            Err(MaildropError::InUse | MaildropError::Locked) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("open {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Reads every message; panics unless each one is exactly the content its tag implies.
+/// Returns tag -> how many times it occurs.
+pub fn read_all(md: &mut Maildrop) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for i in 0..md.messages().len() {
+        let mut got = Vec::new();
+        md.message_reader(i)
+            .expect("message reader")
+            .read_to_end(&mut got)
+            .expect("read message");
+        let tag = tag_of(&got).unwrap_or_else(|| {
+            let m = &md.messages()[i];
+            let from = std::fs::read(md.path()).map(|d| {
+                String::from_utf8_lossy(&d[m.record_start as usize..m.content_start as usize])
+                    .into_owned()
+            });
+            panic!(
+                "message {i} ({from:?}) is not whole: {:?}",
+                String::from_utf8_lossy(&got)
+            )
+        });
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            content(&tag),
+            "message {i} ({tag}) is not whole"
+        );
+        *seen.entry(tag).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Runs this test binary's test `name` again in a child process with `env` added, and
+/// returns how it ended.
+pub fn run_child(name: &str, role: &str, env: &[(&str, String)]) -> ExitStatus {
+    let exe = std::env::current_exe().expect("test binary");
+    Command::new(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROLE, role)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .status()
+        .expect("spawn child")
+}
+
+/// The role of this process, if it is a child.
+pub fn child_role() -> Option<String> {
+    std::env::var(CHILD_ROLE).ok()
+}
+
+/// Whether this process runs as root (files it creates belong to uid 0).
+pub fn is_root(dir: &TempDir) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = dir.path().join(".root-probe");
+    std::fs::write(&probe, b"").expect("probe");
+    let root = std::fs::metadata(&probe).expect("probe").uid() == 0;
+    let _ = std::fs::remove_file(probe);
+    root
+}
