@@ -676,8 +676,8 @@ fn run(
     while w < moves.new_len {
         let gap = moves.gap_at(w);
         if gap >= batch {
-            // Sources start at least one batch length past the destination's end: nothing
-            // this batch overwrites is read by it, so nothing needs saving.
+            // With len <= gap every source lies past the batch's end: nothing the batch
+            // overwrites is read by it, so nothing needs saving, and it may be long.
             let len = (moves.new_len - w).min(gap);
             journal.record_raw(BATCH_KIND, w, len, &[])?;
             fault_point("batch-recorded")?;
