@@ -138,7 +138,7 @@ fn update_killed_at_each_point_loses_nothing() {
                 let path = dir.path().join("mbox");
                 write_mbox(&path);
                 let delete = pattern.iter().map(|i| i.to_string()).collect::<Vec<_>>();
-                let status = run_child(
+                let child = run_child(
                     TEST,
                     "commit",
                     &[
@@ -151,8 +151,12 @@ fn update_killed_at_each_point_loses_nothing() {
                     ],
                 );
                 let ctx = format!("{point}#{hit} batch {batch} deleting {pattern:?} late {late}");
+                let (status, output) = (child.status, child.output);
                 let killed = status.signal() == Some(SIGABRT);
-                assert!(killed || status.success(), "{ctx}: child {status:?}");
+                assert!(
+                    killed || status.success(),
+                    "{ctx}: child {status:?}\n{output}"
+                );
                 if late {
                     // A delivery agent appends while the mbox is half rewritten.
                     deliver_late(&path);
@@ -206,7 +210,7 @@ fn io_error_at_each_point_loses_nothing() {
             let path = dir.path().join("mbox");
             write_mbox(&path);
             let delete = pattern.iter().map(|i| i.to_string()).collect::<Vec<_>>();
-            let status = run_child(
+            let child = run_child(
                 ERROR_TEST,
                 "commit",
                 &[
@@ -217,8 +221,12 @@ fn io_error_at_each_point_loses_nothing() {
                 ],
             );
             let ctx = format!("error at {point} deleting {pattern:?}");
+            let (status, output) = (child.status, child.output);
             let failed = status.code() == Some(3);
-            assert!(failed || status.success(), "{ctx}: child {status:?}");
+            assert!(
+                failed || status.success(),
+                "{ctx}: child {status:?}\n{output}"
+            );
             let journal_left = journal_path(&path).exists();
             let applied = check_after(&path, pattern, false, &ctx);
             if failed && untouched.contains(point) {

@@ -32,12 +32,16 @@ fn second_session_in_another_process_is_in_use() {
     let path = dir.path().join("mbox");
     fs::write(&path, record("x")).expect("write");
     let held = open(&path, Duration::from_secs(1)).expect("first session");
-    let status = run_child(
+    let child = run_child(
         CROSS,
         "second",
         &[("POP3D_TEST_MBOX", path.display().to_string())],
     );
-    assert!(status.success(), "the other process must get InUse");
+    assert!(
+        child.status.success(),
+        "the other process must get InUse\n{}",
+        child.output
+    );
     drop(held);
     assert!(open(&path, Duration::from_secs(1)).is_ok());
 }

@@ -126,16 +126,30 @@ pub fn read_all(md: &mut Maildrop) -> BTreeMap<String, usize> {
     seen
 }
 
-/// Runs this test binary's test `name` again in a child process with `env` added, and
-/// returns how it ended.
-pub fn run_child(name: &str, role: &str, env: &[(&str, String)]) -> ExitStatus {
+/// How a child process ended, and what it printed (for failure messages only, so that
+/// hundreds of children do not flood the test log).
+pub struct Child {
+    pub status: ExitStatus,
+    pub output: String,
+}
+
+/// Runs this test binary's test `name` again in a child process with `env` added.
+pub fn run_child(name: &str, role: &str, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().expect("test binary");
-    Command::new(exe)
+    let out = Command::new(exe)
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD_ROLE, role)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .status()
-        .expect("spawn child")
+        .output()
+        .expect("spawn child");
+    Child {
+        status: out.status,
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
 
 /// The role of this process, if it is a child.
