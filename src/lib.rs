@@ -1,4 +1,7 @@
 //! pop3d as a library: the binary (src/main.rs) and any helper binaries share these modules.
+//! The only unsafe code is the OFD fcntl call in maildrop/lock.rs, allowed there alone.
+
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod backend;

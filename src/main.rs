@@ -1,6 +1,8 @@
 //! pop3d: command line -> Config, logging, then standalone (listener) or one --inetd session.
 //! `main` calls `try_main` and is the only place that exits the process.
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;

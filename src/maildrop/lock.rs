@@ -139,6 +139,7 @@ mod ofd {
     pub(super) const SUPPORTED: bool = true;
 
     /// One non-blocking `F_OFD_SETLK` over the whole file. Ok(false): held elsewhere.
+    #[allow(unsafe_code)]
     fn set(file: &File, l_type: c_short) -> io::Result<bool> {
         // l_start 0 with l_len 0 covers the whole file, including bytes appended later;
         // OFD locks require l_pid 0.

@@ -6,6 +6,8 @@
 //! short-lived thread per request, with a cap on them. The wire format is in `http`, the
 //! routes file in `routes`, the decision in `decide`; `main` is the only place that exits.
 
+#![forbid(unsafe_code)]
+
 mod decide;
 mod http;
 mod routes;
