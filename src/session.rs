@@ -389,7 +389,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let user = checked_user(&users, &name, |secret| {
                     auth::check_password(secret, &password)
                 });
-                self.authenticated(user, "USER/PASS")
+                self.authenticated(&name, user, "USER/PASS")
             }
             Command::Apop { name, digest } => {
                 let users = self.ctx.users.current();
@@ -397,7 +397,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let user = checked_user(&users, &name, |secret| {
                     auth::check_apop(&timestamp, secret, &digest)
                 });
-                self.authenticated(user, "APOP")
+                self.authenticated(&name, user, "APOP")
             }
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
             _ => self.bad_command(format_args!("not allowed before login")),
@@ -440,7 +440,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let user = checked_user(&users, &plain.authcid, |secret| {
                     auth::check_password(secret, &plain.password) && authz_ok
                 });
-                self.authenticated(user, "AUTH PLAIN")
+                self.authenticated(&plain.authcid, user, "AUTH PLAIN")
             }
             "CRAM-MD5" => {
                 if initial.is_some() {
@@ -462,7 +462,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let user = checked_user(&users, &name, |secret| {
                     auth::check_cram_md5(&challenge, secret, &digest)
                 });
-                self.authenticated(user, "AUTH CRAM-MD5")
+                self.authenticated(&name, user, "AUTH CRAM-MD5")
             }
             _ => self.bad_command(format_args!("unsupported authentication mechanism")),
         }
@@ -502,10 +502,15 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
     }
 
     /// The end of every login: refuses after the failure delay, or opens the maildrop.
-    fn authenticated(&mut self, user: Option<User>, method: &str) -> io::Result<Next> {
+    fn authenticated(&mut self, name: &str, user: Option<User>, method: &str) -> io::Result<Next> {
         let Some(user) = user else {
             self.auth_failures += 1;
-            log::info!("{}: {method} login failed", self.peer);
+            // The name as the client gave it, escaped: it may hold anything a stranger typed.
+            log::info!(
+                "{}: {method} login failed for user {}",
+                self.peer,
+                name.escape_default()
+            );
             // Answer late so guessing is slow; the thread sleeps cheaply meanwhile.
             self.output.flush()?;
             std::thread::sleep(self.ctx.failure_delay);
