@@ -13,3 +13,4 @@ pub mod protocol;
 pub mod proxy;
 pub mod session;
 pub mod users;
+pub mod watched;

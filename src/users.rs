@@ -28,24 +28,23 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
-use std::fs::{self, File, Metadata};
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use log::{info, warn};
+use log::warn;
 
 use crate::auth::valid_user_name;
+use crate::watched::{Format, WatchError, WatchedFile};
+
+/// How often `UsersFile::current` may stat the file (the reload lives in `watched`).
+pub use crate::watched::RECHECK_INTERVAL;
 
 /// A users file for a small host is a few kilobytes; the bound stops a wrong --users path
 /// (a log file, /dev/zero) from being read into memory without end.
 pub const MAX_USERS_FILE_OCTETS: u64 = 4 * 1024 * 1024;
-
-/// How often `UsersFile::current` may stat the file: a change takes effect within a second,
-/// while a burst of connections costs one stat a second, not one each.
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Permission bits that let the group or others read the file, and so every password in it.
 const EXPOSING_MODE_BITS: u32 = 0o044;
@@ -206,162 +205,64 @@ impl From<io::Error> for UsersError {
     }
 }
 
-/// What identifies one version of the file without reading it: an edit in place changes the
-/// mtime or size, a replacement by rename changes the inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    device: u64,
-    inode: u64,
-    octets: u64,
-    mtime_seconds: i64,
-    mtime_nanoseconds: i64,
-}
-
-impl Stamp {
-    fn of(metadata: &Metadata) -> Stamp {
-        Stamp {
-            device: metadata.dev(),
-            inode: metadata.ino(),
-            octets: metadata.len(),
-            mtime_seconds: metadata.mtime(),
-            mtime_nanoseconds: metadata.mtime_nsec(),
+impl From<WatchError<UsersError>> for UsersError {
+    fn from(error: WatchError<UsersError>) -> Self {
+        match error {
+            WatchError::Parse(error) => error,
+            WatchError::TooLarge { .. } => UsersError::TooLarge,
+            WatchError::NotAFile => UsersError::NotAFile,
+            WatchError::Io(error) => UsersError::Io(error),
         }
     }
 }
 
-/// The users file on disk, re-read when it changes (checked by a stat of (mtime, size, inode)
-/// at most once a second, from `current()`), without a restart. If the new version is malformed
-/// the previous one stays in force and a log::warn! says which line is wrong (once per change).
-#[derive(Debug)]
-pub struct UsersFile {
-    path: PathBuf,
-    recheck_interval: Duration,
-    state: Mutex<State>,
-}
+/// How `watched` reads the users file.
+const FORMAT: Format<UsersDb, UsersError> = Format {
+    what: "users",
+    max_octets: MAX_USERS_FILE_OCTETS,
+    parse: UsersDb::parse_octets,
+    summary: |users| format!("{} users", users.len()),
+    inspect: Some(warn_if_exposed),
+};
 
-#[derive(Debug)]
-struct State {
-    users: Arc<UsersDb>,
-    /// The file is not stat'ed again before this instant.
-    next_check: Instant,
-    /// The version last looked at, loaded or refused (None: the file could not be stat'ed),
-    /// so that a bad version is reported once, not at every check.
-    seen: Option<Stamp>,
-}
-
-/// What one look at the file found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recheck {
-    Unchanged,
-    Reloaded,
-    /// Changed but unusable (malformed, unreadable, gone); the previous users stay.
-    KeptPrevious,
-}
-
-impl UsersFile {
-    /// Loads it at start-up; Err if unreadable or malformed (the server then refuses to start).
-    /// Logs a warning if the file is readable by group or others (mode & 0o044).
-    pub fn load(path: &Path) -> Result<UsersFile, UsersError> {
-        Self::load_with_recheck_interval(path, RECHECK_INTERVAL)
-    }
-
-    fn load_with_recheck_interval(
-        path: &Path,
-        recheck_interval: Duration,
-    ) -> Result<UsersFile, UsersError> {
-        let (users, stamp) = read_users(path)?;
-        if users.is_empty() {
-            warn!("{}: no users; every login will fail", path.display());
-        }
-        Ok(UsersFile {
-            path: path.to_owned(),
-            recheck_interval,
-            state: Mutex::new(State {
-                users: Arc::new(users),
-                next_check: Instant::now() + recheck_interval,
-                seen: Some(stamp),
-            }),
-        })
-    }
-
-    /// The path the users are read from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The users in force now (re-reading if the file changed).
-    pub fn current(&self) -> Arc<UsersDb> {
-        // State is only ever replaced field by field, so it is whole even if a thread panicked
-        // while holding the lock.
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        if now >= state.next_check {
-            state.next_check = now + self.recheck_interval;
-            self.recheck(&mut state);
-        }
-        Arc::clone(&state.users)
-    }
-
-    fn recheck(&self, state: &mut State) -> Recheck {
-        let seen = match fs::metadata(&self.path) {
-            Ok(metadata) => Some(Stamp::of(&metadata)),
-            Err(error) => {
-                if state.seen.is_some() {
-                    warn!(
-                        "{}: {error}; keeping the previous users",
-                        self.path.display()
-                    );
-                }
-                state.seen = None;
-                return Recheck::KeptPrevious;
-            }
-        };
-        if seen == state.seen {
-            return Recheck::Unchanged;
-        }
-        match read_users(&self.path) {
-            Ok((users, stamp)) => {
-                info!("{}: reloaded, {} users", self.path.display(), users.len());
-                state.users = Arc::new(users);
-                state.seen = Some(stamp);
-                Recheck::Reloaded
-            }
-            Err(error) => {
-                warn!(
-                    "{}: {error}; keeping the previous users",
-                    self.path.display()
-                );
-                state.seen = seen;
-                Recheck::KeptPrevious
-            }
-        }
-    }
-}
-
-/// Reads and parses one version of the file, with the stamp of the very file read.
-fn read_users(path: &Path) -> Result<(UsersDb, Stamp), UsersError> {
-    // Checked before opening, since opening a FIFO would block until a writer came along.
-    if !fs::metadata(path)?.is_file() {
-        return Err(UsersError::NotAFile);
-    }
-    let file = File::open(path)?;
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(UsersError::NotAFile);
-    }
+/// Every version read is checked, since a replacement may come with looser permissions.
+fn warn_if_exposed(path: &Path, metadata: &Metadata) {
     if metadata.permissions().mode() & EXPOSING_MODE_BITS != 0 {
         warn!(
             "{}: readable by group or others, who can read every password in it",
             path.display()
         );
     }
-    let mut octets = Vec::new();
-    file.take(MAX_USERS_FILE_OCTETS + 1)
-        .read_to_end(&mut octets)?;
-    if octets.len() as u64 > MAX_USERS_FILE_OCTETS {
-        return Err(UsersError::TooLarge);
+}
+
+/// The users file on disk, re-read when it changes, without a restart (see `watched` for when
+/// and how). If the new version is malformed the previous one stays in force and a log::warn!
+/// says which line is wrong (once per change).
+#[derive(Debug)]
+pub struct UsersFile {
+    file: WatchedFile<UsersDb>,
+}
+
+impl UsersFile {
+    /// Loads it at start-up; Err if unreadable or malformed (the server then refuses to start).
+    /// Logs a warning if the file is readable by group or others (mode & 0o044).
+    pub fn load(path: &Path) -> Result<UsersFile, UsersError> {
+        let file = WatchedFile::load(path, FORMAT)?;
+        if file.current().is_empty() {
+            warn!("{}: no users; every login will fail", path.display());
+        }
+        Ok(UsersFile { file })
     }
-    Ok((UsersDb::parse_octets(&octets)?, Stamp::of(&metadata)))
+
+    /// The path the users are read from.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The users in force now (re-reading if the file changed).
+    pub fn current(&self) -> Arc<UsersDb> {
+        self.file.current()
+    }
 }
 
 /// Builds a user's mbox path from the --maildrop pattern: every "%u" is the user name,
@@ -398,7 +299,9 @@ pub fn maildrop_path(pattern: &str, user: &User) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::{self, File};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     fn user(name: &str, password: &str, maildrop: Option<&str>) -> User {
         User {
@@ -699,13 +602,15 @@ mod tests {
         assert!(UsersFile::load(&path).unwrap().current().is_empty());
     }
 
+    /// The reload itself is tested in `watched`; this checks that it reads the users format.
     #[test]
-    fn current_sees_a_changed_file() {
-        let dir = TempDir::new("changed");
+    fn current_rereads_the_users_and_keeps_them_when_a_line_is_malformed() {
+        let dir = TempDir::new("reload");
         let path = dir.write("users", "alice:secret\n");
-        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
-        assert_eq!(names(&file.current()), ["alice"]);
-        // Longer than before, so the size differs whatever the mtime granularity.
+        let file = UsersFile {
+            file: WatchedFile::load_with_recheck_interval(&path, FORMAT, Duration::ZERO).unwrap(),
+        };
+        // Longer each time, so the size differs whatever the mtime granularity.
         dir.write("users", "alice:secret\ncarol:newpass\n");
         let users = file.current();
         assert_eq!(names(&users), ["alice", "carol"]);
@@ -713,138 +618,13 @@ mod tests {
             users.get("carol").map(|u| u.password.as_str()),
             Some("newpass")
         );
-    }
-
-    #[test]
-    fn current_keeps_the_previous_users_when_the_new_file_is_malformed() {
-        let dir = TempDir::new("malformed");
-        let path = dir.write("users", "alice:secret\n");
-        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
-        dir.write("users", "alice:secret\nbroken line\n");
-        assert_eq!(names(&file.current()), ["alice"]);
-        assert_eq!(names(&file.current()), ["alice"]);
-        // Fixing the file brings it back into force.
-        dir.write("users", "alice:secret\nbob:fixed\n");
-        assert_eq!(names(&file.current()), ["alice", "bob"]);
-    }
-
-    #[test]
-    fn recheck_reports_a_bad_version_once() {
-        let dir = TempDir::new("once");
-        let path = dir.write("users", "alice:secret\n");
-        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
-        let recheck = || {
-            let mut state = file.state.lock().unwrap();
-            file.recheck(&mut state)
-        };
-        assert_eq!(recheck(), Recheck::Unchanged);
-        dir.write("users", "alice:secret\n:empty name\n");
-        assert_eq!(recheck(), Recheck::KeptPrevious);
-        assert_eq!(recheck(), Recheck::Unchanged);
-        dir.write("users", "alice:secret\nbob:pw\n");
-        assert_eq!(recheck(), Recheck::Reloaded);
-        assert_eq!(recheck(), Recheck::Unchanged);
-    }
-
-    #[test]
-    fn current_keeps_the_previous_users_when_the_file_disappears() {
-        let dir = TempDir::new("vanished");
-        let path = dir.write("users", "alice:secret\n");
-        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
-        fs::remove_file(&path).unwrap();
-        assert_eq!(names(&file.current()), ["alice"]);
-        dir.write("users", "dave:back\n");
-        assert_eq!(names(&file.current()), ["dave"]);
-    }
-
-    fn mtime_of(path: &Path) -> std::time::SystemTime {
-        fs::metadata(path).unwrap().modified().unwrap()
-    }
-
-    fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
-        File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-    }
-
-    #[test]
-    fn current_sees_a_change_of_size_alone() {
-        let dir = TempDir::new("size-only");
-        let path = dir.write("users", "alice:secret\n");
-        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
-        let mtime = mtime_of(&path);
-        // Rewritten in place within the file system's mtime granularity.
-        dir.write("users", "alice:secret\nbob:pw\n");
-        set_mtime(&path, mtime);
-        assert_eq!(names(&file.current()), ["alice", "bob"]);
-    }
-
-    #[test]
-    fn current_sees_a_change_of_mtime_alone() {
-        // A whole second leaves the nanoseconds alone; a millisecond always changes them.
-        for step in [Duration::from_secs(1), Duration::from_millis(1)] {
-            let dir = TempDir::new("mtime-only");
-            let path = dir.write("users", "alice:secret\n");
-            let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
-            let mtime = mtime_of(&path);
-            // Same length, rewritten in place: only the mtime tells the versions apart.
-            dir.write("users", "brian:secret\n");
-            set_mtime(&path, mtime + step);
-            assert_eq!(names(&file.current()), ["brian"], "{step:?}");
-        }
-    }
-
-    #[test]
-    fn current_sees_a_replacement_by_rename_alone() {
-        let dir = TempDir::new("inode-only");
-        let path = dir.write("users", "alice:secret\n");
-        let file = UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap();
-        // Same length and mtime, renamed over the original as editors and scripts do: only
-        // the inode tells the versions apart.
-        let next = dir.write("users.new", "brian:secret\n");
-        set_mtime(&next, mtime_of(&path));
-        fs::rename(&next, &path).unwrap();
-        assert_eq!(names(&file.current()), ["brian"]);
-    }
-
-    #[test]
-    fn current_checks_the_file_at_most_once_per_interval() {
-        let dir = TempDir::new("throttled");
-        let path = dir.write("users", "alice:secret\n");
-        let file = UsersFile::load_with_recheck_interval(&path, Duration::from_secs(3600)).unwrap();
-        dir.write("users", "alice:secret\nbob:pw\n");
-        assert_eq!(names(&file.current()), ["alice"]);
-        file.state.lock().unwrap().next_check = Instant::now();
-        assert_eq!(names(&file.current()), ["alice", "bob"]);
-    }
-
-    #[test]
-    fn load_uses_a_one_second_recheck_interval() {
-        let dir = TempDir::new("interval");
-        let path = dir.write("users", "alice:secret\n");
-        let file = UsersFile::load(&path).unwrap();
-        assert_eq!(file.recheck_interval, RECHECK_INTERVAL);
-        assert_eq!(RECHECK_INTERVAL, Duration::from_secs(1));
+        dir.write("users", "alice:secret\ncarol:newpass\nbroken line\n");
+        assert_eq!(names(&file.current()), ["alice", "carol"]);
     }
 
     #[test]
     fn users_file_can_be_shared_between_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<UsersFile>();
-        let dir = TempDir::new("threads");
-        let path = dir.write("users", "alice:secret\n");
-        let file = Arc::new(UsersFile::load_with_recheck_interval(&path, Duration::ZERO).unwrap());
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let file = Arc::clone(&file);
-                std::thread::spawn(move || file.current().len())
-            })
-            .collect();
-        for thread in threads {
-            assert_eq!(thread.join().unwrap(), 1);
-        }
     }
 }

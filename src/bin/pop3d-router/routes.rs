@@ -25,23 +25,17 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
-use std::fs::{self, File, Metadata};
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::Arc;
 
 use pop3d::auth::valid_user_name;
+use pop3d::watched::{Format, WatchError, WatchedFile};
 
 /// A routes file names each user once; a few megabytes is far beyond any site this serves,
 /// and the bound keeps a wrong --routes path (a log, /dev/zero) out of memory.
 pub const MAX_ROUTES_FILE_OCTETS: u64 = 4 * 1024 * 1024;
-
-/// How often `RoutesFile::current` may stat the file: a moved user's new route takes effect
-/// within a second, and a burst of logins costs one stat a second.
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The user name that stands for "everyone without a route of their own".
 pub const DEFAULT_ROUTE: &str = "*";
@@ -155,133 +149,53 @@ impl From<io::Error> for RoutesError {
     }
 }
 
-/// What tells one version of the file from another without reading it: an edit in place
-/// changes the mtime or size, a replacement by rename (how a route is best changed) the inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    device: u64,
-    inode: u64,
-    octets: u64,
-    mtime_seconds: i64,
-    mtime_nanoseconds: i64,
-}
-
-impl Stamp {
-    fn of(metadata: &Metadata) -> Stamp {
-        Stamp {
-            device: metadata.dev(),
-            inode: metadata.ino(),
-            octets: metadata.len(),
-            mtime_seconds: metadata.mtime(),
-            mtime_nanoseconds: metadata.mtime_nsec(),
+impl From<WatchError<RoutesError>> for RoutesError {
+    fn from(error: WatchError<RoutesError>) -> Self {
+        match error {
+            WatchError::Parse(error) => error,
+            WatchError::TooLarge { .. } => RoutesError::TooLarge,
+            WatchError::NotAFile => RoutesError::NotAFile,
+            WatchError::Io(error) => RoutesError::Io(error),
         }
     }
 }
 
-/// The routes file on disk, re-read when it changes (a stat at most once a second, from
-/// `current()`). A malformed new version leaves the previous routes in force, with one
-/// warning in the log per change.
+/// How `watched` reads the routes file.
+const FORMAT: Format<Routes, RoutesError> = Format {
+    what: "routes",
+    max_octets: MAX_ROUTES_FILE_OCTETS,
+    parse: Routes::parse,
+    summary: |routes| format!("{} routes and a default", routes.len()),
+    inspect: None,
+};
+
+/// The routes file on disk, re-read when it changes (see `pop3d::watched`: a stat at most once
+/// a second, from `current()`). A malformed new version leaves the previous routes in force,
+/// with one warning in the log per change.
 #[derive(Debug)]
 pub struct RoutesFile {
-    path: PathBuf,
-    state: Mutex<State>,
-}
-
-#[derive(Debug)]
-struct State {
-    routes: Arc<Routes>,
-    next_check: Instant,
-    /// The version last looked at, whether loaded or refused (None: could not be stat'ed).
-    seen: Option<Stamp>,
+    file: WatchedFile<Routes>,
 }
 
 impl RoutesFile {
     /// Loads it at start-up; Err if unreadable or malformed (the router then does not start).
     pub fn load(path: &Path) -> Result<RoutesFile, RoutesError> {
-        let (routes, stamp) = read_routes(path)?;
         Ok(RoutesFile {
-            path: path.to_owned(),
-            state: Mutex::new(State {
-                routes: Arc::new(routes),
-                next_check: Instant::now() + RECHECK_INTERVAL,
-                seen: Some(stamp),
-            }),
+            file: WatchedFile::load(path, FORMAT)?,
         })
     }
 
     /// The routes in force now, re-reading the file if it changed.
     pub fn current(&self) -> Arc<Routes> {
-        // State is replaced field by field, so it is whole even after a panic under the lock.
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        if now >= state.next_check {
-            state.next_check = now + RECHECK_INTERVAL;
-            self.recheck(&mut state);
-        }
-        Arc::clone(&state.routes)
+        self.file.current()
     }
-
-    fn recheck(&self, state: &mut State) {
-        let seen = match fs::metadata(&self.path) {
-            Ok(metadata) => Some(Stamp::of(&metadata)),
-            Err(error) => {
-                if state.seen.is_some() {
-                    log::warn!(
-                        "{}: {error}; keeping the previous routes",
-                        self.path.display()
-                    );
-                }
-                state.seen = None;
-                return;
-            }
-        };
-        if seen == state.seen {
-            return;
-        }
-        match read_routes(&self.path) {
-            Ok((routes, stamp)) => {
-                log::info!(
-                    "{}: reloaded, {} routes and a default",
-                    self.path.display(),
-                    routes.len()
-                );
-                state.routes = Arc::new(routes);
-                state.seen = Some(stamp);
-            }
-            Err(error) => {
-                log::warn!(
-                    "{}: {error}; keeping the previous routes",
-                    self.path.display()
-                );
-                state.seen = seen;
-            }
-        }
-    }
-}
-
-/// Reads and parses one version of the file, with the stamp of the very file read.
-fn read_routes(path: &Path) -> Result<(Routes, Stamp), RoutesError> {
-    // Checked before opening: opening a FIFO would wait for a writer.
-    if !fs::metadata(path)?.is_file() {
-        return Err(RoutesError::NotAFile);
-    }
-    let file = File::open(path)?;
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(RoutesError::NotAFile);
-    }
-    let mut octets = Vec::new();
-    file.take(MAX_ROUTES_FILE_OCTETS + 1)
-        .read_to_end(&mut octets)?;
-    if octets.len() as u64 > MAX_ROUTES_FILE_OCTETS {
-        return Err(RoutesError::TooLarge);
-    }
-    Ok((Routes::parse(&octets)?, Stamp::of(&metadata)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::time::Duration;
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
@@ -359,26 +273,53 @@ mod tests {
         ));
     }
 
+    /// The reload itself is tested in `pop3d::watched`; this checks that it reads the routes
+    /// format, and that a route is moved by renaming a new file over the old.
     #[test]
     fn the_file_is_reread_when_it_changes_and_kept_when_broken() {
         let dir = std::env::temp_dir().join(format!("pop3d-router-routes-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("routes");
         fs::write(&path, "*:127.0.0.1:110\n").unwrap();
-        let file = RoutesFile::load(&path).unwrap();
+        let file = RoutesFile {
+            file: WatchedFile::load_with_recheck_interval(&path, FORMAT, Duration::ZERO).unwrap(),
+        };
         assert_eq!(file.current().route("alice"), addr("127.0.0.1:110"));
 
         // Replaced by rename, as an admin moving a user would.
         let next = dir.join("routes.new");
         fs::write(&next, "alice:127.0.0.2:111\n*:127.0.0.1:110\n").unwrap();
         fs::rename(&next, &path).unwrap();
-        file.state.lock().unwrap().next_check = Instant::now();
         assert_eq!(file.current().route("alice"), addr("127.0.0.2:111"));
 
         fs::write(&next, "alice:nowhere\n").unwrap();
         fs::rename(&next, &path).unwrap();
-        file.state.lock().unwrap().next_check = Instant::now();
         assert_eq!(file.current().route("alice"), addr("127.0.0.2:111"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn load_maps_file_errors_to_routes_errors() {
+        let dir = std::env::temp_dir().join(format!("pop3d-router-load-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("routes");
+        assert!(matches!(
+            RoutesFile::load(&path),
+            Err(RoutesError::Io(e)) if e.kind() == io::ErrorKind::NotFound
+        ));
+        assert!(matches!(RoutesFile::load(&dir), Err(RoutesError::NotAFile)));
+        fs::write(&path, "alice:127.0.0.1:110\n").unwrap();
+        assert!(matches!(
+            RoutesFile::load(&path),
+            Err(RoutesError::NoDefault)
+        ));
+        fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_ROUTES_FILE_OCTETS + 1)
+            .unwrap();
+        let error = RoutesFile::load(&path).unwrap_err();
+        assert!(matches!(error, RoutesError::TooLarge), "{error:?}");
+        assert_eq!(error.to_string(), "larger than 4194304 octets");
         fs::remove_dir_all(&dir).unwrap();
     }
 }
