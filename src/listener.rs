@@ -185,7 +185,7 @@ impl Server {
                 } else {
                     peer
                 };
-                serve_connection(stream, client, &ctx, timeout);
+                serve_connection(stream, client, &ctx, timeout, move || drop(slot));
             });
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a session thread: {e}");
@@ -237,16 +237,24 @@ fn refuse(stream: &TcpStream, why: &str) {
     let _ = stream.write_all(format!("-ERR [SYS/TEMP] {why}\r\n").as_bytes());
 }
 
-/// Runs one session on an accepted connection.
-pub fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: &Context, timeout: Duration) {
+/// Runs one session on an accepted connection; `release` frees its place under the caps
+/// before the last reply is sent.
+pub fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Context,
+    timeout: Duration,
+    release: impl FnOnce(),
+) {
     log::info!("{peer}: connected");
     let peer_name = peer.to_string();
     let ending = match TimedStream::new(&stream, timeout) {
-        Ok(input) => session::run(
+        Ok(input) => session::run_then(
             BufReader::with_capacity(INPUT_BUFFER, input),
             &stream,
             ctx,
             &peer_name,
+            release,
         ),
         Err(e) => {
             log::warn!("{peer}: cannot set up the connection: {e}");

@@ -139,6 +139,19 @@ pub fn run<R: Read + Autologout, W: Write>(
     ctx: &Context,
     peer: &str,
 ) -> Ending {
+    run_then(input, output, ctx, peer, || {})
+}
+
+/// Like `run`, and calls `release` once the session's maildrop is closed but before its last
+/// reply leaves: a client that has read "+OK" to QUIT finds its maildrop and its place under
+/// the connection caps free again when it reconnects at once.
+pub fn run_then<R: Read + Autologout, W: Write>(
+    input: BufReader<R>,
+    output: W,
+    ctx: &Context,
+    peer: &str,
+    release: impl FnOnce(),
+) -> Ending {
     let mut session = Session {
         input,
         output: BufWriter::with_capacity(OUTPUT_BUFFER, output),
@@ -151,8 +164,14 @@ pub fn run<R: Read + Autologout, W: Write>(
         line: Vec::with_capacity(command::MAX_LINE),
     };
     let ending = session.serve();
+    let Session {
+        mut output, state, ..
+    } = session;
+    // Dropping the state closes the maildrop and its session lock.
+    drop(state);
+    release();
     // Whatever happened, what was answered should reach the client if it still listens.
-    let _ = session.output.flush();
+    let _ = output.flush();
     ending
 }
 
