@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
         --peer) PEER=${2:?--peer needs a name}; shift ;;
         --peer=*) PEER=${1#--peer=} ;;
         --runs) RUNS=${2:?--runs needs a number}; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
