@@ -1,7 +1,7 @@
 //! Binds the session's sources to the real things: users from the users file, maildrops from
 //! mbox files named by the --maildrop pattern. The session itself never sees a path.
 
-use std::io::Read;
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -68,7 +68,7 @@ impl Mailbox for Maildrop {
         Maildrop::messages(self)
     }
 
-    fn message_reader(&mut self, index: usize) -> Result<Box<dyn Read + '_>, MaildropError> {
+    fn message_reader(&mut self, index: usize) -> Result<Box<dyn BufRead + '_>, MaildropError> {
         Maildrop::message_reader(self, index)
     }
 

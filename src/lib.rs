@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod bytes;
 pub mod config;
 pub mod listener;
 pub mod logging;

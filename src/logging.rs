@@ -51,6 +51,8 @@ impl std::error::Error for LoggingError {
 /// Installs the global logger. Call once, early.
 pub fn init(destination: Destination) -> Result<(), LoggingError> {
     let mut builder = Builder::from_env(Env::default().default_filter_or("info"));
+    // Once, not per line: getpid is a system call.
+    let pid = std::process::id();
     match destination {
         Destination::Stderr => {
             builder.format(|buf, record| {
@@ -66,12 +68,12 @@ pub fn init(destination: Destination) -> Result<(), LoggingError> {
         }
         Destination::File(path) => {
             let file = open_log(&path)?;
-            builder.format(|buf, record| {
+            builder.format(move |buf, record| {
                 writeln!(
                     buf,
                     "{} pop3d[{}] {:<5} {}",
                     timestamp(),
-                    std::process::id(),
+                    pid,
                     record.level(),
                     record.args()
                 )
@@ -79,7 +81,7 @@ pub fn init(destination: Destination) -> Result<(), LoggingError> {
             builder.target(Target::Pipe(Box::new(file)));
         }
         Destination::Syslog => {
-            builder.format(|buf, record| {
+            builder.format(move |buf, record| {
                 let severity = match record.level() {
                     log::Level::Error => 3,
                     log::Level::Warn => 4,
@@ -90,7 +92,7 @@ pub fn init(destination: Destination) -> Result<(), LoggingError> {
                     buf,
                     "<{}>pop3d[{}]: {}",
                     FACILITY_MAIL * 8 + severity,
-                    std::process::id(),
+                    pid,
                     record.args()
                 )
             });

@@ -5,7 +5,7 @@
 //! sees a socket, a path or a lock. Users come from a `UserSource` and maildrops from a
 //! `MaildropSource`, so the whole machine runs in tests over byte slices and in-memory mboxes.
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,9 +18,6 @@ use crate::users::{User, UsersDb};
 
 /// Replies are collected and sent once the client has nothing more queued (PIPELINING).
 const OUTPUT_BUFFER: usize = 64 * 1024;
-
-/// Block size for streaming a message from the maildrop.
-const COPY_BLOCK: usize = 64 * 1024;
 
 /// A client that sends this many unknown, malformed or out-of-state commands is a robot or a
 /// scanner, not a mail client: the session ends (Dovecot uses 20 as well).
@@ -50,7 +47,7 @@ impl<T: Autologout + ?Sized> Autologout for &mut T {
 /// What the session needs of an open maildrop.
 pub trait Mailbox {
     fn messages(&self) -> &[MessageInfo];
-    fn message_reader(&mut self, index: usize) -> Result<Box<dyn Read + '_>, MaildropError>;
+    fn message_reader(&mut self, index: usize) -> Result<Box<dyn BufRead + '_>, MaildropError>;
     fn commit(&mut self, deleted: &[bool]) -> Result<CommitStats, MaildropError>;
 }
 
@@ -719,18 +716,19 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             Some(lines) => DotWriter::with_body_lines(&mut self.output, lines),
         };
         // Once "+OK" is out, a failure cannot be signalled in-band: the error ends the session.
-        let mut block = vec![0u8; COPY_BLOCK];
         loop {
-            let got = match reader.read(&mut block) {
-                Ok(0) => break,
-                Ok(got) => got,
+            let block = match reader.fill_buf() {
+                Ok([]) => break,
+                Ok(block) => block,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::error!("{}: read of message {n} failed: {e}", self.peer);
                     return Err(e);
                 }
             };
-            body.write_all(&block[..got])?;
+            body.write_all(block)?;
+            let used = block.len();
+            reader.consume(used);
         }
         body.finish()?;
         Ok(Next::Continue)
@@ -788,7 +786,7 @@ mod tests {
             &self.messages
         }
 
-        fn message_reader(&mut self, index: usize) -> Result<Box<dyn Read + '_>, MaildropError> {
+        fn message_reader(&mut self, index: usize) -> Result<Box<dyn BufRead + '_>, MaildropError> {
             let m = &self.messages[index];
             let start = m.content_start as usize;
             Ok(Box::new(&self.bytes[start..start + m.content_len as usize]))

@@ -13,7 +13,7 @@ pub mod scan;
 use std::error::Error;
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -200,7 +200,10 @@ impl Maildrop {
             // Before anything else reads the mbox: it may be half rewritten.
             journal::recover(path, file.as_ref(), &keepalive)?;
             match &file {
-                Some(f) => scan::scan(BufReader::new(ReadAt::new(f, 0, u64::MAX)))?,
+                Some(f) => {
+                    let octets = f.metadata()?.len();
+                    scan::scan_sized(BufReader::new(ReadAt::new(f, 0, u64::MAX)), octets)?
+                }
                 None => scan::Scan {
                     messages: Vec::new(),
                     scanned_len: 0,
@@ -244,7 +247,7 @@ impl Maildrop {
     /// The raw on-disk content of message `index` (0-based): exactly content_len bytes,
     /// streamed from the file (never read whole into memory). Before returning, checks that
     /// the file still holds what the scan saw at that place (else MaildropError::Changed).
-    pub fn message_reader(&mut self, index: usize) -> Result<Box<dyn Read + '_>, MaildropError> {
+    pub fn message_reader(&mut self, index: usize) -> Result<Box<dyn BufRead + '_>, MaildropError> {
         let info = self
             .messages
             .get(index)

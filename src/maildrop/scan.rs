@@ -15,6 +15,8 @@ use std::thread;
 
 use md5::{Digest, Md5};
 
+use crate::bytes::find_byte;
+
 /// Read buffer of the scanner: large enough that a 1 GB mbox takes about a thousand reads,
 /// small enough to stay well inside the server's memory budget.
 pub const SCAN_BUFFER: usize = 1 << 20;
@@ -165,6 +167,22 @@ pub fn scan<R: io::BufRead>(reader: R) -> Result<Scan, ScanError> {
             Err(_) => scan_with_buffer(reader, SCAN_BUFFER),
         }
     })
+}
+
+/// Below this size an mbox is scanned on the calling thread with a buffer no larger than
+/// the file: a second thread and a 1 MiB buffer cost more than they save on a small maildrop,
+/// and a buffer freed after every login would stay resident in each thread's heap.
+pub const THREADED_SCAN_MIN: u64 = 4 << 20;
+
+/// Scans `octets` bytes of mbox (its size when opened): small ones on this thread with a
+/// buffer sized to the file, large ones with `scan`.
+pub fn scan_sized<R: io::BufRead>(reader: R, octets: u64) -> Result<Scan, ScanError> {
+    if octets >= THREADED_SCAN_MIN {
+        return scan(reader);
+    }
+    // +1 so the read that finds the end of the file needs no second buffer fill.
+    let buffer = usize::try_from(octets + 1).unwrap_or(SCAN_BUFFER);
+    scan_with_buffer(reader, buffer.clamp(4096, SCAN_BUFFER))
 }
 
 /// `scan` on one thread, with a read buffer of `buffer_len` bytes (at least 16): tests use
@@ -641,24 +659,6 @@ impl Scanner {
             digests,
         ))
     }
-}
-
-/// Index of the first `needle` in `hay`. The block loop has no early exit, so the compiler
-/// vectorizes it; the exact place is found after.
-fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    const BLOCK: usize = 32;
-    let mut start = 0;
-    while start + BLOCK <= hay.len() {
-        let block = &hay[start..start + BLOCK];
-        if block.iter().fold(false, |hit, &b| hit | (b == needle)) {
-            break;
-        }
-        start += BLOCK;
-    }
-    hay[start..]
-        .iter()
-        .position(|&b| b == needle)
-        .map(|i| start + i)
 }
 
 /// LFs in `seg` not preceded by CR, where `prev` is the byte before `seg`.

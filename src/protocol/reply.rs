@@ -5,6 +5,8 @@
 use std::fmt;
 use std::io::{self, Write};
 
+use crate::bytes::find_byte;
+
 /// RFC 2449 section 4: a response line is at most 512 octets including the CRLF.
 pub const MAX_REPLY: usize = 512;
 
@@ -166,7 +168,7 @@ impl<W: Write> Write for DotWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut rest = buf;
         while !rest.is_empty() && !self.done() {
-            match rest.iter().position(|&b| b == b'\n') {
+            match find_byte(rest, b'\n') {
                 Some(at) => {
                     self.write_segment(&rest[..at])?;
                     self.end_line()?;
