@@ -95,6 +95,9 @@ pub fn end<W: Write + ?Sized>(out: &mut W) -> io::Result<()> {
 /// rest, so the caller can still stream the whole message through it.
 pub struct DotWriter<W: Write> {
     out: W,
+    /// Converted bytes not yet handed to `out`: lines are assembled here with plain `Vec`
+    /// pushes and leave in blocks, which keeps per-line costs off the RETR path.
+    pending: Vec<u8>,
     /// Octets of the current line seen so far on disk (its LF excluded).
     line_len: u64,
     after_cr: bool,
@@ -102,10 +105,14 @@ pub struct DotWriter<W: Write> {
     body_lines_left: Option<u32>,
 }
 
+/// Bytes collected before they go to the underlying writer.
+const PENDING_BLOCK: usize = 64 * 1024;
+
 impl<W: Write> DotWriter<W> {
     pub fn new(out: W) -> DotWriter<W> {
         DotWriter {
             out,
+            pending: Vec::new(),
             line_len: 0,
             after_cr: false,
             in_headers: true,
@@ -124,24 +131,25 @@ impl<W: Write> DotWriter<W> {
         !self.in_headers && self.body_lines_left == Some(0)
     }
 
-    /// Writes a run of bytes that holds no LF.
-    fn write_segment(&mut self, segment: &[u8]) -> io::Result<()> {
+    /// Adds a run of bytes that holds no LF.
+    fn segment(&mut self, segment: &[u8]) {
         let Some(&last) = segment.last() else {
-            return Ok(());
+            return;
         };
         if self.line_len == 0 && segment[0] == b'.' {
-            self.out.write_all(b".")?;
+            self.pending.push(b'.');
         }
-        self.out.write_all(segment)?;
+        self.pending.extend_from_slice(segment);
         self.line_len += segment.len() as u64;
         self.after_cr = last == b'\r';
-        Ok(())
     }
 
-    fn end_line(&mut self) -> io::Result<()> {
+    fn end_line(&mut self) {
         // A CR just before the LF on disk is already the CR of our CRLF.
-        self.out
-            .write_all(if self.after_cr { b"\n" } else { b"\r\n" })?;
+        if !self.after_cr {
+            self.pending.push(b'\r');
+        }
+        self.pending.push(b'\n');
         // An empty line ends the header block; in a CRLF file it is a lone CR.
         let empty = self.line_len == 0 || (self.line_len == 1 && self.after_cr);
         if self.in_headers {
@@ -151,39 +159,54 @@ impl<W: Write> DotWriter<W> {
         }
         self.line_len = 0;
         self.after_cr = false;
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.out.write_all(&self.pending)?;
+            self.pending.clear();
+        }
         Ok(())
     }
 
     /// Ends the body: completes a last line that has no line ending, then writes ".\r\n".
     pub fn finish(mut self) -> io::Result<W> {
         if self.line_len > 0 && !self.done() {
-            self.out.write_all(b"\r\n")?;
+            self.pending.extend_from_slice(b"\r\n");
         }
-        self.out.write_all(b".\r\n")?;
+        self.pending.extend_from_slice(b".\r\n");
+        self.drain()?;
         Ok(self.out)
     }
 }
 
 impl<W: Write> Write for DotWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.pending.capacity() == 0 {
+            self.pending.reserve(PENDING_BLOCK.min(buf.len() * 2 + 16));
+        }
         let mut rest = buf;
         while !rest.is_empty() && !self.done() {
             match find_byte(rest, b'\n') {
                 Some(at) => {
-                    self.write_segment(&rest[..at])?;
-                    self.end_line()?;
+                    self.segment(&rest[..at]);
+                    self.end_line();
                     rest = &rest[at + 1..];
                 }
                 None => {
-                    self.write_segment(rest)?;
+                    self.segment(rest);
                     rest = &[];
                 }
+            }
+            if self.pending.len() >= PENDING_BLOCK {
+                self.drain()?;
             }
         }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.drain()?;
         self.out.flush()
     }
 }
