@@ -57,8 +57,9 @@ impl LockedMaildrop for LockedMbox {
     }
 
     fn open(self: Box<Self>) -> Result<Box<dyn Mailbox>, MaildropError> {
-        self.lock.record_login()?;
         let maildrop = Maildrop::open(&self.path, self.lock, &self.options)?;
+        // RFC 2449 LOGIN-DELAY counts successful logins only.
+        maildrop.record_login()?;
         Ok(Box::new(maildrop))
     }
 }

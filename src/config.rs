@@ -14,6 +14,17 @@ use crate::proxy::TrustedNet;
 /// RFC 1939 section 3: the autologout timer "MUST be of at least 10 minutes' duration".
 pub const RFC_MIN_TIMEOUT: u64 = 600;
 
+/// Longest autologout accepted: a day is already far past any client's patience, and a bound
+/// keeps every deadline computation (now + timeout) far from overflowing.
+pub const MAX_TIMEOUT: u64 = 86_400;
+
+/// Longest --login-delay accepted (a week), for the same reason.
+pub const MAX_LOGIN_DELAY: u64 = 7 * 86_400;
+
+/// RFC 1035: a host name is at most 253 octets; it keeps the greeting and the CRAM-MD5
+/// challenge, which both carry it, under RFC 2449's 512-octet reply limit.
+pub const MAX_HOSTNAME: usize = 253;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
@@ -170,8 +181,11 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         return Err(bad("maildrop", "the pattern must contain %u".into()));
     }
     let timeout = number(&m, "t", "timeout", RFC_MIN_TIMEOUT)?;
-    if timeout == 0 {
-        return Err(bad("timeout", "must be at least 1 second".into()));
+    if timeout == 0 || timeout > MAX_TIMEOUT {
+        return Err(bad(
+            "timeout",
+            format!("must be 1 to {MAX_TIMEOUT} seconds"),
+        ));
     }
     if timeout < RFC_MIN_TIMEOUT {
         warnings.push(format!(
@@ -184,16 +198,20 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
     }
     let max_per_ip = number(&m, "max-per-ip", "max-per-ip", 10)?;
     let login_delay = number(&m, "login-delay", "login-delay", 0)?;
+    if login_delay > MAX_LOGIN_DELAY {
+        return Err(bad(
+            "login-delay",
+            format!("at most {MAX_LOGIN_DELAY} seconds"),
+        ));
+    }
     let hostname = match m.opt_str("n") {
         Some(name) => {
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'>' && b != b'<' && b != b'@')
-            {
+            if !valid_hostname(&name) {
                 return Err(bad(
                     "hostname",
-                    "must be printable ASCII without <, > or @".into(),
+                    format!(
+                        "must be 1 to {MAX_HOSTNAME} printable ASCII characters without <, > or @"
+                    ),
                 ));
             }
             name
@@ -242,18 +260,23 @@ fn number(
     }
 }
 
-/// The kernel's host name, for the greeting; "localhost" if it cannot be read.
+/// The kernel's host name, for the greeting; "localhost" if it cannot be read or used.
 fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())
         .ok()
-        .filter(|s| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'>' && b != b'<' && b != b'@')
-        })
+        .filter(|s| valid_hostname(s))
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// A name that fits in `<...@NAME>` (the APOP timestamp) and keeps replies short.
+fn valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_HOSTNAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'>' && b != b'<' && b != b'@')
 }
 
 #[cfg(test)]
@@ -358,9 +381,20 @@ mod tests {
             &["-n", "a<b"],
             &["--trusted-proxy", "10.0.0.5/8"],
             &["--trusted-proxy", "nginx"],
+            &["-t", "18446744073709551615"],
+            &["-t", "86401"],
+            &["--login-delay", "99999999999"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn hostname_is_bounded() {
+        let ok = "h".repeat(MAX_HOSTNAME);
+        assert_eq!(run(&["-n", &ok]).unwrap().hostname, ok);
+        let long = "h".repeat(MAX_HOSTNAME + 1);
+        assert!(run(&["-n", &long]).is_err());
     }
 
     #[test]

@@ -193,3 +193,14 @@ fn mbox_that_is_a_directory_answers_sys_perm() {
     let r = c.err("PASS pw");
     assert!(r.starts_with("-ERR [SYS/PERM]"), "{r}");
 }
+
+#[test]
+fn replies_are_sent_when_the_last_packet_ends_inside_a_line() {
+    let s = server(&[]);
+    let mut c = s.login("alice", "secret");
+    // The answer to STAT must not wait for the rest of the next command.
+    c.send_raw(b"STAT\r\nST");
+    assert!(c.line().starts_with("+OK 2 "));
+    c.send_raw(b"AT\r\n");
+    assert!(c.line().starts_with("+OK 2 "));
+}

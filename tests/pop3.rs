@@ -373,14 +373,28 @@ fn malformed_users_file_refuses_to_start() {
     let dir = support::TempDir::new("badusers");
     let users = dir.path().join("users");
     std::fs::write(&users, "alice:secret\n# fine\nnocolon\n").unwrap();
-    let out = Command::new(support::binary())
+    let mut child = Command::new(support::binary())
         .args(["--listen", "127.0.0.1:0", "--users"])
         .arg(&users)
         .stdin(Stdio::null())
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // A server that wrongly started would run forever: bound the wait.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("pop3d started with a malformed users file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("line 3"), "{err}");
 }
 
@@ -434,14 +448,19 @@ fn users_file_is_reread_and_a_bad_version_keeps_the_old_one() {
     std::thread::sleep(Duration::from_millis(1100));
     let mut c = s.login("carol", "newpw");
     c.ok("QUIT");
+    // A malformed version that would also change carol's password is refused whole.
     std::fs::write(
         &users,
-        "alice:secret\ncarol:newpw\nbroken line without colon\n",
+        "alice:secret\ncarol:changed\nbroken line without colon\n",
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let mut c = s.login("carol", "newpw");
     c.ok("QUIT");
+    let mut d = s.connect();
+    d.greeting();
+    d.ok("USER carol");
+    d.err("PASS changed");
     let log = s.log_text();
     assert!(log.contains("line 3"), "{log}");
 }

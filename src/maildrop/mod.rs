@@ -229,6 +229,12 @@ impl Maildrop {
         })
     }
 
+    /// Records this login as successful (the session lock file's mtime, for LOGIN-DELAY):
+    /// called once the maildrop is open, so a login that failed to open it does not count.
+    pub fn record_login(&self) -> Result<(), MaildropError> {
+        self._session.record_login()
+    }
+
     /// The messages as scanned at open, in file order.
     pub fn messages(&self) -> &[MessageInfo] {
         &self.messages
