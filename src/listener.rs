@@ -235,6 +235,10 @@ fn refuse(stream: &TcpStream, why: &str) {
     let _ = stream.set_nonblocking(true);
     let mut stream = stream;
     let _ = stream.write_all(format!("-ERR [SYS/TEMP] {why}\r\n").as_bytes());
+    // Closing with unread input makes the kernel send a reset, which can destroy the reply
+    // before the client reads it: take what has already arrived (never waiting for more).
+    let mut discard = [0u8; 512];
+    let _ = stream.read(&mut discard);
 }
 
 /// Runs one session on an accepted connection; `release` frees its place under the caps
