@@ -77,3 +77,58 @@ impl Mailbox for Maildrop {
         Maildrop::commit(self, deleted)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pop3d-backend-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn login_delay_counts_only_logins_that_opened_the_maildrop() {
+        let dir = temp_dir("login-delay");
+        let mbox = dir.join("carol");
+        std::fs::write(
+            &mbox,
+            "From a@x Sat Jan  3 01:05:34 1996\nSubject: x\n\nbody\n\n",
+        )
+        .unwrap();
+        let source = MboxFiles {
+            pattern: dir.join("%u").to_string_lossy().into_owned(),
+            options: OpenOptions {
+                lock_timeout: Duration::from_millis(200),
+            },
+        };
+        let user = User {
+            name: "carol".into(),
+            password: "pw".into(),
+            maildrop: None,
+        };
+        // A delivery agent (this live process) holds the dotlock: the open fails...
+        std::fs::write(dir.join("carol.lock"), format!("{}\n", std::process::id())).unwrap();
+        let locked = source.lock(&user).unwrap();
+        assert_eq!(locked.previous_login(), None);
+        assert!(matches!(locked.open(), Err(MaildropError::Locked)));
+        // ...and does not count as a login.
+        let locked = source.lock(&user).unwrap();
+        assert_eq!(locked.previous_login(), None);
+        drop(locked);
+        std::fs::remove_file(dir.join("carol.lock")).unwrap();
+        let mailbox = source.lock(&user).unwrap().open().unwrap();
+        assert_eq!(mailbox.messages().len(), 1);
+        drop(mailbox);
+        let previous = source.lock(&user).unwrap().previous_login();
+        let age = previous
+            .expect("a recorded login")
+            .elapsed()
+            .unwrap_or_default();
+        assert!(age < Duration::from_secs(60), "{age:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
