@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark of issue 8: builds the release binary and the load generator (benches/load),
+# The benchmark of issue 8: builds the release binary and the load generator (scripts/bench/load),
 # prepares the maildrops in a temporary directory, runs every scenario against pop3d (and,
 # with --peer dovecot, against Dovecot in the same run) on 127.0.0.1, and prints one markdown
 # table: each figure the median of the runs with the range, the ratio pop3d / Dovecot, and the
