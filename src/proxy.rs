@@ -422,23 +422,8 @@ fn read_v2<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bytes::OneByte;
     use std::io::Cursor;
-
-    /// A reader that hands out at most one octet per read, as a slow network would.
-    struct OneByte<'a>(&'a [u8]);
-
-    impl Read for OneByte<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            match (self.0.split_first(), buf.is_empty()) {
-                (Some((&first, rest)), false) => {
-                    buf[0] = first;
-                    self.0 = rest;
-                    Ok(1)
-                }
-                _ => Ok(0),
-            }
-        }
-    }
 
     /// What a case expects, without comparing io::Errors.
     #[derive(Debug, PartialEq)]

@@ -868,22 +868,7 @@ pub(crate) mod model {
 mod tests {
     use super::model::{self, Rng};
     use super::*;
-
-    /// A reader that returns one byte per read, to put every boundary across a refill.
-    struct OneByte<'a>(&'a [u8]);
-
-    impl Read for OneByte<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            match (self.0.split_first(), buf.is_empty()) {
-                (Some((&b, rest)), false) => {
-                    buf[0] = b;
-                    self.0 = rest;
-                    Ok(1)
-                }
-                _ => Ok(0),
-            }
-        }
-    }
+    use crate::bytes::OneByte;
 
     fn contents(data: &[u8], scan: &Scan) -> Vec<Vec<u8>> {
         scan.messages
