@@ -99,43 +99,12 @@ impl Server {
         }
     }
 
-    /// Serves every listener until the process ends. Each listener gets its own accept loop.
+    /// Serves every listener until the process ends.
     pub fn serve(self, listeners: Vec<TcpListener>) {
         let server = Arc::new(self);
-        let mut loops = Vec::new();
-        for listener in listeners {
-            let server = Arc::clone(&server);
-            let spawned = thread::Builder::new()
-                .name("pop3d-accept".into())
-                .spawn(move || server.accept_loop(&listener));
-            match spawned {
-                Ok(handle) => loops.push(handle),
-                Err(e) => log::error!("cannot start an accept loop: {e}"),
-            }
-        }
-        for handle in loops {
-            let _ = handle.join();
-        }
-    }
-
-    fn accept_loop(&self, listener: &TcpListener) {
-        loop {
-            match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
-                // A client that reset before we accepted it is no reason to stop.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => {
-                    log::warn!("accept failed: {e}");
-                    thread::sleep(ACCEPT_BACKOFF);
-                }
-            }
-        }
+        accept_forever(listeners, "pop3d-accept", move |stream, peer| {
+            server.admit(stream, peer)
+        });
     }
 
     fn admit(&self, stream: TcpStream, peer: SocketAddr) {
@@ -190,6 +159,47 @@ impl Server {
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a session thread: {e}");
         }
+    }
+}
+
+/// Hands every connection accepted on any of `listeners` to `admit`, with one accept thread
+/// per listener, until the process ends. `admit` runs on the accept thread, so it must only
+/// decide and hand off. An error that concerns one client (it reset before we accepted it) is
+/// skipped; others (out of file descriptors) are logged and retried after a pause.
+pub fn accept_forever(
+    listeners: Vec<TcpListener>,
+    thread_name: &str,
+    admit: impl Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+) {
+    let admit = Arc::new(admit);
+    let mut loops = Vec::new();
+    for listener in listeners {
+        let admit = Arc::clone(&admit);
+        let spawned = thread::Builder::new()
+            .name(thread_name.into())
+            .spawn(move || loop {
+                match listener.accept() {
+                    Ok((stream, peer)) => admit(stream, peer),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionAborted
+                                | io::ErrorKind::ConnectionReset
+                                | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        log::warn!("accept failed: {e}");
+                        thread::sleep(ACCEPT_BACKOFF);
+                    }
+                }
+            });
+        match spawned {
+            Ok(handle) => loops.push(handle),
+            Err(e) => log::error!("cannot start an accept loop: {e}"),
+        }
+    }
+    for handle in loops {
+        let _ = handle.join();
     }
 }
 
