@@ -119,6 +119,21 @@ impl UsersDb {
         self.users.get(name)
     }
 
+    /// The user of that name if `check` accepts their secret (the clear password). An unknown
+    /// or invalid name still runs `check`, against a dummy secret, so that the work, and so the
+    /// time to answer, is the same whether the user exists or not.
+    pub fn checked_user(&self, name: &str, check: impl Fn(&str) -> bool) -> Option<&User> {
+        const DUMMY_SECRET: &str = "pop3d-no-such-user-dummy-secret";
+        match self.get(name).filter(|_| valid_user_name(name)) {
+            Some(user) if check(&user.password) => Some(user),
+            Some(_) => None,
+            None => {
+                let _ = check(DUMMY_SECRET);
+                None
+            }
+        }
+    }
+
     /// The number of users.
     pub fn len(&self) -> usize {
         self.users.len()
@@ -345,6 +360,38 @@ mod tests {
         assert!(db.get("Alice").is_none());
         assert!(db.get("alice ").is_none());
         assert!(db.get("alice").is_some());
+    }
+
+    #[test]
+    fn checked_user_runs_the_check_once_whether_or_not_the_user_exists() {
+        let db = UsersDb::parse("alice:secret\n").unwrap();
+        for (name, password, found) in [
+            ("alice", "secret", true),
+            ("alice", "wrong", false),
+            ("nobody", "secret", false),
+            ("Alice", "secret", false),
+            ("", "secret", false),
+            ("../alice", "secret", false),
+        ] {
+            let secrets = std::cell::RefCell::new(Vec::new());
+            let user = db.checked_user(name, |secret| {
+                secrets.borrow_mut().push(secret.to_owned());
+                secret == password
+            });
+            assert_eq!(
+                user.map(|u| u.name.as_str()),
+                found.then_some(name),
+                "{name}"
+            );
+            let secrets = secrets.into_inner();
+            assert_eq!(secrets.len(), 1, "{name}: {secrets:?}");
+            if db.get(name).is_none() {
+                assert_ne!(
+                    secrets[0], "secret",
+                    "{name}: checked against a real password"
+                );
+            }
+        }
     }
 
     #[test]

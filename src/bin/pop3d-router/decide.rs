@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use pop3d::auth;
 use pop3d::session::MAX_AUTH_FAILURES;
-use pop3d::users::{User, UsersDb};
+use pop3d::users::UsersDb;
 
 use crate::http::{Answer, AuthRequest, Method};
 use crate::routes::Routes;
@@ -84,21 +84,23 @@ pub fn decide(request: &AuthRequest, routes: &Routes, users: Option<&UsersDb>) -
     // A password that is not UTF-8 matches no line of the users file.
     let given = std::str::from_utf8(&request.pass).ok();
     let salt = request.salt.as_deref();
+    // A name that is not UTF-8 is no user's: looked up as "", it still costs a check.
+    let name = std::str::from_utf8(&request.user).unwrap_or("");
     let user = match (&request.method, salt) {
-        (Method::Plain | Method::Login, _) => checked_user(users, &request.user, |secret| {
+        (Method::Plain | Method::Login, _) => users.checked_user(name, |secret| {
             given.is_some_and(|given| auth::check_password(secret, given))
         }),
-        (Method::Apop, Some(salt)) => checked_user(users, &request.user, |secret| {
+        (Method::Apop, Some(salt)) => users.checked_user(name, |secret| {
             given.is_some_and(|given| auth::check_apop(salt, secret, given))
         }),
-        (Method::CramMd5, Some(salt)) => checked_user(users, &request.user, |secret| {
+        (Method::CramMd5, Some(salt)) => users.checked_user(name, |secret| {
             given.is_some_and(|given| auth::check_cram_md5(salt, secret, given))
         }),
         // A digest without the challenge it answers cannot be right.
         (Method::Apop | Method::CramMd5, None) => None,
         (Method::Other(_), _) => return Verdict::MethodUnavailable,
     };
-    let Some(user) = user else {
+    let Some(user) = user.cloned() else {
         return Verdict::LoginFailed;
     };
     let pass = match request.method {
@@ -123,24 +125,6 @@ pub fn decide(request: &AuthRequest, routes: &Routes, users: Option<&UsersDb>) -
 /// own), and it trims blanks at either end.
 fn passable(password: &str) -> bool {
     !password.bytes().any(|b| b.is_ascii_control()) && password.trim_matches(' ') == password
-}
-
-/// Looks the user up and checks the credential. An unknown, invalid or non-UTF-8 name still
-/// runs the check against a dummy secret, so the work is the same either way (as in pop3d).
-fn checked_user(users: &UsersDb, name: &[u8], check: impl Fn(&str) -> bool) -> Option<User> {
-    const DUMMY_SECRET: &str = "pop3d-no-such-user-dummy-secret";
-    let user = std::str::from_utf8(name)
-        .ok()
-        .filter(|name| auth::valid_user_name(name))
-        .and_then(|name| users.get(name));
-    match user {
-        Some(user) if check(&user.password) => Some(user.clone()),
-        Some(_) => None,
-        None => {
-            let _ = check(DUMMY_SECRET);
-            None
-        }
-    }
 }
 
 /// The answer for a verdict, and how long to wait before giving it. A refusal normally
