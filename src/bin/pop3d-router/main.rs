@@ -286,12 +286,13 @@ fn try_main(args: &[String]) -> Result<(), Error> {
 /// since the router's lines often end up next to pop3d's. Levels come from RUST_LOG.
 fn init_logging(log_file: Option<&Path>) -> Result<(), Error> {
     let mut builder = Builder::from_env(Env::default().default_filter_or("info"));
-    builder.format(|buf, record| {
+    // Once, not per line: getpid is a system call.
+    let pid = std::process::id();
+    builder.format(move |buf, record| {
         writeln!(
             buf,
-            "{} pop3d-router[{}] {:<5} {}",
+            "{} pop3d-router[{pid}] {:<5} {}",
             logging::timestamp(),
-            std::process::id(),
             record.level(),
             record.args()
         )
