@@ -52,6 +52,7 @@ fn status<W: Write + ?Sized>(
     code: Option<Code>,
     text: fmt::Arguments<'_>,
 ) -> io::Result<()> {
+    use fmt::Write as _;
     let mut line = String::with_capacity(64);
     line.push_str(indicator);
     if let Some(code) = code {
@@ -59,12 +60,25 @@ fn status<W: Write + ?Sized>(
         line.push_str(code.as_str());
         line.push(']');
     }
-    let text = text.to_string();
-    if !text.is_empty() {
-        line.push(' ');
-        line.push_str(&text);
+    let before_text = line.len();
+    line.push(' ');
+    line.write_fmt(text)
+        .map_err(|_| io::Error::other("formatting a reply failed"))?;
+    if line.len() == before_text + 1 {
+        // No text: no trailing space either.
+        line.pop();
     }
-    // Texts are ours, never the client's, but a bound is cheap insurance for RFC 2449.
+    write_bounded(out, line)
+}
+
+/// RFC 5034 section 4: a server challenge, "+" SP base64 (the space stays when it is empty).
+pub fn challenge<W: Write + ?Sized>(out: &mut W, base64: &str) -> io::Result<()> {
+    write_bounded(out, format!("+ {base64}"))
+}
+
+/// Writes one reply line with its CRLF, cut to RFC 2449's 512 octets. Texts are ours, never
+/// the client's, but a bound is cheap insurance.
+fn write_bounded<W: Write + ?Sized>(out: &mut W, mut line: String) -> io::Result<()> {
     if line.len() > MAX_REPLY - 2 {
         let mut cut = MAX_REPLY - 2;
         while !line.is_char_boundary(cut) {
@@ -358,6 +372,17 @@ mod tests {
             out,
             b"+OK 2 messages\r\n-ERR [IN-USE] maildrop busy\r\n-ERR\r\n"
         );
+    }
+
+    #[test]
+    fn challenges_keep_their_space_and_are_bounded() {
+        let mut out = Vec::new();
+        challenge(&mut out, "").unwrap();
+        challenge(&mut out, "PDE+").unwrap();
+        assert_eq!(out, b"+ \r\n+ PDE+\r\n");
+        let mut out = Vec::new();
+        challenge(&mut out, &"A".repeat(2000)).unwrap();
+        assert_eq!(out.len(), MAX_REPLY);
     }
 
     #[test]
