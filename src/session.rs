@@ -113,7 +113,9 @@ pub enum Ending {
 
 impl std::fmt::Display for Ending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let who = |u: &Option<String>| u.clone().unwrap_or_else(|| "-".into());
+        fn who(user: &Option<String>) -> &str {
+            user.as_deref().unwrap_or("-")
+        }
         match self {
             Ending::Quit { user, deleted } => {
                 write!(f, "quit, user {}, {deleted} deleted", who(user))
@@ -235,8 +237,8 @@ struct Session<'a, R: Read + Autologout, W: Write> {
 
 impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
     fn serve(&mut self) -> Ending {
-        let greeting = format!("pop3d ready {}", self.timestamp);
-        if let Err(e) = reply::ok(&mut self.output, format_args!("{greeting}")) {
+        let greeting = format_args!("pop3d ready {}", self.timestamp);
+        if let Err(e) = reply::ok(&mut self.output, greeting) {
             return self.io_ending(e);
         }
         loop {
@@ -356,17 +358,9 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 deleted: 0,
             }));
         };
-        // UPDATE (RFC 1939 section 6): "+OK" only once the removal is durable.
-        let wanted = t.deleted.iter().filter(|d| **d).count();
-        let result = if wanted == 0 {
-            Ok(CommitStats {
-                deleted: 0,
-                octets_removed: 0,
-            })
-        } else {
-            t.mailbox.commit(&t.deleted)
-        };
-        match result {
+        // UPDATE (RFC 1939 section 6): "+OK" only once the removal is durable. With nothing
+        // deleted the maildrop's commit writes nothing.
+        match t.mailbox.commit(&t.deleted) {
             Ok(stats) => {
                 reply::ok(
                     &mut self.output,
@@ -411,9 +405,8 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             }
             Command::Apop { name, digest } => {
                 let users = self.ctx.users.current();
-                let timestamp = self.timestamp.clone();
                 let user = checked_user(&users, &name, |secret| {
-                    auth::check_apop(&timestamp, secret, &digest)
+                    auth::check_apop(&self.timestamp, secret, &digest)
                 });
                 self.authenticated(&name, user, "APOP")
             }
@@ -488,9 +481,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
 
     /// Sends a SASL challenge and reads the client's line; None if the client cancelled.
     fn challenge(&mut self, challenge: &str) -> io::Result<Option<String>> {
-        self.output.write_all(b"+ ")?;
-        self.output.write_all(challenge.as_bytes())?;
-        self.output.write_all(b"\r\n")?;
+        reply::challenge(&mut self.output, challenge)?;
         match self.read_line() {
             Ok(()) => {}
             // An over-long line is no valid response; an empty one fails base64 below.
@@ -711,13 +702,15 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 return Ok(Next::Continue);
             }
         };
-        match body_lines {
-            None => reply::ok(&mut self.output, format_args!("{octets} octets"))?,
-            Some(_) => reply::ok(&mut self.output, format_args!("top of message follows"))?,
-        }
         let mut body = match body_lines {
-            None => DotWriter::new(&mut self.output),
-            Some(lines) => DotWriter::with_body_lines(&mut self.output, lines),
+            None => {
+                reply::ok(&mut self.output, format_args!("{octets} octets"))?;
+                DotWriter::new(&mut self.output)
+            }
+            Some(lines) => {
+                reply::ok(&mut self.output, format_args!("top of message follows"))?;
+                DotWriter::with_body_lines(&mut self.output, lines)
+            }
         };
         // Once "+OK" is out, a failure cannot be signalled in-band: the error ends the session.
         loop {
