@@ -314,8 +314,8 @@ pub fn maildrop_path(pattern: &str, user: &User) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maildrop::testdir::TempDir;
     use std::fs::{self, File};
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     fn user(name: &str, password: &str, maildrop: Option<&str>) -> User {
@@ -571,35 +571,12 @@ mod tests {
         );
     }
 
-    /// A fresh directory under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(test: &str) -> TempDir {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "pop3d-users-{}-{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed),
-                test
-            ));
-            fs::create_dir(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        /// Writes a users file readable by its owner only, as an admin should.
-        fn write(&self, name: &str, text: &str) -> PathBuf {
-            let path = self.0.join(name);
-            fs::write(&path, text).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    /// Writes a users file readable by its owner only, as an admin should.
+    fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path
     }
 
     fn names(db: &UsersDb) -> Vec<String> {
@@ -609,7 +586,7 @@ mod tests {
     #[test]
     fn load_reads_the_file() {
         let dir = TempDir::new("load");
-        let path = dir.write("users", "alice:secret\nbob:pw:/var/mail/bob\n");
+        let path = write(&dir, "users", "alice:secret\nbob:pw:/var/mail/bob\n");
         let file = UsersFile::load(&path).unwrap();
         assert_eq!(file.path(), path);
         assert_eq!(names(&file.current()), ["alice", "bob"]);
@@ -619,27 +596,30 @@ mod tests {
     fn load_refuses_a_missing_malformed_or_non_regular_file() {
         let dir = TempDir::new("load-refuses");
         assert!(matches!(
-            UsersFile::load(&dir.0.join("absent")),
+            UsersFile::load(&dir.path().join("absent")),
             Err(UsersError::Io(e)) if e.kind() == io::ErrorKind::NotFound
         ));
-        let malformed = dir.write("malformed", "alice:secret\nbob\n");
+        let malformed = write(&dir, "malformed", "alice:secret\nbob\n");
         assert!(matches!(
             UsersFile::load(&malformed),
             Err(UsersError::Malformed { line: 2, .. })
         ));
-        let not_utf8 = dir.0.join("latin1");
+        let not_utf8 = dir.path().join("latin1");
         fs::write(&not_utf8, b"alice:s\xe9cret\n").unwrap();
         assert!(matches!(
             UsersFile::load(&not_utf8),
             Err(UsersError::NotUtf8 { line: 1 })
         ));
-        assert!(matches!(UsersFile::load(&dir.0), Err(UsersError::NotAFile)));
+        assert!(matches!(
+            UsersFile::load(dir.path()),
+            Err(UsersError::NotAFile)
+        ));
     }
 
     #[test]
     fn load_refuses_a_file_over_the_size_limit() {
         let dir = TempDir::new("too-large");
-        let path = dir.0.join("users");
+        let path = dir.path().join("users");
         let file = File::create(&path).unwrap();
         // Sparse: the size is all that matters, and it costs no disk space.
         file.set_len(MAX_USERS_FILE_OCTETS + 1).unwrap();
@@ -653,19 +633,19 @@ mod tests {
     #[test]
     fn current_rereads_the_users_and_keeps_them_when_a_line_is_malformed() {
         let dir = TempDir::new("reload");
-        let path = dir.write("users", "alice:secret\n");
+        let path = write(&dir, "users", "alice:secret\n");
         let file = UsersFile {
             file: WatchedFile::load_with_recheck_interval(&path, FORMAT, Duration::ZERO).unwrap(),
         };
         // Longer each time, so the size differs whatever the mtime granularity.
-        dir.write("users", "alice:secret\ncarol:newpass\n");
+        write(&dir, "users", "alice:secret\ncarol:newpass\n");
         let users = file.current();
         assert_eq!(names(&users), ["alice", "carol"]);
         assert_eq!(
             users.get("carol").map(|u| u.password.as_str()),
             Some("newpass")
         );
-        dir.write("users", "alice:secret\ncarol:newpass\nbroken line\n");
+        write(&dir, "users", "alice:secret\ncarol:newpass\nbroken line\n");
         assert_eq!(names(&file.current()), ["alice", "carol"]);
     }
 

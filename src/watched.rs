@@ -289,6 +289,7 @@ fn read_version<T, E>(path: &Path, format: &Format<T, E>) -> Result<(T, Stamp), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maildrop::testdir::TempDir;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::SystemTime;
     use Recheck::{KeptPrevious, Reloaded, Unchanged};
@@ -328,31 +329,9 @@ mod tests {
         Ok(text.to_owned())
     }
 
-    /// A fresh directory under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(test: &str) -> TempDir {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "pop3d-watched-{}-{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed),
-                test
-            ));
-            fs::create_dir(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn file(&self) -> PathBuf {
-            self.0.join("watched")
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    /// The watched file's path in a test's directory.
+    fn file(dir: &TempDir) -> PathBuf {
+        dir.path().join("watched")
     }
 
     fn mtime_of(path: &Path) -> SystemTime {
@@ -394,7 +373,7 @@ mod tests {
     /// Loads `first`, then runs the steps in order.
     fn run(test: &str, first: &str, steps: &[Step]) {
         let dir = TempDir::new(test);
-        let path = dir.file();
+        let path = file(&dir);
         fs::write(&path, first).unwrap();
         // An hour: looks come only from the Check steps.
         let hour = Duration::from_secs(3600);
@@ -414,7 +393,7 @@ mod tests {
                     set_mtime(&path, mtime + by);
                 }
                 Step::RenameOver(text) => {
-                    let next = dir.0.join("watched.new");
+                    let next = dir.path().join("watched.new");
                     fs::write(&next, text).unwrap();
                     set_mtime(&next, mtime_of(&path));
                     fs::rename(&next, &path).unwrap();
@@ -548,7 +527,7 @@ mod tests {
     #[test]
     fn the_file_is_looked_at_at_most_once_per_interval() {
         let dir = TempDir::new("throttled");
-        let path = dir.file();
+        let path = file(&dir);
         fs::write(&path, "alice\n").unwrap();
         assert_eq!(RECHECK_INTERVAL, Duration::from_secs(1));
         let file = WatchedFile::load(&path, TEXT).unwrap();
@@ -570,13 +549,13 @@ mod tests {
     #[test]
     fn load_refuses_what_it_cannot_use() {
         let dir = TempDir::new("load");
-        let path = dir.file();
+        let path = file(&dir);
         let load = |path: &Path| WatchedFile::load(path, TEXT).map(|_| ());
         assert!(matches!(
             load(&path),
             Err(WatchError::Io(e)) if e.kind() == io::ErrorKind::NotFound
         ));
-        assert!(matches!(load(&dir.0), Err(WatchError::NotAFile)));
+        assert!(matches!(load(dir.path()), Err(WatchError::NotAFile)));
         // Debug names the variant and its fields exactly.
         let cases: [(&[u8], &str); 3] = [
             (b"bad\n", "Parse(Bad)"),
@@ -604,7 +583,7 @@ mod tests {
             ..TEXT
         };
         let dir = TempDir::new("inspect");
-        let path = dir.file();
+        let path = file(&dir);
         fs::write(&path, "alice\n").unwrap();
         let file = WatchedFile::load_with_recheck_interval(&path, counted, Duration::ZERO).unwrap();
         assert_eq!(OPENED.load(Ordering::Relaxed), 1);
@@ -642,7 +621,7 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<WatchedFile<String>>();
         let dir = TempDir::new("threads");
-        let path = dir.file();
+        let path = file(&dir);
         fs::write(&path, "alice\n").unwrap();
         let file =
             Arc::new(WatchedFile::load_with_recheck_interval(&path, TEXT, Duration::ZERO).unwrap());
