@@ -1,44 +1,25 @@
-//! Helpers shared by the maildrop integration tests: temporary directories, messages whose
-//! content follows from their tag (so "whole" can be checked exactly), reading a maildrop
-//! back, and re-running the test binary as a child process that a fault may kill.
+//! Helpers shared by the maildrop integration tests: messages whose content follows from
+//! their tag (so "whole" can be checked exactly), reading a maildrop back, and re-running the
+//! test binary as a child process that a fault may kill. Temporary directories are
+//! tests/support's.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pop3d::maildrop::{Maildrop, MaildropError, OpenOptions, SessionLock};
 
+#[path = "../support/mod.rs"]
+mod support;
+
+pub use support::TempDir;
+
 /// Set in a child process: names the role it plays.
 pub const CHILD_ROLE: &str = "POP3D_TEST_CHILD";
-
-/// A temporary directory, unique per process and call, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(label: &str) -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("pop3d-{label}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The content (what RETR sends, before CRLF) of the message tagged `tag`: headers naming
 /// the tag, and a body whose length depends on it, ending in a line that names it again.
