@@ -24,10 +24,6 @@ impl MsgNum {
         NonZeroU32::new(n).map(MsgNum)
     }
 
-    pub fn get(self) -> u32 {
-        self.0.get()
-    }
-
     /// The 0-based position this number names.
     pub fn index(self) -> usize {
         (self.0.get() - 1) as usize
@@ -66,28 +62,6 @@ pub enum Command {
     Capa,
     Noop,
     Quit,
-}
-
-impl Command {
-    /// The keyword, upper case, for logs.
-    pub fn keyword(&self) -> &'static str {
-        match self {
-            Command::User(_) => "USER",
-            Command::Pass(_) => "PASS",
-            Command::Apop { .. } => "APOP",
-            Command::Auth { .. } => "AUTH",
-            Command::Stat => "STAT",
-            Command::List(_) => "LIST",
-            Command::Retr(_) => "RETR",
-            Command::Dele(_) => "DELE",
-            Command::Rset => "RSET",
-            Command::Top { .. } => "TOP",
-            Command::Uidl(_) => "UIDL",
-            Command::Capa => "CAPA",
-            Command::Noop => "NOOP",
-            Command::Quit => "QUIT",
-        }
-    }
 }
 
 /// Why a line is not a command. The Display text is what the client reads after "-ERR ".
