@@ -6,6 +6,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use pop3d::bytes::find_byte;
+
 use crate::{fail, Outcome};
 
 /// Large enough that a 10 MB RETR is read in few system calls.
@@ -168,7 +170,7 @@ impl BodyCounter {
         let mut i = 0;
         while i < buf.len() {
             match self.at {
-                At::MidLine => match find_lf(&buf[i..]) {
+                At::MidLine => match find_byte(&buf[i..], b'\n') {
                     Some(p) => {
                         self.octets += p as u64 + 1;
                         i += p + 1;
@@ -215,26 +217,4 @@ impl BodyCounter {
         }
         (i, false)
     }
-}
-
-/// The position of the first LF, eight bytes at a time.
-fn find_lf(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const LFS: u64 = ONES * b'\n' as u64;
-    let mut chunks = s.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ LFS;
-        let zero = word.wrapping_sub(ONES) & !word & HIGHS;
-        if zero != 0 {
-            return Some(base + (zero.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| base + p)
 }
