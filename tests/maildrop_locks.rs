@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use maildrop_support::{child_role, open, record, run_child, TempDir, CHILD_ROLE};
+use maildrop_support::{child_role, open, record, run_child, run_child_via, TempDir};
 use pop3d::maildrop::{Maildrop, MaildropError, SessionLock};
 
 const CROSS: &str = "second_session_in_another_process_is_in_use";
@@ -57,16 +57,21 @@ fn id_of(file: &str, name: &str) -> Option<u32> {
 }
 
 fn run_as_nobody(role: &str, mbox: &Path) -> bool {
-    let exe = std::env::current_exe().expect("test binary");
-    Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(exe)
-        .args(["--exact", DENIED, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ROLE, role)
-        .env("POP3D_TEST_MBOX", mbox)
-        .status()
-        .expect("run setpriv")
-        .success()
+    let child = run_child_via(
+        &[
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+        ],
+        DENIED,
+        role,
+        &[("POP3D_TEST_MBOX", mbox.display().to_string())],
+    );
+    if !child.status.success() {
+        eprintln!("{}", child.output);
+    }
+    child.status.success()
 }
 
 #[test]

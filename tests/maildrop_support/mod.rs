@@ -116,21 +116,42 @@ pub struct Child {
 
 /// Runs this test binary's test `name` again in a child process with `env` added.
 pub fn run_child(name: &str, role: &str, env: &[(&str, String)]) -> Child {
+    run_child_via(&[], name, role, env)
+}
+
+/// `run_child` under a wrapper command (`["setpriv", ...]`), which gets the test binary and
+/// its arguments appended. Panics unless the child ran exactly that one test: a name that
+/// matches no test would make libtest run nothing and exit 0, a check passed vacuously.
+pub fn run_child_via(wrapper: &[&str], name: &str, role: &str, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().expect("test binary");
-    let out = Command::new(exe)
+    let mut command = match wrapper {
+        [program, args @ ..] => {
+            let mut c = Command::new(program);
+            c.args(args).arg(exe);
+            c
+        }
+        [] => Command::new(exe),
+    };
+    let out = command
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD_ROLE, role)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("spawn child");
-    Child {
+    let child = Child {
         status: out.status,
         output: format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ),
-    }
+    };
+    assert!(
+        child.output.contains("running 1 test\n"),
+        "child {name} did not run that test\n{}",
+        child.output
+    );
+    child
 }
 
 /// The role of this process, if it is a child.
