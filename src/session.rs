@@ -1191,6 +1191,39 @@ mod tests {
         assert_eq!(r[4], "+OK 1 37");
     }
 
+    /// Counts the writes that reach the connection.
+    struct CountingWriter {
+        bytes: Vec<u8>,
+        writes: usize,
+    }
+
+    impl Write for CountingWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
+            self.bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn pipelined_replies_leave_in_one_write() {
+        let s = setup(MBOX);
+        let mut out = CountingWriter {
+            bytes: Vec::new(),
+            writes: 0,
+        };
+        let input = "USER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nQUIT\r\n";
+        run(BufReader::new(input.as_bytes()), &mut out, &s.ctx, "test");
+        // The greeting goes out before the first read; every reply to the commands that
+        // arrived together leaves in one write at the end.
+        assert_eq!(out.writes, 2, "{}", String::from_utf8_lossy(&out.bytes));
+        assert!(String::from_utf8_lossy(&out.bytes).ends_with("(0 messages deleted)\r\n"));
+    }
+
     #[test]
     fn long_line_is_one_error() {
         let s = setup(MBOX);

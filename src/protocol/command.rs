@@ -167,7 +167,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
 
 /// Checks a line's bytes: UTF-8, and no control characters at all (a NUL never ends a line
 /// early; it makes the whole line malformed). Tabs are refused too: no command needs them.
-pub fn checked_text(line: &[u8]) -> Result<&str, ParseError> {
+fn checked_text(line: &[u8]) -> Result<&str, ParseError> {
     if line.len() >= MAX_LINE {
         return Err(ParseError::TooLong);
     }
