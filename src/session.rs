@@ -398,16 +398,18 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let name = std::mem::take(name);
                 self.state = State::Authorization { user: None };
                 let users = self.ctx.users.current();
-                let user = checked_user(&users, &name, |secret| {
-                    auth::check_password(secret, &password)
-                });
+                let user = users
+                    .checked_user(&name, |secret| auth::check_password(secret, &password))
+                    .cloned();
                 self.authenticated(&name, user, "USER/PASS")
             }
             Command::Apop { name, digest } => {
                 let users = self.ctx.users.current();
-                let user = checked_user(&users, &name, |secret| {
-                    auth::check_apop(&self.timestamp, secret, &digest)
-                });
+                let user = users
+                    .checked_user(&name, |secret| {
+                        auth::check_apop(&self.timestamp, secret, &digest)
+                    })
+                    .cloned();
                 self.authenticated(&name, user, "APOP")
             }
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
@@ -448,9 +450,11 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let users = self.ctx.users.current();
                 // No proxy authorization: an authzid must name the user itself.
                 let authz_ok = plain.authzid.is_empty() || plain.authzid == plain.authcid;
-                let user = checked_user(&users, &plain.authcid, |secret| {
-                    auth::check_password(secret, &plain.password) && authz_ok
-                });
+                let user = users
+                    .checked_user(&plain.authcid, |secret| {
+                        auth::check_password(secret, &plain.password) && authz_ok
+                    })
+                    .cloned();
                 self.authenticated(&plain.authcid, user, "AUTH PLAIN")
             }
             "CRAM-MD5" => {
@@ -470,9 +474,11 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                     return self.bad_command(format_args!("malformed CRAM-MD5 response"));
                 };
                 let users = self.ctx.users.current();
-                let user = checked_user(&users, &name, |secret| {
-                    auth::check_cram_md5(&challenge, secret, &digest)
-                });
+                let user = users
+                    .checked_user(&name, |secret| {
+                        auth::check_cram_md5(&challenge, secret, &digest)
+                    })
+                    .cloned();
                 self.authenticated(&name, user, "AUTH CRAM-MD5")
             }
             _ => self.bad_command(format_args!("unsupported authentication mechanism")),
@@ -734,20 +740,6 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
 
 /// SASL mechanisms offered (CAPA "SASL ..." and bare "AUTH").
 pub const MECHANISMS: [&str; 2] = ["PLAIN", "CRAM-MD5"];
-
-/// Looks the user up and checks the credential. An unknown or invalid name still runs the
-/// check against a dummy secret, so the work (and the reply) is the same either way.
-fn checked_user(users: &UsersDb, name: &str, check: impl Fn(&str) -> bool) -> Option<User> {
-    const DUMMY_SECRET: &str = "pop3d-no-such-user-dummy-secret";
-    match users.get(name).filter(|_| auth::valid_user_name(name)) {
-        Some(user) if check(&user.password) => Some(user.clone()),
-        Some(_) => None,
-        None => {
-            let _ = check(DUMMY_SECRET);
-            None
-        }
-    }
-}
 
 /// A `<pid.seq.nanos@host>` string, different for every call in every process, for the APOP
 /// timestamp and CRAM-MD5 challenges (replaying an old digest must not work).
