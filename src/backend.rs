@@ -81,18 +81,13 @@ impl Mailbox for Maildrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maildrop::testdir::TempDir;
     use std::time::Duration;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("pop3d-backend-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     #[test]
     fn login_delay_counts_only_logins_that_opened_the_maildrop() {
-        let dir = temp_dir("login-delay");
+        let temp = TempDir::new("backend-login-delay");
+        let dir = temp.path();
         let mbox = dir.join("carol");
         std::fs::write(
             &mbox,
@@ -129,6 +124,5 @@ mod tests {
             .elapsed()
             .unwrap_or_default();
         assert!(age < Duration::from_secs(60), "{age:?}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
