@@ -302,11 +302,11 @@ fn max_memory(a: Memory, b: Memory) -> Memory {
     }
 }
 
-/// Times one command and its status line.
-fn timed(conn: &mut Conn, command: &str) -> Outcome<(String, f64)> {
+/// Runs `step` and times it in seconds.
+fn timed<T>(step: impl FnOnce() -> Outcome<T>) -> Outcome<(T, f64)> {
     let start = Instant::now();
-    let reply = conn.command(command)?;
-    Ok((reply, secs(start.elapsed())))
+    let value = step()?;
+    Ok((value, secs(start.elapsed())))
 }
 
 /// `open-huge`: a first session (PASS, STAT, QUIT) and a later one (PASS, STAT, LIST, UIDL)
@@ -320,14 +320,12 @@ pub fn open_huge(args: &Args, results: &mut Results) -> Outcome<()> {
 
     let mut conn = Conn::connect(addr, LONG)?;
     conn.command(&format!("USER {user}"))?;
-    let (_, pass1) = timed(&mut conn, &format!("PASS {password}"))?;
-    let start = Instant::now();
-    let (messages, octets) = conn.stat()?;
-    let stat1 = secs(start.elapsed());
+    let (_, pass1) = timed(|| conn.command(&format!("PASS {password}")))?;
+    let ((messages, octets), stat1) = timed(|| conn.stat())?;
     if messages != expect {
         return Err(fail!("STAT says {messages} messages, expected {expect}"));
     }
-    let (_, quit1) = timed(&mut conn, "QUIT")?;
+    let (_, quit1) = timed(|| conn.command("QUIT"))?;
     conn.wait_closed();
     results.record("huge_pass1_s", pass1);
     results.record("huge_stat1_s", stat1);
@@ -337,25 +335,21 @@ pub fn open_huge(args: &Args, results: &mut Results) -> Outcome<()> {
     let sampler = Sampler::start(pid);
     let mut conn = Conn::connect(addr, LONG)?;
     conn.command(&format!("USER {user}"))?;
-    let (_, pass2) = timed(&mut conn, &format!("PASS {password}"))?;
-    let start = Instant::now();
-    let (messages2, octets2) = conn.stat()?;
-    let stat2 = secs(start.elapsed());
+    let (_, pass2) = timed(|| conn.command(&format!("PASS {password}")))?;
+    let ((messages2, octets2), stat2) = timed(|| conn.stat())?;
     if (messages2, octets2) != (messages, octets) {
         return Err(fail!(
             "STAT changed between sessions: {messages} {octets}, then {messages2} {octets2}"
         ));
     }
-    let start = Instant::now();
-    let sizes = list(&mut conn)?;
-    let list_s = secs(start.elapsed());
+    let (sizes, list_s) = timed(|| list(&mut conn))?;
     if sizes.len() as u64 != messages || sizes.iter().sum::<u64>() != octets {
         return Err(fail!("LIST does not add up to STAT"));
     }
-    let start = Instant::now();
-    conn.command("UIDL")?;
-    let uidl = conn.lines()?;
-    let uidl_s = secs(start.elapsed());
+    let (uidl, uidl_s) = timed(|| {
+        conn.command("UIDL")?;
+        conn.lines()
+    })?;
     check_uidl(&uidl, messages)?;
     let peak = sampler.finish(pid);
     conn.quit()?;
@@ -411,8 +405,8 @@ pub fn update(args: &Args, results: &mut Results) -> Outcome<()> {
     let (messages, _) = conn.stat()?;
     // The generator numbers Message-IDs 1..=n in file order.
     let mut expected: Vec<u64> = (1..=messages).collect();
-    let (_, dele) = timed(&mut conn, "DELE 1")?;
-    let (_, quit) = timed(&mut conn, "QUIT")?;
+    let (_, dele) = timed(|| conn.command("DELE 1"))?;
+    let (_, quit) = timed(|| conn.command("QUIT"))?;
     conn.wait_closed();
     expected.remove(0);
     results.record("upd_dele1_s", dele);
@@ -420,8 +414,8 @@ pub fn update(args: &Args, results: &mut Results) -> Outcome<()> {
     results.record("upd_dele1_total_s", dele + quit);
 
     let mut conn = update_session(addr, args, expected.len())?;
-    let (_, dele) = timed(&mut conn, &format!("DELE {}", expected.len()))?;
-    let (_, quit) = timed(&mut conn, "QUIT")?;
+    let (_, dele) = timed(|| conn.command(&format!("DELE {}", expected.len())))?;
+    let (_, quit) = timed(|| conn.command("QUIT"))?;
     conn.wait_closed();
     expected.pop();
     results.record("upd_last_total_s", dele + quit);
@@ -435,14 +429,14 @@ pub fn update(args: &Args, results: &mut Results) -> Outcome<()> {
         .iter()
         .map(|i| format!("DELE {}\r\n", i + 1))
         .collect();
-    let start = Instant::now();
-    let writer = pipeline(&conn, commands)?;
-    for i in &doomed {
-        conn.status().map_err(|e| fail!("DELE {}: {e}", i + 1))?;
-    }
-    join_writer(writer)?;
-    let dele = secs(start.elapsed());
-    let (_, quit) = timed(&mut conn, "QUIT")?;
+    let (_, dele) = timed(|| {
+        let writer = pipeline(&conn, commands)?;
+        for i in &doomed {
+            conn.status().map_err(|e| fail!("DELE {}: {e}", i + 1))?;
+        }
+        join_writer(writer)
+    })?;
+    let (_, quit) = timed(|| conn.command("QUIT"))?;
     conn.wait_closed();
     for &i in doomed.iter().rev() {
         expected.remove(i);
