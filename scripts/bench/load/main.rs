@@ -59,7 +59,7 @@ usage: load COMMAND [--option value ...]
   tcp        --megabytes N
   cat        --file FILE
   free-port  (prints a free port on 127.0.0.1)
-  report     --results FILE [--peer NAME] [--smoke] [--machine TEXT]
+  report     --results FILE [--peer NAME] [--smoke]
 Scenarios also take --server NAME (the table column) and --results FILE (appended to).";
 
 /// Parsed `--name value` options; a bare `--name` is a flag. Words after `--` are kept apart.
