@@ -780,6 +780,11 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         fs::write(&path, rewritten).expect("rewrite");
         assert!(read(&mut md, 0).is_ok());
         assert!(matches!(read(&mut md, 1), Err(MaildropError::Changed)));
+        // The first record's bytes as scanned, but no "From " line after them: the message
+        // there now is longer than the one listed, and a part of it is not to be sent.
+        let joined = String::from_utf8_lossy(TWO).replace("\nFrom b@x", "\nfrom b@x");
+        fs::write(&path, joined).expect("rewrite");
+        assert!(matches!(read(&mut md, 0), Err(MaildropError::Changed)));
     }
 
     #[test]
