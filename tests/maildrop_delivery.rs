@@ -17,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use fs2::FileExt;
-use maildrop_support::{content, open, read_all, TempDir};
+use maildrop_support::{content, open, read_all, read_tags, TempDir};
 use pop3d::maildrop::lock::{try_lock_ofd, unlock_ofd};
 use pop3d::maildrop::MaildropError;
 
@@ -132,18 +132,9 @@ fn session(mbox: &Path, rng: &mut Rng) -> Option<Vec<String>> {
         Err(MaildropError::InUse | MaildropError::Locked) => return None,
         Err(e) => panic!("open: {e}"),
     };
-    let seen = read_all(&mut md);
-    assert!(
-        seen.values().all(|&n| n == 1),
-        "duplicated message: {seen:?}"
-    );
-    // read_all returned tags in sorted order; take them in file order for DELE.
-    let mut order = Vec::new();
-    for i in 0..md.messages().len() {
-        let mut text = Vec::new();
-        io::Read::read_to_end(&mut md.message_reader(i).expect("reader"), &mut text).expect("read");
-        order.push(maildrop_support::tag_of(&text).expect("tag"));
-    }
+    let order = read_tags(&mut md);
+    let unique: BTreeSet<&String> = order.iter().collect();
+    assert_eq!(unique.len(), order.len(), "duplicated message: {order:?}");
     let deleted: Vec<bool> = order.iter().map(|_| rng.below(3) == 0).collect();
     match md.commit(&deleted) {
         Ok(stats) => {

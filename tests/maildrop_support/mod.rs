@@ -80,6 +80,15 @@ pub fn open_patiently(path: &Path) -> Maildrop {
 /// Returns tag -> how many times it occurs.
 pub fn read_all(md: &mut Maildrop) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
+    for tag in read_tags(md) {
+        *seen.entry(tag).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// As `read_all`, but the tags in file order.
+pub fn read_tags(md: &mut Maildrop) -> Vec<String> {
+    let mut tags = Vec::new();
     for i in 0..md.messages().len() {
         let mut got = Vec::new();
         md.message_reader(i)
@@ -102,9 +111,9 @@ pub fn read_all(md: &mut Maildrop) -> BTreeMap<String, usize> {
             content(&tag),
             "message {i} ({tag}) is not whole"
         );
-        *seen.entry(tag).or_insert(0) += 1;
+        tags.push(tag);
     }
-    seen
+    tags
 }
 
 /// How a child process ended, and what it printed (for failure messages only, so that
