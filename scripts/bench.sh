@@ -67,10 +67,13 @@ log() { echo "bench: $*" >&2; }
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 log "building the release binary and the load generator"
-cargo build --release --quiet --bin pop3d
-BIN=$PWD/target/release/pop3d
+# Both paths come from cargo, so a CARGO_TARGET_DIR (or a configured target dir) is honoured;
+# compiler errors still show on stderr.
+BIN=$(cargo build --release --quiet --bin pop3d --message-format=json-render-diagnostics \
+    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+[ -x "$BIN" ] || { echo "bench.sh: pop3d did not build" >&2; exit 1; }
 # cargo builds the package's binaries for a bench too: pick the bench target "load".
-LOAD=$(cargo bench --quiet --bench load --no-run --message-format=json \
+LOAD=$(cargo bench --quiet --bench load --no-run --message-format=json-render-diagnostics \
     | grep '"kind":\["bench"\],[^}]*"name":"load"' \
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$LOAD" ] || { echo "bench.sh: the load generator did not build" >&2; exit 1; }
