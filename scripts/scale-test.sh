@@ -36,14 +36,8 @@ fail() { failed=$((failed + 1)); echo "FAIL $1"; }
 read -r PORT_A PORT_B ROUTER_USERS ROUTER_ONLY PUBLIC MAIL PUBLIC_RO MAIL_RO \
     < <(scale_free_ports 8)
 
-# nginx connects to the backends from 127.0.0.1. A pop3d without --trusted-proxy fails the
-# proxied checks; the others still run.
-TRUST=(--trusted-proxy 127.0.0.1)
-if ! "$BIN/pop3d" --help 2>&1 | grep -q -- --trusted-proxy; then
-    echo "note: this pop3d has no --trusted-proxy"
-    TRUST=()
-fi
-scale_start_backends "$DIR" "$BIN" "$PORT_A" "$PORT_B" "${TRUST[@]}" --max-per-ip 2
+# nginx connects to the backends from 127.0.0.1.
+scale_start_backends "$DIR" "$BIN" "$PORT_A" "$PORT_B" --trusted-proxy 127.0.0.1 --max-per-ip 2
 scale_start_router "$DIR" "$BIN" router-users "$ROUTER_USERS" --users "$DIR/router-users"
 scale_start_router "$DIR" "$BIN" router-route-only "$ROUTER_ONLY"
 CAPABILITIES=$(timeout 10 python3 scripts/scale-out/fixture.py capa "127.0.0.1:$PORT_A")
