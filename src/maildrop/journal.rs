@@ -899,7 +899,6 @@ fn byte_at(file: &File, at: u64) -> io::Result<Option<u8>> {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::panic::{catch_unwind, AssertUnwindSafe};
 
     use super::*;
     use crate::maildrop::crash;
@@ -1039,12 +1038,9 @@ mod tests {
             "seed {seed:#x} point {point}#{nth} {damage:?} append {append} {second_crash:?}"
         );
 
-        crash::at(point, nth);
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let crashed = crash::during(point, nth, || {
             compact_with_batch(&path, &file, plan.clone(), batch, &no_keepalive)
-        }));
-        crash::clear();
-        let crashed = outcome.is_err();
+        });
 
         let jpath = journal_path(&path);
         if crashed {
@@ -1072,11 +1068,7 @@ mod tests {
                 .expect("append");
         }
         if let Some((point, nth)) = second_crash {
-            crash::at(point, nth);
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                recover(&path, Some(&file), &no_keepalive)
-            }));
-            crash::clear();
+            let _ = crash::during(point, nth, || recover(&path, Some(&file), &no_keepalive));
         }
         recover(&path, Some(&file), &no_keepalive).unwrap_or_else(|e| panic!("{ctx}: {e}"));
         assert!(!jpath.exists(), "{ctx}: journal left");
@@ -1188,12 +1180,10 @@ mod tests {
             kept: Vec::new(),
             tail_src: 19_700,
         };
-        crash::at("batch-recorded", 1);
-        let crashed = catch_unwind(AssertUnwindSafe(|| {
+        let crashed = crash::during("batch-recorded", 1, || {
             compact_with_batch(&path, &file, plan.clone(), 1 << 20, &no_keepalive)
-        }));
-        crash::clear();
-        assert!(crashed.is_err());
+        });
+        assert!(crashed);
         match Journal::load(&journal_path(&path)) {
             Ok(Loaded::Valid(j, _)) => assert_eq!(j.capacity, ALIGN),
             _ => panic!("journal expected"),
@@ -1220,11 +1210,10 @@ mod tests {
             kept: vec![(5, 3)],
             tail_src: 10,
         };
-        crash::at("batch-recorded", 1);
-        let _ = catch_unwind(AssertUnwindSafe(|| {
+        let crashed = crash::during("batch-recorded", 1, || {
             compact_with_batch(&path, &file, plan, 16, &no_keepalive)
-        }));
-        crash::clear();
+        });
+        assert!(crashed, "the simulated crash must fire");
         drop(file);
         // Another program replaces the mbox with a new file.
         fs::remove_file(&path).expect("remove");
@@ -1266,11 +1255,10 @@ mod tests {
             kept: vec![(10, 400)],
             tail_src: 450,
         };
-        crash::at("batch-recorded", 1);
-        let _ = catch_unwind(AssertUnwindSafe(|| {
+        let crashed = crash::during("batch-recorded", 1, || {
             compact_with_batch(&path, &file, plan, 64, &no_keepalive)
-        }));
-        crash::clear();
+        });
+        assert!(crashed, "the simulated crash must fire");
         let meta = fs::metadata(journal_path(&path)).expect("journal");
         assert_eq!(meta.mode() & 0o777, 0o600);
         let mbox = fs::metadata(&path).expect("mbox");

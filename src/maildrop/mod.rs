@@ -544,7 +544,7 @@ impl Read for ReadAt<'_> {
 /// A named place in UPDATE where the fault tests stop the process. With the
 /// fault-injection feature it aborts when the environment variable POP3D_FAULT_POINT names
 /// it (at its POP3D_FAULT_HIT-th visit, default the first), and fails with a "storage full"
-/// error when POP3D_FAULT_ERROR names it. In unit tests it panics where `crash::at` says,
+/// error when POP3D_FAULT_ERROR names it. In unit tests it panics where `crash::during` says,
 /// which unwinds out of UPDATE without any cleanup, as a crash would. Otherwise it is empty.
 #[inline]
 pub(crate) fn fault_point(name: &str) -> io::Result<()> {
@@ -587,8 +587,16 @@ pub(crate) mod crash {
     pub(crate) const CRASH: &str = "simulated crash";
 
     /// Makes the `nth` visit (from 1) of fault point `name` on this thread panic.
-    pub(crate) fn at(name: &str, nth: u64) {
+    fn at(name: &str, nth: u64) {
         AT.with(|a| *a.borrow_mut() = Some((name.to_owned(), nth)));
+    }
+
+    /// Runs `f` with the `nth` visit of fault point `name` crashing; true if it crashed.
+    pub(crate) fn during<T>(name: &str, nth: u64, f: impl FnOnce() -> T) -> bool {
+        at(name, nth);
+        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
+        clear();
+        crashed
     }
 
     /// No more simulated crashes on this thread.
@@ -648,7 +656,6 @@ pub(crate) mod testdir {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::panic::{catch_unwind, AssertUnwindSafe};
 
     use super::scan::model::{self, Rng};
     use super::testdir::TempDir;
@@ -898,10 +905,8 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             .filter(|i| i % 3 != 0)
             .map(|i| read(&mut md, i).expect("read"))
             .collect();
-        crash::at("moves-done", 1);
-        let crashed = catch_unwind(AssertUnwindSafe(|| md.commit(&deleted)));
-        crash::clear();
-        assert!(crashed.is_err(), "the simulated crash must fire");
+        let crashed = crash::during("moves-done", 1, || md.commit(&deleted));
+        assert!(crashed, "the simulated crash must fire");
         drop(md);
         // The unwinding dropped the maildrop and with it every lock, as a crash would.
         assert!(journal::journal_path(&path).exists());
