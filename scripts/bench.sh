@@ -85,11 +85,15 @@ fi
 
 WORK=$(mktemp -d /tmp/pop3d-bench.XXXXXX)
 SERVER_PID=""
-cleanup() {
+stop_server() {
     if [ -n "$SERVER_PID" ]; then
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
     fi
+}
+cleanup() {
+    stop_server
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -145,14 +149,6 @@ wait_port() {
         sleep 0.05
     done
     return 1
-}
-
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
 }
 
 # ---- pop3d ----
