@@ -15,17 +15,9 @@ export PYTHONDONTWRITEBYTECODE=1
 # nginx with its mail and stream modules, python3 for the site's clients, and procmail's
 # lockfile for the dotlock when a user is moved between backends.
 scale_need_packages() {
-    need_packages nginx:nginx python3:python3 lockfile:procmail
-    local missing=()
-    [ -f "$SCALE_MODULES/ngx_mail_module.so" ] || missing+=(libnginx-mod-mail)
-    [ -f "$SCALE_MODULES/ngx_stream_module.so" ] || missing+=(libnginx-mod-stream)
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "installing: ${missing[*]}"
-        local sudo=""
-        [ "$(id -u)" -ne 0 ] && sudo="sudo"
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
+    need_packages nginx:nginx python3:python3 lockfile:procmail \
+        "$SCALE_MODULES/ngx_mail_module.so:libnginx-mod-mail" \
+        "$SCALE_MODULES/ngx_stream_module.so:libnginx-mod-stream"
 }
 
 # Prints N free loopback ports (held together while chosen, so they differ).
