@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use env_logger::{Builder, Env, Target};
 use getopts::Options;
+use pop3d::listener;
 use pop3d::logging;
 use pop3d::users::{UsersError, UsersFile};
 
@@ -41,9 +42,6 @@ const REQUEST_STACK: usize = 128 * 1024;
 
 /// Reads per request come from a buffer of this size; a head is at most `MAX_HEAD_OCTETS`.
 const INPUT_BUFFER: usize = 2 * 1024;
-
-/// After an accept error (out of descriptors), pause rather than spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, PartialEq)]
 struct Config {
@@ -265,20 +263,9 @@ fn try_main(args: &[String]) -> Result<(), Error> {
         max_connections: config.max_connections,
         open: AtomicUsize::new(0),
     });
-    let mut loops = Vec::new();
-    for listener in listeners {
-        let router = Arc::clone(&router);
-        let spawned = thread::Builder::new()
-            .name("router-accept".into())
-            .spawn(move || router.accept_loop(&listener));
-        match spawned {
-            Ok(handle) => loops.push(handle),
-            Err(e) => log::error!("cannot start an accept loop: {e}"),
-        }
-    }
-    for handle in loops {
-        let _ = handle.join();
-    }
+    listener::accept_forever(listeners, "router-accept", move |stream, peer| {
+        router.admit(stream, peer)
+    });
     Ok(())
 }
 
@@ -336,25 +323,6 @@ impl Drop for Slot {
 }
 
 impl Router {
-    fn accept_loop(self: &Arc<Self>, listener: &TcpListener) {
-        loop {
-            match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => {
-                    log::warn!("accept failed: {e}");
-                    thread::sleep(ACCEPT_BACKOFF);
-                }
-            }
-        }
-    }
-
     fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         if self.open.fetch_add(1, Ordering::SeqCst) >= self.max_connections {
             self.open.fetch_sub(1, Ordering::SeqCst);
