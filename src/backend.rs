@@ -81,7 +81,7 @@ impl Mailbox for Maildrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maildrop::testdir::TempDir;
+    use crate::testing::TempDir;
     use std::time::Duration;
 
     #[test]

@@ -18,25 +18,6 @@ pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         .map(|i| start + i)
 }
 
-/// A reader that hands out at most one octet per read, as a slow network would: the unit
-/// tests of every incremental parser (mbox scanner, PROXY header) feed their inputs through it.
-#[cfg(test)]
-pub(crate) struct OneByte<'a>(pub &'a [u8]);
-
-#[cfg(test)]
-impl std::io::Read for OneByte<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match (self.0.split_first(), buf.is_empty()) {
-            (Some((&first, rest)), false) => {
-                buf[0] = first;
-                self.0 = rest;
-                Ok(1)
-            }
-            _ => Ok(0),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,5 +13,7 @@ pub mod maildrop;
 pub mod protocol;
 pub mod proxy;
 pub mod session;
+#[cfg(test)]
+mod testing;
 pub mod users;
 pub mod watched;

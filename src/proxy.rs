@@ -422,7 +422,7 @@ fn read_v2<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bytes::OneByte;
+    use crate::testing::OneByte;
     use std::io::Cursor;
 
     /// What a case expects, without comparing io::Errors.

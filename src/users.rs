@@ -314,7 +314,7 @@ pub fn maildrop_path(pattern: &str, user: &User) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maildrop::testdir::TempDir;
+    use crate::testing::TempDir;
     use std::fs::{self, File};
     use std::time::Duration;
 

@@ -289,7 +289,7 @@ fn read_version<T, E>(path: &Path, format: &Format<T, E>) -> Result<(T, Stamp), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maildrop::testdir::TempDir;
+    use crate::testing::TempDir;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::SystemTime;
     use Recheck::{KeptPrevious, Reloaded, Unchanged};

@@ -903,7 +903,7 @@ mod tests {
     use super::*;
     use crate::maildrop::crash;
     use crate::maildrop::scan::model::Rng;
-    use crate::maildrop::testdir::TempDir;
+    use crate::testing::TempDir;
 
     fn expected(data: &[u8], plan: &Plan) -> Vec<u8> {
         let mut out = data[..plan.first_dst as usize].to_vec();

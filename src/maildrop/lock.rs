@@ -553,7 +553,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::maildrop::testdir::TempDir;
+    use crate::testing::TempDir;
 
     fn mbox(dir: &TempDir) -> PathBuf {
         let path = dir.path().join("mbox");

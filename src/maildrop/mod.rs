@@ -622,44 +622,13 @@ pub(crate) mod crash {
     }
 }
 
-/// Temporary directories for tests: unique per process and call, removed on drop.
-#[cfg(test)]
-pub(crate) mod testdir {
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    pub(crate) struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub(crate) fn new(label: &str) -> TempDir {
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            let n = NEXT.fetch_add(1, Ordering::SeqCst);
-            let dir =
-                std::env::temp_dir().join(format!("pop3d-{label}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("create temp dir");
-            TempDir(dir)
-        }
-
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
     use super::scan::model::{self, Rng};
-    use super::testdir::TempDir;
     use super::*;
+    use crate::testing::TempDir;
 
     const TWO: &[u8] = b"From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nfirst body\n\n\
 From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";

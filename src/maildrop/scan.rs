@@ -868,7 +868,7 @@ pub(crate) mod model {
 mod tests {
     use super::model::{self, Rng};
     use super::*;
-    use crate::bytes::OneByte;
+    use crate::testing::OneByte;
 
     fn contents(data: &[u8], scan: &Scan) -> Vec<Vec<u8>> {
         scan.messages
