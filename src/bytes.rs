@@ -18,6 +18,12 @@ pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         .map(|i| start + i)
 }
 
+/// A decimal number's text: one or more ASCII digits and nothing else. Checked before
+/// `str::parse`, which would also take a leading "+".
+pub fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,6 +40,23 @@ mod tests {
                 assert_eq!(find_byte(&hay, b'\n'), Some(at), "len {len} at {at}");
             }
             assert_eq!(find_byte(&vec![b'x'; len], b'\n'), None);
+        }
+    }
+
+    #[test]
+    fn digits_only() {
+        for (text, want) in [
+            ("0", true),
+            ("4294967296", true),
+            ("", false),
+            ("+1", false),
+            ("-1", false),
+            (" 1", false),
+            ("1 ", false),
+            ("1a", false),
+            ("\u{0661}", false),
+        ] {
+            assert_eq!(is_digits(text), want, "{text:?}");
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use getopts::Options;
 
+use crate::bytes::is_digits;
 use crate::proxy::TrustedNet;
 
 /// RFC 1939 section 3: the autologout timer "MUST be of at least 10 minutes' duration".
@@ -253,7 +254,7 @@ fn number(
 ) -> Result<u64, ConfigError> {
     match m.opt_str(short) {
         None => Ok(default),
-        Some(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text
+        Some(text) if is_digits(&text) => text
             .parse()
             .map_err(|_| bad(option, format!("{text}: too large"))),
         Some(text) => Err(bad(option, format!("{text}: not a number"))),

@@ -28,6 +28,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::bytes::is_digits;
+
 /// How long a trusted proxy may take to send its header: it sends it with the connection, so
 /// anything slower is a client that is not speaking the PROXY protocol at all.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -342,7 +344,7 @@ fn parse_v1(body: &[u8]) -> Result<ProxyHeader, ProxyError> {
 
 /// 1 to `max_digits` ASCII digits; no sign, no spaces.
 fn parse_decimal(text: &str, max_digits: usize) -> Option<u32> {
-    if text.is_empty() || text.len() > max_digits || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.len() > max_digits || !is_digits(text) {
         return None;
     }
     text.parse().ok()

@@ -8,6 +8,7 @@ use std::fmt;
 use std::io::{self, BufRead};
 use std::num::NonZeroU32;
 
+use crate::bytes::is_digits;
 /// RFC 2449 section 4: a command line is at most 255 octets including the CRLF. SASL lines
 /// (RFC 5034) live under the same bound.
 pub const MAX_LINE: usize = 255;
@@ -223,7 +224,7 @@ fn msg_num(arg: &str) -> Result<MsgNum, ParseError> {
 
 /// Digits only (no sign, no spaces), checked against overflow.
 fn number(arg: &str) -> Result<u32, ParseError> {
-    if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_digits(arg) {
         return Err(ParseError::BadNumber);
     }
     arg.bytes().try_fold(0u32, |n, d| {

@@ -27,6 +27,8 @@ use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 
+use pop3d::bytes::is_digits;
+
 /// The whole request head. nginx's is a few hundred octets: an escaped password of 255
 /// octets (the POP3 line limit) is at most 765, and `auth_http_header` adds a line or two.
 pub const MAX_HEAD_OCTETS: usize = 8 * 1024;
@@ -256,7 +258,7 @@ impl Fields {
         let attempt = match self.attempt {
             None => 1,
             Some(text) => Some(text.as_str())
-                .filter(|t| !t.is_empty() && t.len() <= 9 && t.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|t| t.len() <= 9 && is_digits(t))
                 .and_then(|t| t.parse().ok())
                 .ok_or(HttpError::Malformed("bad auth-login-attempt"))?,
         };

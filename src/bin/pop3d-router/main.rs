@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use env_logger::{Builder, Env, Target};
 use getopts::Options;
+use pop3d::bytes::is_digits;
 use pop3d::listener;
 use pop3d::logging;
 use pop3d::users::{UsersError, UsersFile};
@@ -196,7 +197,7 @@ fn parse_args(args: &[String]) -> Result<Action, String> {
 fn number(m: &getopts::Matches, short: &str, option: &str, default: u64) -> Result<u64, String> {
     match m.opt_str(short) {
         None => Ok(default),
-        Some(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text
+        Some(text) if is_digits(&text) => text
             .parse()
             .map_err(|_| format!("--{option}: {text}: too large")),
         Some(text) => Err(format!("--{option}: {text}: not a number")),

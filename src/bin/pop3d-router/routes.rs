@@ -31,6 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pop3d::auth::valid_user_name;
+use pop3d::bytes::is_digits;
 use pop3d::watched::{Format, WatchError, WatchedFile};
 
 /// A routes file names each user once; a few megabytes is far beyond any site this serves,
@@ -104,7 +105,7 @@ fn parse_route(line: &str) -> Result<(&str, SocketAddr), &'static str> {
         .parse()
         .map_err(|_| "not an ip address (nginx does not resolve host names)")?;
     let port = Some(port)
-        .filter(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| p.len() <= 5 && is_digits(p))
         .and_then(|p| p.parse::<u16>().ok())
         .filter(|&p| p != 0)
         .ok_or("bad port")?;
