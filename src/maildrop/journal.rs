@@ -1735,6 +1735,32 @@ mod tests {
     }
 
     #[test]
+    fn a_change_far_past_the_batch_in_flight_is_found() {
+        // The original with its last byte changed: while a batch record is the newest,
+        // the last byte lies in the untouched region (the new end is before it), which is
+        // checked to the original end, not just next to the batch.
+        let change_last: &Replace = &|_, d| {
+            let mut v = d.to_vec();
+            if let Some(b) = v.last_mut() {
+                *b ^= 1;
+            }
+            v
+        };
+        let mut n = 0;
+        for seed in 1..=16u64 {
+            for nth in [1, 2, 4] {
+                n += usize::from(crash_then_replace(
+                    seed * 3,
+                    "batch-recorded",
+                    nth,
+                    change_last,
+                ));
+            }
+        }
+        assert!(n > 20, "only {n} crashes");
+    }
+
+    #[test]
     fn the_original_restored_after_rewriting_began_is_left_alone() {
         // Once a batch before the newest record is durable, the file differs from its
         // original: the original copied back must not be taken for the half-rewritten file.
