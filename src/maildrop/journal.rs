@@ -47,11 +47,13 @@
 //!
 //! - [0, first byte of the plan): original bytes, never read nor written by the recovery,
 //!   so not checked;
-//! - [first byte, w): the rewritten bytes, final: the record's digest of the last
-//!   DONE_WINDOW bytes before w must match (a backup or another file has other bytes there);
+//! - [first byte, w): the rewritten bytes, final. The recovery neither reads nor writes
+//!   them, so they only have to tell the half-rewritten file from an older copy of it
+//!   (which holds the original bytes there): the record's digest of the last DONE_WINDOW
+//!   bytes before w must match;
 //! - [w, w + len): the batch in flight, any mix of old and new: not checked (its old bytes
 //!   are deleted mail or already moved, its new ones come from the journal and from the
-//!   region below);
+//!   untouched region after it);
 //! - [w + len, L) (from x + 1 for MovesDone and Marked): untouched original bytes, every
 //!   one checked: the record's digest up to the next block boundary, then the header's
 //!   block digests;
@@ -59,14 +61,16 @@
 //!   appended past L after the crash is not checked, only moved along. After step 6 only
 //!   the rewritten bytes before x are left to check.
 //!
-//! The digests are Fletcher sums (fletcher64): they tell apart any two contents a backup,
-//! a delivery agent or a copy can put at one place (a changed byte, a shift, another
-//! length), and cost an extra read of the bytes from the plan's first byte (from the page
-//! cache: the session's scan has just read them) at a small fraction of md-5's time. When
-//! the check fails (or the mbox is missing, or the journal is an older pop3d's) the
-//! recovery writes nothing to the mbox: it renames the journal aside as
-//! "<journal>.<unix time>.pop3d-stale" (never overwriting an earlier one, never deleting
-//! it), logs an error naming both files, and the login proceeds on the file as it is.
+//! The digests are Fletcher sums (fletcher64): they notice the differences a backup, a
+//! recreated file or a copy has at one place (a changed byte, a shift, another length) but
+//! for odds of about 2^-64, and cost an extra read of the bytes from the plan's first byte
+//! (from the page cache: the session's scan has just read them) at a small fraction of
+//! md-5's time. A copy of the crashed file itself, or one followed by new mail, is a state
+//! a crash leaves, and is rightly finished. When the check fails (or the mbox is missing,
+//! or the journal is an older pop3d's) the recovery writes nothing to the mbox: it renames
+//! the journal aside as "<journal>.<unix time>.pop3d-stale" (never overwriting an earlier
+//! one, never deleting it), logs an error naming both files, and the login proceeds on the
+//! file as it is.
 
 use std::error::Error;
 use std::fmt;
@@ -335,8 +339,8 @@ pub struct Journal {
     batch: u64,
     /// Saved bytes one slot can hold.
     capacity: u64,
-    /// The mbox's length when the journal was made: the rewrite never lengthens the file,
-    /// so before the truncation a crashed file is at least this long.
+    /// The mbox's length when the journal was made: nothing shortens the file before the
+    /// truncation (step 6), so until then a crashed file is at least this long.
     orig_len: u64,
     /// Length of the blocks of [first_dst, orig_len) digested in `blocks`.
     grid: u64,
@@ -392,9 +396,10 @@ fn digest_blocks(file: &File, from: u64, to: u64, grid: u64) -> io::Result<Vec<[
 }
 
 /// The digest of bytes [from, to) of `file`: a Fletcher sum (fletcher64), read in chunks
-/// through `buf`. It tells apart any two different byte strings a delivery agent, a backup
-/// or an admin's copy can put at the same place (a changed byte, a shift, another length),
-/// and costs far less than md-5 over the whole rewrite.
+/// through `buf`. It notices the differences a backup, a recreated file or an admin's copy
+/// has at one place (a changed byte, a shift, another length) but for odds of about 2^-64,
+/// and costs a small fraction of md-5's time over the whole rewrite. It is no defence
+/// against bytes crafted to collide; whoever can write the mbox needs none.
 fn digest_range(file: &File, from: u64, to: u64, buf: &mut Vec<u8>) -> io::Result<[u8; 16]> {
     /// A multiple of 8, so that each chunk ends on a Fletcher word.
     const CHUNK: u64 = 1 << 20;
