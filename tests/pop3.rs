@@ -107,6 +107,43 @@ fn from_quoted_lines_are_sent_as_they_are() {
 }
 
 #[test]
+fn body_lines_beginning_from_stay_in_their_message() {
+    // Written by a tool that does not quote: "From " body lines, and the next separator
+    // straight after a last line, with no empty line before it.
+    let mbox = "From a@x Sat Jan  3 01:05:34 1996\n\
+                Subject: one\n\n\
+                From here on, we use the new server.\n\
+                From me to you on Monday\n\
+                From: not a header here\n\
+                end\n\
+                From MAILER-DAEMON  Sat Jan  3 01:05:35 1996\n\
+                Subject: two\n\n\
+                bounce\n";
+    let s = ServerBuilder::new("bodyfrom")
+        .user("alice", "secret")
+        .mbox("alice", mbox)
+        .start();
+    let mut c = s.login("alice", "secret");
+    assert!(c.ok("STAT").starts_with("2 "));
+    assert_eq!(c.multi("UIDL").len(), 2);
+    let one = String::from_utf8(c.retr(1)).unwrap();
+    assert_eq!(
+        one,
+        "Subject: one\r\n\r\nFrom here on, we use the new server.\r\n\
+         From me to you on Monday\r\nFrom: not a header here\r\nend\r\n"
+    );
+    let size: usize = c.ok("LIST 1").split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(one.len(), size);
+    assert_eq!(c.retr(2), b"Subject: two\r\n\r\nbounce\r\n");
+    c.ok("DELE 2");
+    c.ok("QUIT");
+
+    let mut c = s.login("alice", "secret");
+    assert!(c.ok("STAT").starts_with("1 "));
+    assert_eq!(String::from_utf8(c.retr(1)).unwrap(), one);
+}
+
+#[test]
 fn top_zero_sends_headers_and_blank_line() {
     let s = server();
     let mut c = s.login("alice", "secret");

@@ -2,9 +2,13 @@
 //!
 //! The scanner streams any reader through one large buffer and keeps per-message metadata
 //! only, so memory grows with the number of messages, never with their bytes. Message
-//! boundaries follow DESIGN.md "mbox rules"; octets follow the session's dot-writer (every
-//! line ends in CRLF on the wire); unique ids hash only the "From " line, the header block
-//! and the size, never a body.
+//! boundaries follow DESIGN.md "mbox rules": a message starts at a line that begins "From "
+//! at the start of the file or after a LF, and only if that line parses as a separator
+//! (`from_line::is_separator`: a sender and a whole date, as delivery agents write them); no
+//! empty line is demanded before it, but one empty line just before it (or at the end of
+//! the file) is the separator's, not content. Any other line, "From here on, ..." included,
+//! is content. Octets follow the session's dot-writer (every line ends in CRLF on the wire);
+//! unique ids hash only the "From " line, the header block and the size, never a body.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -15,14 +19,15 @@ use std::thread;
 
 use md5::{Digest, Md5};
 
+use super::from_line::{is_separator, FROM, MAX_SEPARATOR_LINE};
 use crate::bytes::find_byte;
 
 /// Read buffer of the scanner: large enough that a 1 GB mbox takes about a thousand reads,
 /// small enough to stay well inside the server's memory budget.
 pub const SCAN_BUFFER: usize = 1 << 20;
 
-/// Smallest buffer the scanner accepts: it must hold the 5 bytes of "From " at a line start
-/// plus at least as many again, so every refill makes progress.
+/// Smallest buffer the scanner starts with; it grows when a line that begins "From " does not
+/// fit, so that the whole line can be parsed (up to `MAX_SEPARATOR_LINE`).
 const MIN_SCAN_BUFFER: usize = 16;
 
 /// Most messages one maildrop may hold: bounds the scan's memory (about 64 bytes of metadata
@@ -39,9 +44,6 @@ const HASH_BATCH: usize = 256 * 1024;
 
 /// Batches queued for the hashing thread: bounds the memory when hashing lags behind.
 const HASH_QUEUE: usize = 4;
-
-/// The line that starts every message.
-const FROM: &[u8] = b"From ";
 
 /// A message's unique id (UIDL): the md-5 digest of its "From " line, header block and size,
 /// plus a counter that tells identical messages apart in file order.
@@ -245,9 +247,13 @@ fn run_scan<R: Read>(
         if eof && consumed == filled {
             break;
         }
-        // Only the few bytes of an undecided line start are carried over.
+        // Only an undecided line start is carried over: at most a separator line, so the
+        // buffer grows (once, to about twice `MAX_SEPARATOR_LINE`) only when it is smaller.
         buf.copy_within(consumed..filled, 0);
         filled -= consumed;
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
     }
     scanner.finish(base)
 }
@@ -500,18 +506,17 @@ impl Scanner {
     }
 
     /// Processes `buf`, whose first byte is at file offset `base`. Returns how many bytes it
-    /// consumed: all of them, except at most 4 when a line start is too close to the end of
-    /// `buf` to tell whether it is "From " and more input may follow.
+    /// consumed: all of them, except when `buf` ends inside a line that begins "From " (or a
+    /// prefix of it) and more input may follow: that line, shorter than
+    /// `MAX_SEPARATOR_LINE`, is left for the next call, which sees it whole.
     fn process(&mut self, buf: &[u8], base: u64, eof: bool) -> Result<usize, ScanError> {
         let mut pos = 0;
         while pos < buf.len() {
             if self.at_line_start && self.phase != Phase::FromLine {
-                let rest = &buf[pos..];
-                if rest.len() < FROM.len() && !eof && FROM.starts_with(rest) {
-                    return Ok(pos);
-                }
-                if rest.starts_with(FROM) {
-                    self.start_message(base + pos as u64)?;
+                match separator_ahead(&buf[pos..], eof) {
+                    Ahead::Undecided => return Ok(pos),
+                    Ahead::Separator => self.start_message(base + pos as u64)?,
+                    Ahead::Text => {}
                 }
             }
             pos += match self.phase {
@@ -661,6 +666,44 @@ impl Scanner {
     }
 }
 
+/// What the line starting at a line start is, as far as the bytes at hand tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ahead {
+    /// A separator: a new message starts here.
+    Separator,
+    /// Text of the current message (or of the preamble).
+    Text,
+    /// It begins like "From " but ends beyond the bytes at hand.
+    Undecided,
+}
+
+/// Classifies the line at the start of `rest` (which starts a line) by `from_line`'s rule;
+/// `eof` says no more bytes follow `rest`.
+fn separator_ahead(rest: &[u8], eof: bool) -> Ahead {
+    if rest.len() < FROM.len() {
+        return if !eof && FROM.starts_with(rest) {
+            Ahead::Undecided
+        } else {
+            Ahead::Text
+        };
+    }
+    if !rest.starts_with(FROM) {
+        return Ahead::Text;
+    }
+    let window = &rest[..rest.len().min(MAX_SEPARATOR_LINE)];
+    let line = match find_byte(window, b'\n') {
+        Some(i) => &rest[..i],
+        None if rest.len() >= MAX_SEPARATOR_LINE => return Ahead::Text,
+        None if eof => rest,
+        None => return Ahead::Undecided,
+    };
+    if is_separator(line) {
+        Ahead::Separator
+    } else {
+        Ahead::Text
+    }
+}
+
 /// LFs in `seg` not preceded by CR, where `prev` is the byte before `seg`.
 fn count_bare_lf(prev: u8, seg: &[u8]) -> u64 {
     let Some(&first) = seg.first() else {
@@ -723,6 +766,7 @@ pub(crate) mod model {
     use md5::{Digest, Md5};
 
     use super::MAX_HASHED_HEADER;
+    use crate::maildrop::from_line::is_separator;
 
     /// One message as the model sees it.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -737,7 +781,7 @@ pub(crate) mod model {
     /// Splits `data` into the preamble length and its messages.
     pub(crate) fn parse(data: &[u8]) -> (usize, Vec<ModelMessage>) {
         let starts: Vec<usize> = (0..data.len())
-            .filter(|&i| (i == 0 || data[i - 1] == b'\n') && data[i..].starts_with(b"From "))
+            .filter(|&i| (i == 0 || data[i - 1] == b'\n') && is_separator(line_at(data, i)))
             .collect();
         let preamble = starts.first().copied().unwrap_or(data.len());
         let mut out = Vec::new();
@@ -766,6 +810,13 @@ pub(crate) mod model {
             });
         }
         (preamble, out)
+    }
+
+    /// The line starting at `at`, without its LF: to the end of `data` if none follows.
+    fn line_at(data: &[u8], at: usize) -> &[u8] {
+        let rest = &data[at..];
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        &rest[..end]
     }
 
     /// Wire size: every line sent with CRLF.
@@ -822,11 +873,19 @@ pub(crate) mod model {
         }
     }
 
-    /// Pieces that random mboxes are made of: odd From lines, quoted From, CRLF, empty lines,
-    /// lines starting with F, a header block and fragments without a line break.
+    /// Pieces that random mboxes are made of: separators of several agents, body lines that
+    /// begin "From " and pieces of separators, quoted From, CRLF, empty lines, lines starting
+    /// with F, a header block and fragments without a line break.
     const PIECES: &[&[u8]] = &[
         b"From alice@example.org Mon Jan  1 00:00:00 2024\n",
         b"From bob@example.org Tue Jan  2 00:00:00 2024\r\n",
+        b"From MAILER-DAEMON  Thu Jan  1 00:00 96 +0000\n",
+        b"From \"a b\"@x Wed Aug  2 00:39:12 MET DST 1995\n",
+        b"From here on, a body line\n",
+        b"From me to you on Monday\n",
+        b"From x@y Mon Jan  1 00:00:0",
+        b"0 2024\n",
+        b"From x@y ",
         b"From \n",
         b"From\n",
         b"From x",
@@ -878,6 +937,34 @@ mod tests {
                 data[start..start + m.content_len as usize].to_vec()
             })
             .collect()
+    }
+
+    /// The date a delivery agent writes after the sender.
+    const DATE: &[u8] = b" Mon Jan  1 00:00:00 2024";
+
+    /// `data` with a date after every one-word "From x" line, so that the cases stay short
+    /// and their "From x" lines are separators.
+    fn dated(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            let text = line.strip_suffix(b"\n").unwrap_or(line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            let one_word = text
+                .strip_prefix(b"From ")
+                .is_some_and(|w| !w.is_empty() && !w.contains(&b' '));
+            if one_word {
+                out.extend_from_slice(text);
+                out.extend_from_slice(DATE);
+                out.extend_from_slice(&line[text.len()..]);
+            } else {
+                out.extend_from_slice(line);
+            }
+        }
+        out
+    }
+
+    fn scan_dated(data: &[u8]) -> Scan {
+        scan_all_ways(&dated(data))
     }
 
     /// Scans `data` whole, one byte per read, and with a minimal buffer; all must agree.
@@ -957,10 +1044,39 @@ mod tests {
                 b"From a\r\n\r\nFrom b\r\n",
                 &[b"", b""],
             ),
+            (
+                "body lines beginning From are content",
+                b"From a\nS: x\n\nFrom here on, text\nFrom me to you on Monday\n\nFrom b\nB\n",
+                &[
+                    b"S: x\n\nFrom here on, text\nFrom me to you on Monday\n",
+                    b"B\n",
+                ],
+            ),
+            (
+                "From line in the header block is content",
+                b"From a\nFrom the desk of x\n\nbody\n",
+                &[b"From the desk of x\n\nbody\n"],
+            ),
+            (
+                "From line without a whole date is content",
+                b"From a\nA\n\nFrom alice@example.org Thu Jan  1\nB\n",
+                &[b"A\n\nFrom alice@example.org Thu Jan  1\nB\n"],
+            ),
+            (
+                "separator straight after a last line",
+                b"From a\nno empty line before the next\nFrom b\nB\n",
+                &[b"no empty line before the next\n", b"B\n"],
+            ),
+            (
+                "text From line at end of file without LF",
+                b"From a\nA\n\nFrom here on",
+                &[b"A\n\nFrom here on"],
+            ),
             ("preamble is no message", b"junk\n\nFrom a\nA\n", &[b"A\n"]),
             ("file without From line", b"just text\n", &[]),
         ];
         for (name, data, want) in cases {
+            let data = &dated(data);
             let scan = scan_all_ways(data);
             assert_eq!(contents(data, &scan), want.to_vec(), "{name}");
             assert_eq!(scan.scanned_len, data.len() as u64, "{name}");
@@ -968,22 +1084,39 @@ mod tests {
     }
 
     #[test]
+    fn separator_lines_of_any_length_are_seen_across_refills() {
+        let long = "s".repeat(MAX_SEPARATOR_LINE - 40);
+        let data = format!(
+            "From a Mon Jan  1 00:00:00 2024\nA\n\nFrom {long} Mon Jan  1 00:00:00 2024\nB\n"
+        );
+        let scan = scan_all_ways(data.as_bytes());
+        assert_eq!(contents(data.as_bytes(), &scan), [&b"A\n"[..], b"B\n"]);
+
+        let too_long = "s".repeat(MAX_SEPARATOR_LINE);
+        let data = format!(
+            "From a Mon Jan  1 00:00:00 2024\nA\n\nFrom {too_long} Mon Jan  1 00:00:00 2024\nB\n"
+        );
+        let scan = scan_all_ways(data.as_bytes());
+        assert_eq!(scan.messages.len(), 1, "an over-long line is text");
+    }
+
+    #[test]
     fn preamble_length_counts_bytes_before_first_from() {
-        assert_eq!(scan_all_ways(b"junk\nFrom a\n").preamble_len, 5);
-        assert_eq!(scan_all_ways(b"From a\n").preamble_len, 0);
-        assert_eq!(scan_all_ways(b"no mbox").preamble_len, 7);
+        assert_eq!(scan_dated(b"junk\nFrom a\n").preamble_len, 5);
+        assert_eq!(scan_dated(b"From a\n").preamble_len, 0);
+        assert_eq!(scan_dated(b"no mbox").preamble_len, 7);
     }
 
     #[test]
     fn record_offsets_point_at_from_lines() {
-        let data = b"x\nFrom a\nA\n\nFrom bb\nB\n";
+        let data = &dated(b"x\nFrom a\nA\n\nFrom bb\nB\n");
         let scan = scan_all_ways(data);
         let offsets: Vec<(u64, u64)> = scan
             .messages
             .iter()
             .map(|m| (m.record_start, m.content_start))
             .collect();
-        assert_eq!(offsets, [(2, 9), (12, 20)]);
+        assert_eq!(offsets, [(2, 34), (37, 70)]);
     }
 
     #[test]
@@ -999,6 +1132,7 @@ mod tests {
             ("empty line after crlf", b"From a\nab\r\n\n\nFrom b\n", 6),
         ];
         for (name, data, want) in cases {
+            let data = &dated(data);
             let scan = scan_all_ways(data);
             assert_eq!(scan.messages[0].octets, *want, "{name}");
         }
@@ -1006,17 +1140,17 @@ mod tests {
 
     #[test]
     fn uid_is_stable_when_mail_is_appended() {
-        let before: &[u8] = b"From a\nSubject: x\nMessage-ID: <1@x>\n\nbody";
+        let before = &dated(b"From a\nSubject: x\nMessage-ID: <1@x>\n\nbody");
         let mut after = before.to_vec();
-        after.extend_from_slice(b"\n\nFrom b\nSubject: y\n\n");
+        after.extend_from_slice(&dated(b"\n\nFrom b\nSubject: y\n\n"));
         let a = scan_all_ways(before);
         let b = scan_all_ways(&after);
         assert_eq!(a.messages[0].uid, b.messages[0].uid);
         assert_eq!(a.messages[0].octets, b.messages[0].octets);
 
-        let headers_only: &[u8] = b"From a\nSubject: x\n";
+        let headers_only = &dated(b"From a\nSubject: x\n");
         let mut appended = headers_only.to_vec();
-        appended.extend_from_slice(b"\nFrom b\n");
+        appended.extend_from_slice(&dated(b"\nFrom b\n"));
         assert_eq!(
             scan_all_ways(headers_only).messages[0].uid,
             scan_all_ways(&appended).messages[0].uid
@@ -1025,19 +1159,19 @@ mod tests {
 
     #[test]
     fn uid_depends_on_from_line_headers_and_size_only() {
-        let base = scan_all_ways(b"From a\nSubject: x\n\nbody one\n").messages[0]
+        let base = scan_dated(b"From a\nSubject: x\n\nbody one\n").messages[0]
             .uid
             .clone();
-        let same_size_body = scan_all_ways(b"From a\nSubject: x\n\nbody two\n").messages[0]
+        let same_size_body = scan_dated(b"From a\nSubject: x\n\nbody two\n").messages[0]
             .uid
             .clone();
-        let other_size = scan_all_ways(b"From a\nSubject: x\n\nbody three\n").messages[0]
+        let other_size = scan_dated(b"From a\nSubject: x\n\nbody three\n").messages[0]
             .uid
             .clone();
-        let other_header = scan_all_ways(b"From a\nSubject: y\n\nbody one\n").messages[0]
+        let other_header = scan_dated(b"From a\nSubject: y\n\nbody one\n").messages[0]
             .uid
             .clone();
-        let other_from = scan_all_ways(b"From b\nSubject: x\n\nbody one\n").messages[0]
+        let other_from = scan_dated(b"From b\nSubject: x\n\nbody one\n").messages[0]
             .uid
             .clone();
         assert_eq!(base, same_size_body, "bodies are not hashed");
@@ -1048,8 +1182,9 @@ mod tests {
 
     #[test]
     fn identical_messages_get_suffixes_in_file_order() {
-        let data =
-            b"From a\nS: 1\n\nx\n\nFrom a\nS: 1\n\nx\n\nFrom a\nS: 2\n\nx\n\nFrom a\nS: 1\n\nx\n";
+        let data = &dated(
+            b"From a\nS: 1\n\nx\n\nFrom a\nS: 1\n\nx\n\nFrom a\nS: 2\n\nx\n\nFrom a\nS: 1\n\nx\n",
+        );
         let scan = scan_all_ways(data);
         let ids: Vec<String> = scan.messages.iter().map(|m| m.uid.to_string()).collect();
         assert_eq!(ids[1], format!("{}-1", ids[0]));
@@ -1061,7 +1196,7 @@ mod tests {
 
     #[test]
     fn uid_is_printable_and_short() {
-        let scan = scan_all_ways(b"From a\n\nFrom a\n\n");
+        let scan = scan_dated(b"From a\n\nFrom a\n\n");
         for m in &scan.messages {
             let id = m.uid.to_string();
             assert!((1..=70).contains(&id.len()), "{id}");
@@ -1071,7 +1206,7 @@ mod tests {
 
     #[test]
     fn endless_header_block_is_hashed_only_up_to_the_limit() {
-        let mut a = b"From a\n".to_vec();
+        let mut a = dated(b"From a\n");
         a.extend(std::iter::repeat_n(b'h', MAX_HASHED_HEADER + 10));
         let mut b = a.clone();
         let n = b.len();
@@ -1084,7 +1219,7 @@ mod tests {
 
     #[test]
     fn too_many_messages_is_an_error() {
-        let data = b"From a\n".repeat(MAX_MESSAGES + 1);
+        let data = dated(b"From a\n").repeat(MAX_MESSAGES + 1);
         match scan(&data[..]) {
             Err(ScanError::TooManyMessages { messages }) => assert_eq!(messages, MAX_MESSAGES),
             other => panic!("expected TooManyMessages, got {other:?}"),
