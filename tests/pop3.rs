@@ -190,6 +190,44 @@ fn uidl_is_stable_across_sessions_and_after_deletion() {
 }
 
 #[test]
+fn uidl_of_a_deleted_message_is_never_handed_to_one_with_the_same_headers() {
+    // Same "From " line, headers and size; only the bodies differ (a mailing list's copies,
+    // automated reports).
+    let headers = "Subject: daily report\nMessage-ID: <report@x>\n\n";
+    let mbox = [
+        mbox_message("cron@x", &format!("{headers}disk 41% full\n")),
+        mbox_message("cron@x", &format!("{headers}disk 97% full\n")),
+    ]
+    .concat();
+    let s = ServerBuilder::new("uidl-collide")
+        .user("alice", "secret")
+        .mbox("alice", &mbox)
+        .start();
+    let uid = |l: &String| l.split(' ').nth(1).unwrap().to_string();
+    let mut c = s.login("alice", "secret");
+    let first: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
+    assert_eq!(first.len(), 2);
+    assert_ne!(first[0], first[1]);
+    assert!(first.iter().all(|id| !id.contains('-')), "{first:?}");
+    assert_eq!(c.ok("UIDL 2"), format!("2 {}", first[1]));
+    c.ok("QUIT");
+
+    // The ids do not depend on file order between sessions either.
+    let mut c = s.login("alice", "secret");
+    let again: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
+    assert_eq!(again, first);
+    c.ok("DELE 1");
+    c.ok("QUIT");
+
+    // A client that fetched message 1 under its id must not take message 2 for it.
+    let mut c = s.login("alice", "secret");
+    let after: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0], first[0], "message 1's id was handed to message 2");
+    assert!(String::from_utf8(c.retr(1)).unwrap().contains("97%"));
+}
+
+#[test]
 fn dele_takes_effect_on_quit_only() {
     let s = server();
     let original = s.mbox("alice");

@@ -7,10 +7,18 @@
 //! (`from_line::is_separator`: a sender and a whole date, as delivery agents write them); no
 //! empty line is demanded before it, but one empty line just before it (or at the end of
 //! the file) is the separator's, not content. Any other line, "From here on, ..." included,
-//! is content. Octets follow the session's dot-writer (every line ends in CRLF on the wire);
-//! unique ids hash only the "From " line, the header block and the size, never a body.
+//! is content. Octets follow the session's dot-writer (every line ends in CRLF on the wire).
+//!
+//! Unique ids: the scan hashes only the "From " line, the header block and the size, never a
+//! body. Messages whose digests collide are then told apart by `distinguish`, which the
+//! maildrop runs with the file at hand and which reads the bodies of those messages only:
+//! byte-identical copies keep the digest with "-N" suffixes in file order; a group whose
+//! bodies differ gets ids from the digest and each body, so no member's id is the one the
+//! others would take alone, and deleting one never hands its id to another. A message
+//! alone keeps the plain digest, so its id changes (once) when a colliding message arrives
+//! or leaves: a client fetches it again, which a duplicate costs, never a lost message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::fmt;
 use std::io::{self, Read};
@@ -45,32 +53,43 @@ const HASH_BATCH: usize = 256 * 1024;
 /// Batches queued for the hashing thread: bounds the memory when hashing lags behind.
 const HASH_QUEUE: usize = 4;
 
-/// A message's unique id (UIDL): the md-5 digest of its "From " line, header block and size,
-/// plus a counter that tells identical messages apart in file order.
+/// A message's unique id (UIDL): the md-5 digest of its "From " line, header block and size;
+/// for a message whose digest collides with that of a different message, a digest of that
+/// digest and its body instead; then a counter that tells byte-identical messages apart in
+/// file order.
 ///
 /// Displayed as 32 lowercase hex digits, then "-N" for the N-th later copy of an identical
 /// message, so it is 32 to 43 characters in 0x21..0x7E.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Uid {
     digest: [u8; 16],
+    /// md-5 of `digest` and the body digest, set only when another message of the scan has
+    /// the same `digest` but another body.
+    distinct: Option<[u8; 16]>,
     dup: u32,
 }
 
 impl Uid {
-    /// The md-5 digest the id is made of (without the duplicate counter).
+    /// The md-5 digest of the "From " line, header block and size (never of the body): what
+    /// a re-scan of the message alone finds again.
     pub fn digest(&self) -> &[u8; 16] {
         &self.digest
     }
 
-    /// How many earlier messages of the same scan have the same digest.
+    /// How many earlier messages of the same scan have the same id without the counter.
     pub fn dup(&self) -> u32 {
         self.dup
+    }
+
+    /// Whether the id was told apart from a colliding message by its body.
+    pub fn is_distinct(&self) -> bool {
+        self.distinct.is_some()
     }
 }
 
 impl fmt::Display for Uid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.digest {
+        for byte in self.distinct.unwrap_or(self.digest) {
             write!(f, "{byte:02x}")?;
         }
         if self.dup > 0 {
@@ -195,6 +214,105 @@ pub fn scan_with_buffer<R: Read>(reader: R, buffer_len: usize) -> Result<Scan, S
     partial.with_digests(digests)
 }
 
+/// Tells apart the messages whose digests collide (same "From " line, header block and
+/// size) but whose bodies differ: `body` gives the body digest of a message (`body_digest`
+/// of its content, read by whoever holds the file). The scan itself never reads a body; this
+/// reads only the bodies of colliding messages, so in the common case it costs nothing.
+///
+/// In a group whose bodies are all the same, the ids stay the digest with "-N" suffixes in
+/// file order (a later copy inheriting an id then names the same bytes). Otherwise every
+/// member's id becomes md-5 of the digest and its body digest, with suffixes only among
+/// members with the same body, so no id of the group follows the file order.
+pub fn distinguish<E>(
+    messages: &mut [MessageInfo],
+    mut body: impl FnMut(&MessageInfo) -> Result<[u8; 16], E>,
+) -> Result<(), E> {
+    let collided: HashSet<[u8; 16]> = messages
+        .iter()
+        .filter(|m| m.uid.dup > 0)
+        .map(|m| m.uid.digest)
+        .collect();
+    if collided.is_empty() {
+        return Ok(());
+    }
+    let mut groups: HashMap<[u8; 16], Vec<usize>> = HashMap::new();
+    for (index, m) in messages.iter().enumerate() {
+        if collided.contains(&m.uid.digest) {
+            groups.entry(m.uid.digest).or_default().push(index);
+        }
+    }
+    for (digest, members) in groups {
+        let bodies = members
+            .iter()
+            .map(|&i| body(&messages[i]))
+            .collect::<Result<Vec<_>, E>>()?;
+        if bodies.iter().all(|b| *b == bodies[0]) {
+            continue;
+        }
+        let mut seen: HashMap<[u8; 16], u32> = HashMap::new();
+        for (&index, body) in members.iter().zip(&bodies) {
+            let mut h = Md5::new();
+            h.update(digest);
+            h.update(body);
+            let dup = seen.entry(*body).or_insert(0);
+            messages[index].uid.distinct = Some(h.finalize().into());
+            messages[index].uid.dup = *dup;
+            *dup += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Read size of `body_digest`.
+const BODY_BLOCK: usize = 64 * 1024;
+
+/// The md-5 of a message's content as it reads on the wire: every line without its line
+/// break (LF or CRLF) and then one LF, so a last line hashes the same once a later append
+/// ends it, as in the header digest.
+pub fn body_digest<R: Read>(mut reader: R) -> io::Result<[u8; 16]> {
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; BODY_BLOCK];
+    // A CR at the end of a read, held back until the next byte shows whether a LF follows.
+    let mut held_cr = false;
+    let mut last = b'\n';
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for seg in buf[..n].split_inclusive(|&b| b == b'\n') {
+            if held_cr && seg[0] != b'\n' {
+                h.update(b"\r");
+            }
+            held_cr = false;
+            let text = seg.strip_suffix(b"\n");
+            match text {
+                Some(t) => {
+                    h.update(t.strip_suffix(b"\r").unwrap_or(t));
+                    h.update(b"\n");
+                }
+                None => match seg.strip_suffix(b"\r") {
+                    Some(t) => {
+                        h.update(t);
+                        held_cr = true;
+                    }
+                    None => h.update(seg),
+                },
+            }
+            last = seg[seg.len() - 1];
+        }
+    }
+    if held_cr {
+        h.update(b"\r");
+    }
+    if last != b'\n' {
+        h.update(b"\n");
+    }
+    Ok(h.finalize().into())
+}
+
 /// A scan whose digests are still being computed.
 struct Partial {
     messages: Vec<MessageInfo>,
@@ -212,7 +330,11 @@ impl Partial {
         let mut seen: HashMap<[u8; 16], u32> = HashMap::with_capacity(self.messages.len());
         for (info, digest) in self.messages.iter_mut().zip(digests) {
             let dup = seen.entry(digest).or_insert(0);
-            info.uid = Uid { digest, dup: *dup };
+            info.uid = Uid {
+                digest,
+                distinct: None,
+                dup: *dup,
+            };
             *dup += 1;
         }
         Ok(Scan {
@@ -470,6 +592,7 @@ impl Current {
             octets,
             uid: Uid {
                 digest: [0; 16],
+                distinct: None,
                 dup: 0,
             },
         }
@@ -857,6 +980,55 @@ pub(crate) mod model {
         h.finalize().into()
     }
 
+    /// The md-5 of a body as sent: every line without its line break, then LF; a CR is
+    /// part of the break only before a LF.
+    pub(crate) fn body_digest(content: &[u8]) -> [u8; 16] {
+        let mut h = Md5::new();
+        for line in content.split_inclusive(|&b| b == b'\n') {
+            let text = match line.strip_suffix(b"\n") {
+                Some(t) => t.strip_suffix(b"\r").unwrap_or(t),
+                None => line,
+            };
+            h.update(text);
+            h.update(b"\n");
+        }
+        h.finalize().into()
+    }
+
+    /// The unique ids of `messages` (one scan, file order) as UIDL shows them: the digest,
+    /// or, when a message shares its digest with one of another body, md-5 of the digest
+    /// and the body digest; then "-N" for the N-th earlier message with the same id.
+    pub(crate) fn uids(messages: &[ModelMessage]) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let body = body_digest(&m.content);
+            let group: Vec<&ModelMessage> =
+                messages.iter().filter(|o| o.digest == m.digest).collect();
+            let differ = group.iter().any(|o| body_digest(&o.content) != body);
+            let key = |o: &ModelMessage| -> [u8; 16] {
+                if differ {
+                    let mut h = Md5::new();
+                    h.update(o.digest);
+                    h.update(body_digest(&o.content));
+                    h.finalize().into()
+                } else {
+                    o.digest
+                }
+            };
+            let id = key(m);
+            let dup = messages[..i]
+                .iter()
+                .filter(|o| o.digest == m.digest && key(o) == id)
+                .count();
+            let mut text: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            if dup > 0 {
+                text.push_str(&format!("-{dup}"));
+            }
+            out.push(text);
+        }
+        out
+    }
+
     /// A small deterministic PRNG (xorshift64*), since the crate has no rand.
     pub(crate) struct Rng(pub u64);
 
@@ -914,7 +1086,14 @@ pub(crate) mod model {
             // Favour whole messages so that most files hold several.
             if rng.below(6) == 0 {
                 data.extend_from_slice(b"\nFrom carol@example.org Wed Jan  3 00:00:00 2024\n");
-                data.extend_from_slice(b"Subject: m\n\nbody\n");
+                // Same headers and size, two bodies: colliding digests.
+                let body: &[u8] = if rng.below(2) == 0 {
+                    b"body\n"
+                } else {
+                    b"bodx\n"
+                };
+                data.extend_from_slice(b"Subject: m\n\n");
+                data.extend_from_slice(body);
             } else {
                 data.extend_from_slice(piece);
             }
@@ -1194,6 +1373,77 @@ mod tests {
         assert_eq!(unique.len(), ids.len());
     }
 
+    /// The ids of `data` as the maildrop shows them: the scan, then `distinguish` with the
+    /// bodies read from `data`.
+    fn ids(data: &[u8]) -> Vec<String> {
+        let mut scan = scan_dated(data);
+        let data = dated(data);
+        distinguish(&mut scan.messages, |m| {
+            let start = m.content_start as usize;
+            body_digest(&data[start..start + m.content_len as usize])
+        })
+        .expect("bodies");
+        scan.messages.iter().map(|m| m.uid.to_string()).collect()
+    }
+
+    #[test]
+    fn colliding_messages_with_different_bodies_get_ids_from_their_bodies() {
+        let one = b"From a\nSubject: x\n\nbody one\n\n";
+        let two = b"From a\nSubject: x\n\nbody two\n\n";
+        let both = ids(&[&one[..], two].concat());
+        let alone_one = ids(one);
+        let alone_two = ids(two);
+        assert_eq!(alone_one, alone_two, "alone, the header digest is the id");
+        assert_ne!(both[0], both[1]);
+        for id in &both {
+            assert_eq!(id.len(), 32, "no file-order suffix: {id}");
+            // No id of the pair is the one either message has alone, so deleting one
+            // never hands its id to the other.
+            assert_ne!(id, &alone_one[0]);
+        }
+        // The ids follow the bodies, not the file order.
+        let swapped = ids(&[&two[..], one].concat());
+        assert_eq!(swapped, [both[1].clone(), both[0].clone()]);
+    }
+
+    #[test]
+    fn mixed_collisions_suffix_only_byte_identical_copies() {
+        let a = b"From a\nSubject: x\n\nbody one\n\n";
+        let b = b"From a\nSubject: x\n\nbody two\n\n";
+        let other = b"From c\nSubject: y\n\nother\n\n";
+        let got = ids(&[&a[..], other, b, a].concat());
+        assert_eq!(got[3], format!("{}-1", got[0]));
+        assert_ne!(got[0], got[2]);
+        assert_eq!(
+            got[1],
+            ids(other)[0],
+            "a message outside the collision keeps its id"
+        );
+        let identical = ids(&[&a[..], a].concat());
+        assert_eq!(identical, [alone(a), format!("{}-1", alone(a))]);
+    }
+
+    fn alone(data: &[u8]) -> String {
+        ids(data).remove(0)
+    }
+
+    #[test]
+    fn body_digest_reads_the_body_as_sent() {
+        let lf = body_digest(&b"a\nb\n"[..]).expect("digest");
+        assert_eq!(body_digest(&b"a\r\nb\r\n"[..]).expect("digest"), lf);
+        assert_eq!(body_digest(&b"a\nb"[..]).expect("digest"), lf);
+        assert_eq!(body_digest(OneByte(b"a\r\nb\r\n")).expect("digest"), lf);
+        assert_ne!(body_digest(&b"a\rb\n"[..]).expect("digest"), lf);
+        assert_ne!(body_digest(&b"a\nc\n"[..]).expect("digest"), lf);
+        let bare_cr = body_digest(&b"a\r"[..]).expect("digest");
+        assert_eq!(bare_cr, model::body_digest(b"a\r"));
+        assert_eq!(body_digest(OneByte(b"a\r")).expect("digest"), bare_cr);
+        assert_eq!(
+            body_digest(&b""[..]).expect("digest"),
+            model::body_digest(b"")
+        );
+    }
+
     #[test]
     fn uid_is_printable_and_short() {
         let scan = scan_dated(b"From a\n\nFrom a\n\n");
@@ -1246,6 +1496,14 @@ mod tests {
                 assert_eq!(got.octets, want.octets, "{ctx}");
                 assert_eq!(got.uid.digest(), &want.digest, "{ctx}");
             }
+            let mut scan = scan;
+            distinguish(&mut scan.messages, |m| {
+                let start = m.content_start as usize;
+                body_digest(&data[start..start + m.content_len as usize])
+            })
+            .expect("bodies");
+            let got: Vec<String> = scan.messages.iter().map(|m| m.uid.to_string()).collect();
+            assert_eq!(got, model::uids(&want), "{ctx}");
         }
     }
 }
