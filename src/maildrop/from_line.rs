@@ -4,15 +4,17 @@
 //! A separator is "From ", a sender, then a date in one of the forms delivery agents write,
 //! as careful mbox readers accept them (Dovecot's `mbox_from_parse`, mutt's `is_from`):
 //!
-//!     From alice@example.org  Thu Jan  1 00:00:00 2026          postfix local, Dovecot, procmail
-//!     From alice@example.org Thu Jan  1 00:00:00 2026           exim, sendmail mail.local, mutt
-//!     From alice@example.org Thu Jan 01 00:00:00 2026           qmail
-//!     From MAILER-DAEMON Thu Jan  1 00:00:00 2026               bounces (an empty envelope sender)
-//!     From "a b"@example.org Thu Jan  1 00:00:00 2026 +0000     quoted local part, offset after
-//!     From x@y Wed Aug  2 00:39:12 MET DST 1995                 zone names before the year
-//!     From x@y Thu Jan  1 00:00 26                              no seconds, two-digit year
-//!     From x@y Thu, 1 Jan 2026 00:00:00 +0000                   the RFC 822 order Dovecot reads
-//!     From x@y Thu Jan  1 00:00:00 2026 remote from host       UUCP: anything after the year
+//! ```text
+//! From alice@example.org  Thu Jan  1 00:00:00 2026          postfix local, Dovecot, procmail
+//! From alice@example.org Thu Jan  1 00:00:00 2026           exim, sendmail mail.local, mutt
+//! From alice@example.org Thu Jan 01 00:00:00 2026           a zero-padded day
+//! From MAILER-DAEMON Thu Jan  1 00:00:00 2026               bounces (an empty envelope sender)
+//! From "a b"@example.org Thu Jan  1 00:00:00 2026 +0000     quoted local part, offset after
+//! From x@y Wed Aug  2 00:39:12 MET DST 1995                 zone names before the year
+//! From x@y Thu Jan  1 00:00 26                              no seconds, two-digit year
+//! From x@y Thu, 1 Jan 2026 00:00:00 +0000                   the RFC 822 order Dovecot reads
+//! From x@y Thu Jan  1 00:00:00 2026 remote from host       UUCP: anything after the year
+//! ```
 //!
 //! The sender is one word, possibly starting with a quoted part that holds spaces, possibly
 //! empty ("From  Thu ..."), or pipermail's "x at y"; the date must be complete: a weekday
@@ -185,7 +187,7 @@ mod tests {
             "From user  Fri Feb 13 23:31:30 2009",
         ),
         (
-            "qmail (zero-padded day)",
+            "zero-padded day",
             "From erin@example.org Thu Jan 01 00:00:00 2026",
         ),
         ("CRLF line", "From a@b Thu Jan  1 00:00:00 2026\r"),
