@@ -6,6 +6,7 @@
 //! rewrites it, so a slow client never holds up delivery; in between, the session lock keeps
 //! other POP3 sessions away, and every read checks that the bytes are still those scanned.
 
+pub mod from_line;
 pub mod journal;
 pub mod lock;
 pub mod scan;
@@ -202,7 +203,13 @@ impl Maildrop {
             match &file {
                 Some(f) => {
                     let octets = f.metadata()?.len();
-                    scan::scan_sized(BufReader::new(ReadAt::new(f, 0, u64::MAX)), octets)?
+                    let mut scan =
+                        scan::scan_sized(BufReader::new(ReadAt::new(f, 0, u64::MAX)), octets)?;
+                    // Still under the delivery locks: the bodies read are the ones scanned.
+                    scan::distinguish(&mut scan.messages, |m| {
+                        scan::body_digest(ReadAt::new(f, m.content_start, m.content_len))
+                    })?;
+                    scan
                 }
                 None => scan::Scan {
                     messages: Vec::new(),
@@ -423,13 +430,15 @@ impl Maildrop {
         if deleted.last() != Some(&true) {
             return Ok(0);
         }
-        let mut head = [0u8; 7];
+        let mut head = [0u8; 2];
         let n = file.read_at(&mut head, self.scanned_len)?;
-        let head = &head[..n];
-        Ok(if head.starts_with(b"\nFrom ") {
-            1
-        } else if head.starts_with(b"\r\nFrom ") {
-            2
+        let sep = match &head[..n] {
+            [b'\n', ..] => 1,
+            [b'\r', b'\n'] => 2,
+            _ => return Ok(0),
+        };
+        Ok(if separator_at(file, self.scanned_len + sep)? {
+            sep
         } else {
             0
         })
@@ -487,20 +496,40 @@ fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
     Ok(Some(file))
 }
 
-/// Whether a "From " line starts at `at` (at the file's start or after a LF).
+/// Whether a separator line starts at `at`: at the file's start or after a LF, and parsing as
+/// one by the scanner's rule (`from_line::is_separator`).
 fn from_line_at(file: &File, at: u64) -> io::Result<bool> {
-    let (want, from): (&[u8], u64) = if at == 0 {
-        (b"From ", 0)
-    } else {
-        (b"\nFrom ", at - 1)
-    };
-    let mut got = [0u8; 6];
-    let got = &mut got[..want.len()];
-    match file.read_exact_at(got, from) {
-        Ok(()) => Ok(got == want),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
+    if at > 0 {
+        let mut before = [0u8; 1];
+        match file.read_exact_at(&mut before, at - 1) {
+            Ok(()) if before[0] == b'\n' => {}
+            Ok(()) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        }
     }
+    separator_at(file, at)
+}
+
+/// Whether the line at `at` (known to start a line) is a separator: reads at most a
+/// separator line's length, and decides as the scanner does at that place.
+fn separator_at(file: &File, at: u64) -> io::Result<bool> {
+    let mut line = vec![0u8; from_line::MAX_SEPARATOR_LINE];
+    let mut got = 0;
+    while got < line.len() {
+        match file.read_at(&mut line[got..], at + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let line = &line[..got];
+    Ok(match line.iter().position(|&b| b == b'\n') {
+        Some(i) => from_line::is_separator(&line[..i]),
+        // No LF within the limit: text, unless the file ends first (as at the scan's end).
+        None => got < from_line::MAX_SEPARATOR_LINE && from_line::is_separator(line),
+    })
 }
 
 /// Keeps a long rewrite's dotlock fresh, so no agent takes it for stale.
@@ -629,6 +658,9 @@ mod tests {
     use super::scan::model::{self, Rng};
     use super::*;
     use crate::testing::TempDir;
+
+    /// The date delivery agents write on the separator line.
+    const DATE: &str = "Mon Jan  1 00:00:00 2024";
 
     const TWO: &[u8] = b"From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nfirst body\n\n\
 From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
@@ -864,7 +896,11 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         let mut data = Vec::new();
         for i in 0..50 {
             data.extend_from_slice(
-                format!("From s{i}@x\nSubject: {i}\n\n{}\n\n", "body ".repeat(i)).as_bytes(),
+                format!(
+                    "From s{i}@x {DATE}\nSubject: {i}\n\n{}\n\n",
+                    "body ".repeat(i)
+                )
+                .as_bytes(),
             );
         }
         let path = mbox(&dir, &data);
@@ -888,9 +924,34 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
     }
 
     #[test]
+    fn body_line_beginning_from_is_read_with_its_message_and_kept_by_update() {
+        let dir = TempDir::new("md-bodyfrom");
+        let data = format!(
+            "From a@x {DATE}\nSubject: one\n\nFrom here on, a body line\nend\n\n\
+             From b@x {DATE}\nSubject: two\n\nFrom me to you\n"
+        );
+        let path = mbox(&dir, data.as_bytes());
+        let mut md = open(&path).expect("open");
+        assert_eq!(md.messages().len(), 2);
+        assert_eq!(
+            read(&mut md, 0).expect("read"),
+            b"Subject: one\n\nFrom here on, a body line\nend\n"
+        );
+        md.commit(&[true, false]).expect("commit");
+        drop(md);
+        let mut md = open(&path).expect("reopen");
+        assert_eq!(md.messages().len(), 1);
+        assert_eq!(
+            read(&mut md, 0).expect("read"),
+            b"Subject: two\n\nFrom me to you\n"
+        );
+    }
+
+    #[test]
     fn too_many_messages_is_too_large() {
         let dir = TempDir::new("md-toolarge");
-        let path = mbox(&dir, &b"From a\n".repeat(scan::MAX_MESSAGES + 1));
+        let one = format!("From a {DATE}\n");
+        let path = mbox(&dir, &one.as_bytes().repeat(scan::MAX_MESSAGES + 1));
         assert!(matches!(
             open(&path),
             Err(MaildropError::TooLarge { messages }) if messages == scan::MAX_MESSAGES
@@ -943,9 +1004,9 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             }
             let late: &[u8] = match rng.below(4) {
                 0 => b"",
-                1 => b"From late@x\nSubject: late\n\nlate body\n",
-                2 => b"\nFrom late@x\nSubject: lf\n\n",
-                _ => b"\r\nFrom late@x\r\nSubject: crlf\r\n\r\n",
+                1 => b"From late@x Mon Jan  1 00:00:00 2024\nSubject: late\n\nlate body\n",
+                2 => b"\nFrom late@x Mon Jan  1 00:00:00 2024\nSubject: lf\n\n",
+                _ => b"\r\nFrom late@x Mon Jan  1 00:00:00 2024\r\nSubject: crlf\r\n\r\n",
             };
             append(&path, late);
             md.commit(&deleted).unwrap_or_else(|e| panic!("{ctx}: {e}"));
@@ -970,12 +1031,12 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             let mut md = open(&path).expect("reopen");
             let (_, now) = model::parse(&expect);
             assert_eq!(md.messages().len(), now.len(), "{ctx}");
+            let ids = model::uids(&now);
             for (i, m) in now.iter().enumerate() {
                 assert_eq!(read(&mut md, i).expect("read"), m.content, "{ctx}");
                 let uid = &md.messages()[i].uid;
                 assert_eq!(uid.digest(), &m.digest, "{ctx}");
-                let dups = now[..i].iter().filter(|o| o.digest == m.digest).count();
-                assert_eq!(uid.dup() as usize, dups, "{ctx}");
+                assert_eq!(uid.to_string(), ids[i], "{ctx}");
             }
             // And every kept message is the same message with the same id, except that new
             // mail may change how the last scanned one ends (a line break completing its
