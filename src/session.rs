@@ -30,6 +30,11 @@ pub const FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// Failed PASS / APOP / AUTH attempts before the connection is closed.
 pub const MAX_AUTH_FAILURES: u32 = 3;
 
+/// What a client reads after "-ERR " for a wrong password and for an unknown user alike
+/// (DESIGN: PASS fails alike). pop3d-router hands nginx these same words, so a client sees
+/// one refusal whether it logs in directly or through the proxy.
+pub const LOGIN_FAILED: &str = "[AUTH] invalid user name or password";
+
 /// The connection's autologout clock: the session restarts it whenever it begins to wait for
 /// a command, and the connection bounds every read by the time left (see listener.rs).
 pub trait Autologout {
@@ -529,11 +534,8 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             // Answer late so guessing is slow; the thread sleeps cheaply meanwhile.
             self.output.flush()?;
             std::thread::sleep(self.ctx.failure_delay);
-            reply::err(
-                &mut self.output,
-                Some(Code::Auth),
-                format_args!("invalid user name or password"),
-            )?;
+            // The code is part of LOGIN_FAILED, which the router shares.
+            reply::err(&mut self.output, None, format_args!("{LOGIN_FAILED}"))?;
             if self.auth_failures >= MAX_AUTH_FAILURES {
                 return Ok(Next::End(Ending::TooManyAuthFailures));
             }
