@@ -36,7 +36,7 @@ pub struct MboxFiles {
 impl MaildropSource for MboxFiles {
     fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
         let path = users::maildrop_path(&self.pattern, user);
-        let lock = SessionLock::acquire(&path)?;
+        let lock = SessionLock::try_acquire(&path)?;
         Ok(Box::new(LockedMbox {
             path,
             lock,

@@ -16,7 +16,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use journal::{CompactError, JournalError, Plan};
 use lock::{DeliveryLocks, LockError};
@@ -74,10 +74,10 @@ pub enum MaildropError {
 impl fmt::Display for MaildropError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MaildropError::InUse => write!(f, "maildrop is in use by another session"),
-            MaildropError::Locked => write!(f, "maildrop is locked by another program"),
-            MaildropError::LockDenied(e) => write!(f, "cannot create lock file: {e}"),
-            MaildropError::NotAFile(p) => write!(f, "{}: not a regular file", p.display()),
+            MaildropError::InUse => f.write_str(lock::text::IN_USE),
+            MaildropError::Locked => f.write_str(lock::text::TIMED_OUT),
+            MaildropError::LockDenied(e) => write!(f, "{}: {e}", lock::text::DENIED),
+            MaildropError::NotAFile(p) => write!(f, "{}: {}", p.display(), lock::text::NOT_A_FILE),
             MaildropError::Changed => write!(f, "mbox was changed by another program"),
             MaildropError::TooLarge { messages } => {
                 write!(f, "maildrop holds more than {messages} messages")
@@ -135,26 +135,6 @@ impl From<JournalError> for MaildropError {
     }
 }
 
-impl SessionLock {
-    /// Takes the session lock (an fs2 exclusive lock, non-blocking, on the companion file
-    /// "<mbox path>.pop3d", created 0600 if missing). Err(MaildropError::InUse) if another
-    /// POP3 session (this process or another one) holds it.
-    pub fn acquire(mbox: &Path) -> Result<SessionLock, MaildropError> {
-        Ok(SessionLock::try_acquire(mbox)?)
-    }
-
-    /// When the previous successful login happened (the companion file's mtime when the
-    /// lock was taken), None if never.
-    pub fn previous_login(&self) -> Option<SystemTime> {
-        self.last_login_at_acquire()
-    }
-
-    /// Records this login as successful (sets the companion file's mtime to now).
-    pub fn record_login(&self) -> Result<(), MaildropError> {
-        Ok(self.touch()?)
-    }
-}
-
 /// What an UPDATE removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommitStats {
@@ -175,8 +155,8 @@ pub struct Maildrop {
     scanned_len: u64,
     /// Set once UPDATE has rewritten (or begun rewriting) the mbox: the scan is stale.
     stale: bool,
-    /// Held until the maildrop is dropped.
-    _session: SessionLock,
+    /// Held until the maildrop is dropped; records the login once the open succeeded.
+    session: SessionLock,
 }
 
 impl Maildrop {
@@ -225,14 +205,14 @@ impl Maildrop {
             messages: scan.messages,
             scanned_len: scan.scanned_len,
             stale: false,
-            _session: session,
+            session,
         })
     }
 
     /// Records this login as successful (the session lock file's mtime, for LOGIN-DELAY):
     /// called once the maildrop is open, so a login that failed to open it does not count.
     pub fn record_login(&self) -> Result<(), MaildropError> {
-        self._session.record_login()
+        Ok(self.session.record_login()?)
     }
 
     /// The messages as scanned at open, in file order.
@@ -640,7 +620,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
     }
 
     fn open(path: &Path) -> Result<Maildrop, MaildropError> {
-        let lock = SessionLock::acquire(path)?;
+        let lock = SessionLock::try_acquire(path)?;
         Maildrop::open(
             path,
             lock,
@@ -690,6 +670,20 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         let sub = dir.path().join("sub");
         fs::create_dir(&sub).expect("mkdir");
         assert!(matches!(open(&sub), Err(MaildropError::NotAFile(_))));
+    }
+
+    #[test]
+    fn lock_failures_read_alike_after_becoming_maildrop_errors() {
+        let denied = || io::Error::from(io::ErrorKind::PermissionDenied);
+        for e in [
+            LockError::InUse,
+            LockError::TimedOut,
+            LockError::Denied(denied()),
+            LockError::NotAFile(PathBuf::from("/m.lock")),
+        ] {
+            let text = e.to_string();
+            assert_eq!(MaildropError::from(e).to_string(), text);
+        }
     }
 
     #[test]
@@ -895,22 +889,6 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             open(&path),
             Err(MaildropError::TooLarge { messages }) if messages == scan::MAX_MESSAGES
         ));
-    }
-
-    #[test]
-    fn session_lock_records_logins() {
-        let dir = TempDir::new("md-login");
-        let path = mbox(&dir, TWO);
-        let lock = SessionLock::acquire(&path).expect("lock");
-        assert_eq!(lock.previous_login(), None);
-        lock.record_login().expect("record");
-        // The previous login is the one before this session, not this one.
-        assert_eq!(lock.previous_login(), None);
-        drop(lock);
-        assert!(SessionLock::acquire(&path)
-            .expect("lock")
-            .previous_login()
-            .is_some());
     }
 
     /// Random mboxes and random DELE / RSET sequences, with mail arriving during the

@@ -58,7 +58,7 @@ pub fn options(timeout: Duration) -> OpenOptions {
 
 /// Opens `path` as a session would.
 pub fn open(path: &Path, timeout: Duration) -> Result<Maildrop, MaildropError> {
-    let lock = SessionLock::acquire(path)?;
+    let lock = SessionLock::try_acquire(path)?;
     Maildrop::open(path, lock, &options(timeout))
 }
 
