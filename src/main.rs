@@ -16,7 +16,7 @@ use pop3d::listener::{Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::OpenOptions;
 use pop3d::session::{self, Context};
-use pop3d::users::{UsersError, UsersFile};
+use pop3d::users::{self, UsersFile};
 
 /// Start-up failures; each is one line for stderr or the log.
 #[derive(Debug)]
@@ -25,7 +25,7 @@ enum Error {
     Logging(logging::LoggingError),
     Users {
         path: PathBuf,
-        error: UsersError,
+        error: users::LoadError,
     },
     Bind {
         addr: std::net::SocketAddr,

@@ -28,11 +28,11 @@ use getopts::Options;
 use pop3d::bytes::is_digits;
 use pop3d::listener;
 use pop3d::logging;
-use pop3d::users::{UsersError, UsersFile};
+use pop3d::users::{self, UsersFile};
 
 use crate::decide::Verdict;
 use crate::http::Answer;
-use crate::routes::{RoutesError, RoutesFile};
+use crate::routes::RoutesFile;
 
 /// nginx writes its request at once on a fresh connection and reads the answer at once: a
 /// peer slower than this is not nginx, and must not hold a thread.
@@ -65,10 +65,22 @@ enum Action {
 #[derive(Debug)]
 enum Error {
     Usage(String),
-    LogFile { path: PathBuf, error: io::Error },
-    Routes { path: PathBuf, error: RoutesError },
-    Users { path: PathBuf, error: UsersError },
-    Bind { addr: SocketAddr, error: io::Error },
+    LogFile {
+        path: PathBuf,
+        error: io::Error,
+    },
+    Routes {
+        path: PathBuf,
+        error: routes::LoadError,
+    },
+    Users {
+        path: PathBuf,
+        error: users::LoadError,
+    },
+    Bind {
+        addr: SocketAddr,
+        error: io::Error,
+    },
 }
 
 impl fmt::Display for Error {
