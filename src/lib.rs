@@ -4,7 +4,6 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
-pub mod backend;
 pub mod bytes;
 pub mod config;
 pub mod listener;
@@ -13,6 +12,7 @@ pub mod maildrop;
 pub mod protocol;
 pub mod proxy;
 pub mod session;
+pub mod sources;
 #[cfg(test)]
 mod testing;
 pub mod users;

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use pop3d::backend::MboxFiles;
 use pop3d::config::{self, Action, Config};
 use pop3d::listener::{Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::OpenOptions;
 use pop3d::session::{self, Context};
+use pop3d::sources::MboxFiles;
 use pop3d::users::{self, UsersFile};
 
 /// Start-up failures; each is one line for stderr or the log.

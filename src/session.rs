@@ -760,8 +760,8 @@ mod tests {
     //! The state machine over byte slices: client lines in, transcript out, no sockets.
 
     use super::*;
-    use crate::backend::FixedUsers;
     use crate::maildrop::scan::scan;
+    use crate::sources::FixedUsers;
     use std::sync::Mutex;
 
     /// An mbox in memory, scanned with the real scanner; commit rewrites the bytes.

@@ -1,5 +1,6 @@
-//! Binds the session's sources to the real things: users from the users file, maildrops from
-//! mbox files named by the --maildrop pattern. The session itself never sees a path.
+//! The session's sources (its seam traits `UserSource`, `MaildropSource`, `Mailbox`) served
+//! by the real things: users from the users file, maildrops from mbox files named by the
+//! --maildrop pattern. The session itself never sees a path.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -86,7 +87,7 @@ mod tests {
 
     #[test]
     fn login_delay_counts_only_logins_that_opened_the_maildrop() {
-        let temp = TempDir::new("backend-login-delay");
+        let temp = TempDir::new("sources-login-delay");
         let dir = temp.path();
         let mbox = dir.join("carol");
         std::fs::write(
