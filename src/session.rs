@@ -625,7 +625,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
 
     fn transaction(&mut self, command: Command) -> io::Result<Next> {
         let State::Transaction(t) = &mut self.state else {
-            return Ok(Next::Continue);
+            unreachable!("dispatch calls transaction only in the TRANSACTION state");
         };
         let out = &mut self.output;
         match command {
@@ -688,7 +688,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
     /// RETR (no limit) and TOP (a body-line limit), streamed from the maildrop.
     fn send_message(&mut self, n: MsgNum, body_lines: Option<u32>) -> io::Result<Next> {
         let State::Transaction(t) = &mut self.state else {
-            return Ok(Next::Continue);
+            unreachable!("only transaction, in the TRANSACTION state, calls send_message");
         };
         let index = match t.index(n) {
             Ok(i) => i,
