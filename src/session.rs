@@ -22,7 +22,7 @@ const OUTPUT_BUFFER: usize = 64 * 1024;
 
 /// A client that sends this many unknown, malformed or out-of-state commands is a robot or a
 /// scanner, not a mail client: the session ends (Dovecot uses 20 as well).
-pub const MAX_BAD_COMMANDS: u32 = 20;
+const MAX_BAD_COMMANDS: u32 = 20;
 
 /// A failed authentication is answered this late, so guessing passwords is slow.
 pub const FAILURE_DELAY: Duration = Duration::from_secs(1);
@@ -741,7 +741,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
 }
 
 /// SASL mechanisms offered (CAPA "SASL ..." and bare "AUTH").
-pub const MECHANISMS: [&str; 2] = ["PLAIN", "CRAM-MD5"];
+const MECHANISMS: [&str; 2] = ["PLAIN", "CRAM-MD5"];
 
 /// A `<pid.seq.nanos@host>` string, different for every call in every process, for the APOP
 /// timestamp and CRAM-MD5 challenges (replaying an old digest must not work).

@@ -43,7 +43,7 @@ pub use crate::watched::RECHECK_INTERVAL;
 
 /// A users file for a small host is a few kilobytes; the bound stops a wrong --users path
 /// (a log file, /dev/zero) from being read into memory without end.
-pub const MAX_USERS_FILE_OCTETS: u64 = 4 * 1024 * 1024;
+const MAX_USERS_FILE_OCTETS: u64 = 4 * 1024 * 1024;
 
 /// Permission bits that let the group or others read the file, and so every password in it.
 const EXPOSING_MODE_BITS: u32 = 0o044;
@@ -84,7 +84,7 @@ impl UsersDb {
 
     /// Like `parse`, for the file's raw octets: a line that is not UTF-8 gives
     /// `UsersError::NotUtf8` with its line number.
-    pub fn parse_octets(octets: &[u8]) -> Result<UsersDb, UsersError> {
+    fn parse_octets(octets: &[u8]) -> Result<UsersDb, UsersError> {
         Self::parse_lines(octets.split(|&b| b == b'\n').map(std::str::from_utf8))
     }
 

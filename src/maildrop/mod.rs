@@ -156,6 +156,7 @@ pub struct Maildrop {
     file: Option<File>,
     lock_timeout: Duration,
     messages: Vec<MessageInfo>,
+    /// How many bytes of the mbox the scan covered; UPDATE keeps everything after them.
     scanned_len: u64,
     /// Set once UPDATE has rewritten (or begun rewriting) the mbox: the scan is stale.
     stale: bool,
@@ -227,11 +228,6 @@ impl Maildrop {
     /// The mbox's path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// How many bytes of the mbox the scan covered; UPDATE keeps everything after them.
-    pub fn scanned_len(&self) -> u64 {
-        self.scanned_len
     }
 
     /// The raw on-disk content of message `index` (0-based): exactly content_len bytes,

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use crate::bytes::find_byte;
 
 /// RFC 2449 section 4: a response line is at most 512 octets including the CRLF.
-pub const MAX_REPLY: usize = 512;
+const MAX_REPLY: usize = 512;
 
 /// RFC 2449 / RFC 3206 extended response codes. RFC 3206's AUTH is not here: the one reply
 /// that carries it is `session::LOGIN_FAILED`, written whole because the router shares it.
