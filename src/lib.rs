@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod bytes;
+pub mod cli;
 pub mod config;
 pub mod listener;
 pub mod logging;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use pop3d::cli;
 use pop3d::config::{self, Action, Config};
 use pop3d::listener::{Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
@@ -17,6 +18,9 @@ use pop3d::maildrop::OpenOptions;
 use pop3d::session::{self, Context};
 use pop3d::sources::MboxFiles;
 use pop3d::users::{self, UsersFile};
+
+/// The name on log lines, messages and --version.
+const PROGRAM: &str = "pop3d";
 
 /// Start-up failures; each is one line for stderr or the log.
 #[derive(Debug)]
@@ -67,16 +71,13 @@ fn main() -> ExitCode {
                 start_fallback_logging(&args);
                 log::error!("cannot start: {e}");
                 let _ = io::stdout().write_all(b"-ERR [SYS/PERM] server misconfigured\r\n");
-            } else {
-                eprintln!("pop3d: {e}");
-                if let Error::Usage(_) = e {
-                    eprintln!("{}", config::usage());
-                }
+                return match e {
+                    Error::Usage(_) => ExitCode::from(cli::USAGE_EXIT),
+                    _ => ExitCode::from(1),
+                };
             }
-            match e {
-                Error::Usage(_) => ExitCode::from(2),
-                _ => ExitCode::from(1),
-            }
+            let usage = matches!(e, Error::Usage(_)).then(config::usage);
+            cli::fail(PROGRAM, &e, usage.as_deref())
         }
     }
 }
@@ -88,7 +89,7 @@ fn try_main(args: &[String]) -> Result<(), Error> {
             return Ok(());
         }
         Action::Version => {
-            println!("pop3d {}", env!("CARGO_PKG_VERSION"));
+            cli::print_version(PROGRAM);
             return Ok(());
         }
         Action::Run(config) => config,
@@ -98,7 +99,7 @@ fn try_main(args: &[String]) -> Result<(), Error> {
         (None, true) => Destination::Syslog,
         (None, false) => Destination::Stderr,
     };
-    logging::init(destination).map_err(Error::Logging)?;
+    logging::init(PROGRAM, destination).map_err(Error::Logging)?;
     install_panic_hook();
     for warning in &config.warnings {
         log::warn!("{warning}");
@@ -188,7 +189,7 @@ fn start_fallback_logging(args: &[String]) {
         }
     }
     let destination = log_file.map_or(Destination::Syslog, Destination::File);
-    if logging::init(destination).is_err() {
-        let _ = logging::init(Destination::Syslog);
+    if logging::init(PROGRAM, destination).is_err() {
+        let _ = logging::init(PROGRAM, Destination::Syslog);
     }
 }
