@@ -5,6 +5,7 @@
 use super::*;
 use crate::maildrop::scan::scan;
 use crate::sources::FixedUsers;
+use crate::testing::Rng;
 use std::sync::Mutex;
 
 /// An mbox in memory, scanned with the real scanner; commit rewrites the bytes.
@@ -466,26 +467,6 @@ fn long_line_is_one_error() {
     let r = replies(&s.ctx, &input);
     assert_eq!(r.len(), 3, "{r:?}");
     assert!(r[0].starts_with("-ERR line too long"));
-}
-
-/// A tiny deterministic PRNG (xorshift64*), so a failure can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
 }
 
 fn random_line(rng: &mut Rng) -> Vec<u8> {

@@ -16,7 +16,8 @@ use pop3d::maildrop::{Maildrop, MaildropError, OpenOptions, SessionLock};
 #[path = "../support/mod.rs"]
 mod support;
 
-pub use support::TempDir;
+#[allow(unused_imports)] // Not every test uses every helper.
+pub(crate) use support::{Rng, TempDir};
 
 /// Set in a child process: names the role it plays.
 pub const CHILD_ROLE: &str = "POP3D_TEST_CHILD";

@@ -11,6 +11,11 @@
 mod decide;
 mod http;
 mod routes;
+/// The package's one set of test helpers (see its doc), compiled into this binary's tests.
+#[cfg(test)]
+#[path = "../../testing.rs"]
+#[allow(dead_code)]
+mod testing;
 
 use std::fmt;
 use std::io::{self, BufReader};

@@ -169,6 +169,7 @@ impl RoutesFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
     use std::fs;
     use std::io;
     use std::time::Duration;
@@ -253,8 +254,8 @@ mod tests {
     /// format, and that a route is moved by renaming a new file over the old.
     #[test]
     fn the_file_is_reread_when_it_changes_and_kept_when_broken() {
-        let dir = std::env::temp_dir().join(format!("pop3d-router-routes-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let temp = TempDir::new("router-routes");
+        let dir = temp.path();
         let path = dir.join("routes");
         fs::write(&path, "*:127.0.0.1:110\n").unwrap();
         let file = RoutesFile {
@@ -271,19 +272,18 @@ mod tests {
         fs::write(&next, "alice:nowhere\n").unwrap();
         fs::rename(&next, &path).unwrap();
         assert_eq!(file.current().route("alice"), addr("127.0.0.2:111"));
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn load_maps_file_errors_to_routes_errors() {
-        let dir = std::env::temp_dir().join(format!("pop3d-router-load-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let temp = TempDir::new("router-load");
+        let dir = temp.path();
         let path = dir.join("routes");
         assert!(matches!(
             RoutesFile::load(&path),
             Err(WatchError::Io(e)) if e.kind() == io::ErrorKind::NotFound
         ));
-        assert!(matches!(RoutesFile::load(&dir), Err(WatchError::NotAFile)));
+        assert!(matches!(RoutesFile::load(dir), Err(WatchError::NotAFile)));
         fs::write(&path, "alice:127.0.0.1:110\n").unwrap();
         assert!(matches!(
             RoutesFile::load(&path),
@@ -296,6 +296,5 @@ mod tests {
         let error = RoutesFile::load(&path).unwrap_err();
         assert!(matches!(error, WatchError::TooLarge { .. }), "{error:?}");
         assert_eq!(error.to_string(), "larger than 4194304 octets");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
