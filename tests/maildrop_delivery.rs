@@ -4,7 +4,7 @@
 //! some and commit, in a loop. Afterwards each delivered message is there exactly once
 //! unless a session deleted it, and every message read was whole.
 
-mod maildrop_support;
+use crate::maildrop_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};

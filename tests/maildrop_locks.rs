@@ -3,7 +3,7 @@
 //! cannot write to (root:mail 2775 /var/mail, say) is refused the lock instead of going on
 //! without it (run as user nobody through setpriv, since the tests run as root).
 
-mod maildrop_support;
+use crate::maildrop_support;
 
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -15,8 +15,8 @@ use maildrop_support::{child_role, open, record, run_child, run_child_via, TempD
 use pop3d::maildrop::lock::LockError;
 use pop3d::maildrop::{Maildrop, MaildropError, SessionLock};
 
-const CROSS: &str = "second_session_in_another_process_is_in_use";
-const DENIED: &str = "unprivileged_pop3d_without_a_writable_spool_is_denied";
+const CROSS: &str = "maildrop_locks::second_session_in_another_process_is_in_use";
+const DENIED: &str = "maildrop_locks::unprivileged_pop3d_without_a_writable_spool_is_denied";
 
 fn mbox_from_env() -> String {
     std::env::var("POP3D_TEST_MBOX").expect("mbox")

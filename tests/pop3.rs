@@ -2,7 +2,7 @@
 //! wrong state, sizes, byte-stuffing, TOP, UIDL stability, UPDATE only on QUIT, autologout,
 //! the session lock, the session cap, a missing mbox and a malformed users file.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

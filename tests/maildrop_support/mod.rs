@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 
 use pop3d::maildrop::{Maildrop, MaildropError, OpenOptions, SessionLock};
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
-#[allow(unused_imports)] // Not every test uses every helper.
 pub(crate) use support::{Rng, TempDir};
 
 /// Set in a child process: names the role it plays.
