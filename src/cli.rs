@@ -1,15 +1,20 @@
 //! The command-line conventions pop3d and pop3d-router share: --help and --version, no stray
 //! arguments, whole numbers of digits only, listen addresses resolved once, a connection cap of
-//! at least 1, and a usage error that prints the usage and exits 2. Each binary declares its
-//! own options and defaults; the option texts and checks that must read alike live here.
+//! at least 1, binding the listeners, the start-up errors, and a usage error that prints the
+//! usage and exits 2. Each binary declares its own options and defaults; the option texts and
+//! checks that must read alike live here.
 
+use std::error::Error;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use getopts::{Matches, Options};
 
 use crate::bytes::is_digits;
+use crate::logging::LoggingError;
 
 /// Exit status of a command line that cannot be used (as getopts-based tools and BSD's
 /// sysexits-free utilities do): the caller's mistake, not a failure of the program.
@@ -33,7 +38,55 @@ impl fmt::Display for UsageError {
     }
 }
 
-impl std::error::Error for UsageError {}
+impl Error for UsageError {}
+
+/// Why a binary did not start; each is one line for stderr or the log.
+#[derive(Debug)]
+pub enum StartError {
+    Usage(UsageError),
+    Logging(LoggingError),
+    /// A file read at start-up (users, routes) cannot be used.
+    File {
+        path: PathBuf,
+        error: Box<dyn Error + Send + Sync>,
+    },
+    Bind {
+        addr: SocketAddr,
+        error: io::Error,
+    },
+}
+
+impl StartError {
+    /// `StartError::File` for `path`.
+    pub fn file(path: &std::path::Path, error: impl Error + Send + Sync + 'static) -> StartError {
+        StartError::File {
+            path: path.to_owned(),
+            error: Box::new(error),
+        }
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Usage(e) => write!(f, "{e}"),
+            StartError::Logging(e) => write!(f, "{e}"),
+            StartError::File { path, error } => write!(f, "{}: {error}", path.display()),
+            StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+        }
+    }
+}
+
+impl Error for StartError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            StartError::Usage(e) => Some(e),
+            StartError::Logging(e) => Some(e),
+            StartError::File { error, .. } => Some(&**error),
+            StartError::Bind { error, .. } => Some(error),
+        }
+    }
+}
 
 /// `UsageError::BadValue` for `--option`.
 pub fn bad(option: &'static str, why: impl Into<String>) -> UsageError {
@@ -127,22 +180,43 @@ pub fn listen(m: &Matches, default: &str) -> Result<Vec<SocketAddr>, UsageError>
     Ok(listen)
 }
 
+/// Binds a listener to every address, logging "listening on ADDR" (and `note` after a comma).
+pub fn bind(addrs: &[SocketAddr], note: Option<&str>) -> Result<Vec<TcpListener>, StartError> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        let listener =
+            TcpListener::bind(addr).map_err(|error| StartError::Bind { addr: *addr, error })?;
+        let local = listener.local_addr().unwrap_or(*addr);
+        match note {
+            Some(note) => log::info!("listening on {local}, {note}"),
+            None => log::info!("listening on {local}"),
+        }
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
 /// Prints `--version`'s line for `program`.
 pub fn print_version(program: &str) {
     println!("{program} {}", env!("CARGO_PKG_VERSION"));
 }
 
-/// Reports a start-up failure on stderr as "program: error" and gives the exit status: with
-/// `usage` (the command line was wrong) the usage follows and the status is 2, else 1.
-pub fn fail(program: &str, error: &dyn fmt::Display, usage: Option<&str>) -> ExitCode {
-    eprintln!("{program}: {error}");
-    match usage {
-        Some(usage) => {
-            eprintln!("{usage}");
-            ExitCode::from(USAGE_EXIT)
-        }
-        None => ExitCode::from(1),
+/// The exit status for a start-up failure: 2 for a command line that cannot be used, else 1.
+pub fn exit_status(error: &StartError) -> ExitCode {
+    match error {
+        StartError::Usage(_) => ExitCode::from(USAGE_EXIT),
+        _ => ExitCode::from(1),
     }
+}
+
+/// Reports a start-up failure on stderr as "program: error", followed by `usage` when the
+/// command line was wrong, and gives the exit status.
+pub fn fail(program: &str, error: &StartError, usage: impl FnOnce() -> String) -> ExitCode {
+    eprintln!("{program}: {error}");
+    if let StartError::Usage(_) = error {
+        eprintln!("{}", usage());
+    }
+    exit_status(error)
 }
 
 #[cfg(test)]

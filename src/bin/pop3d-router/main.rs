@@ -17,9 +17,8 @@ mod routes;
 #[allow(dead_code)]
 mod testing;
 
-use std::fmt;
-use std::io::{self, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::BufReader;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,10 +27,10 @@ use std::thread;
 use std::time::Duration;
 
 use getopts::Options;
-use pop3d::cli::{self, Parsed, UsageError};
+use pop3d::cli::{self, Parsed, StartError, UsageError};
 use pop3d::listener;
-use pop3d::logging::{self, Destination, LoggingError};
-use pop3d::users::{self, UsersFile};
+use pop3d::logging::{self, Destination};
+use pop3d::users::UsersFile;
 
 use crate::decide::Verdict;
 use crate::http::Answer;
@@ -68,49 +67,6 @@ enum Action {
     Run(Config),
     Help,
     Version,
-}
-
-/// Start-up failures; each is one line on stderr.
-#[derive(Debug)]
-enum Error {
-    Usage(UsageError),
-    Logging(LoggingError),
-    Routes {
-        path: PathBuf,
-        error: routes::LoadError,
-    },
-    Users {
-        path: PathBuf,
-        error: users::LoadError,
-    },
-    Bind {
-        addr: SocketAddr,
-        error: io::Error,
-    },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Usage(e) => write!(f, "{e}"),
-            Error::Logging(e) => write!(f, "{e}"),
-            Error::Routes { path, error } => write!(f, "{}: {error}", path.display()),
-            Error::Users { path, error } => write!(f, "{}: {error}", path.display()),
-            Error::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Usage(e) => Some(e),
-            Error::Logging(e) => Some(e),
-            Error::Routes { error, .. } => Some(error),
-            Error::Users { error, .. } => Some(error),
-            Error::Bind { error, .. } => Some(error),
-        }
-    }
 }
 
 fn options() -> Options {
@@ -190,15 +146,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match try_main(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let usage = matches!(e, Error::Usage(_)).then(usage);
-            cli::fail(PROGRAM, &e, usage.as_deref())
-        }
+        Err(e) => cli::fail(PROGRAM, &e, usage),
     }
 }
 
-fn try_main(args: &[String]) -> Result<(), Error> {
-    let config = match parse_args(args).map_err(Error::Usage)? {
+fn try_main(args: &[String]) -> Result<(), StartError> {
+    let config = match parse_args(args).map_err(StartError::Usage)? {
         Action::Help => {
             println!("{}", usage());
             return Ok(());
@@ -213,32 +166,18 @@ fn try_main(args: &[String]) -> Result<(), Error> {
         .log_file
         .clone()
         .map_or(Destination::Stderr, Destination::File);
-    logging::init(PROGRAM, destination).map_err(Error::Logging)?;
-    let routes = RoutesFile::load(&config.routes).map_err(|error| Error::Routes {
-        path: config.routes.clone(),
-        error,
-    })?;
+    logging::init(PROGRAM, destination).map_err(StartError::Logging)?;
+    let routes = RoutesFile::load(&config.routes)
+        .map_err(|error| StartError::file(&config.routes, error))?;
     let users = match &config.users {
-        Some(path) => Some(UsersFile::load(path).map_err(|error| Error::Users {
-            path: path.clone(),
-            error,
-        })?),
+        Some(path) => Some(UsersFile::load(path).map_err(|error| StartError::file(path, error))?),
         None => None,
     };
-    let mut listeners = Vec::new();
-    for addr in &config.listen {
-        let listener =
-            TcpListener::bind(addr).map_err(|error| Error::Bind { addr: *addr, error })?;
-        log::info!(
-            "listening on {}, {}",
-            listener.local_addr().unwrap_or(*addr),
-            match &config.users {
-                Some(path) => format!("checking passwords against {}", path.display()),
-                None => "route only (the backends check passwords)".into(),
-            }
-        );
-        listeners.push(listener);
-    }
+    let mode = match &config.users {
+        Some(path) => format!("checking passwords against {}", path.display()),
+        None => "route only (the backends check passwords)".into(),
+    };
+    let listeners = cli::bind(&config.listen, Some(&mode))?;
     let router = Arc::new(Router {
         routes,
         users,
