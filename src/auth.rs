@@ -10,10 +10,10 @@ use std::hint::black_box;
 use md5::{Digest, Md5};
 
 /// RFC 1939 sec 7 and RFC 2449 bound a user name argument to 40 octets.
-pub const MAX_USER_NAME_OCTETS: usize = 40;
+const MAX_USER_NAME_OCTETS: usize = 40;
 
 /// RFC 4616 sec 2: authzid, authcid and passwd are each at most 255 octets.
-pub const MAX_PLAIN_FIELD_OCTETS: usize = 255;
+const MAX_PLAIN_FIELD_OCTETS: usize = 255;
 
 /// An MD5 digest written as hex (APOP and CRAM-MD5 both send 16 octets as 32 hex digits).
 const MD5_HEX_OCTETS: usize = 32;
@@ -81,7 +81,7 @@ fn ends_with_ignore_ascii_case(text: &[u8], suffix: &[u8]) -> bool {
 }
 
 /// Constant-time equality (time depends only on the lengths).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

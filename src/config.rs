@@ -1,30 +1,30 @@
-//! The command line: getopts options -> a validated `Config`. Pure apart from resolving listen
-//! addresses and reading the host name for the default; the caller decides what to do with
-//! errors (exit 2 standalone, `-ERR` to the client under --inetd).
+//! pop3d's command line: its options and defaults, each option's validation, -> a `Config`.
+//! The conventions it shares with pop3d-router (numbers, --listen, caps, --help) are in `cli`.
+//! Pure apart from resolving listen addresses and reading the host name for the default; the
+//! caller decides what to do with errors (exit 2 standalone, `-ERR` to the client under --inetd).
 
-use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use getopts::Options;
+use getopts::{Matches, Options};
 
-use crate::bytes::is_digits;
+use crate::cli::{self, Parsed, UsageError};
 use crate::proxy::TrustedNet;
 
 /// RFC 1939 section 3: the autologout timer "MUST be of at least 10 minutes' duration".
-pub const RFC_MIN_TIMEOUT: u64 = 600;
+const RFC_MIN_TIMEOUT: u64 = 600;
 
 /// Longest autologout accepted: a day is already far past any client's patience, and a bound
 /// keeps every deadline computation (now + timeout) far from overflowing.
-pub const MAX_TIMEOUT: u64 = 86_400;
+const MAX_TIMEOUT: u64 = 86_400;
 
 /// Longest --login-delay accepted (a week), for the same reason.
-pub const MAX_LOGIN_DELAY: u64 = 7 * 86_400;
+const MAX_LOGIN_DELAY: u64 = 7 * 86_400;
 
 /// RFC 1035: a host name is at most 253 octets; it keeps the greeting and the CRAM-MD5
 /// challenge, which both carry it, under RFC 2449's 512-octet reply limit.
-pub const MAX_HOSTNAME: usize = 253;
+const MAX_HOSTNAME: usize = 253;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -54,31 +54,15 @@ pub enum Action {
     Version,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum ConfigError {
-    Options(String),
-    BadValue { option: &'static str, why: String },
-}
+/// pop3d's command-line errors are the shared ones (`cli`), printed before the usage.
+pub type ConfigError = UsageError;
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Options(why) => f.write_str(why),
-            ConfigError::BadValue { option, why } => write!(f, "--{option}: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// Default of --listen: every IPv4 address, POP3's port (RFC 1939).
+const DEFAULT_LISTEN: &str = "0.0.0.0:110";
 
 fn options() -> Options {
     let mut o = Options::new();
-    o.optmulti(
-        "l",
-        "listen",
-        "listen on ADDR (host:port); may be repeated; default 0.0.0.0:110",
-        "ADDR",
-    );
+    cli::add_listen(&mut o, DEFAULT_LISTEN);
     o.optflag("i", "inetd", "serve one session on stdin/stdout, then exit");
     o.optopt(
         "u",
@@ -129,8 +113,7 @@ fn options() -> Options {
         "a proxy (nginx, haproxy) whose connections begin with a PROXY protocol v1 or v2 header naming the real client; may be repeated; default: none",
         "ADDR[/PREFIX]",
     );
-    o.optflag("h", "help", "print this help and exit");
-    o.optflag("V", "version", "print the version and exit");
+    cli::add_help_and_version(&mut o);
     o
 }
 
@@ -141,49 +124,47 @@ pub fn usage() -> String {
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
-    let m = options()
-        .parse(args)
-        .map_err(|e| ConfigError::Options(e.to_string()))?;
-    if m.opt_present("h") {
-        return Ok(Action::Help(usage()));
-    }
-    if m.opt_present("V") {
-        return Ok(Action::Version);
-    }
-    if let Some(extra) = m.free.first() {
-        return Err(ConfigError::Options(format!(
-            "unexpected argument: {extra}"
-        )));
-    }
-    let mut warnings = Vec::new();
-    let inetd = m.opt_present("i");
-    let mut listen = Vec::new();
-    let addrs = m.opt_strs("l");
-    let addrs = if addrs.is_empty() {
-        vec!["0.0.0.0:110".to_string()]
-    } else {
-        addrs
+    let m = match cli::parse(&options(), args)? {
+        Parsed::Help => return Ok(Action::Help(usage())),
+        Parsed::Version => return Ok(Action::Version),
+        Parsed::Run(m) => m,
     };
-    for a in &addrs {
-        let resolved: Vec<SocketAddr> = a
-            .to_socket_addrs()
-            .map_err(|e| bad("listen", format!("{a}: {e}")))?
-            .collect();
-        // One host name may stand for several addresses (localhost: 127.0.0.1 and ::1).
-        for r in resolved {
-            if !listen.contains(&r) {
-                listen.push(r);
-            }
-        }
+    let mut warnings = Vec::new();
+    Ok(Action::Run(Config {
+        listen: cli::listen(&m, DEFAULT_LISTEN)?,
+        inetd: m.opt_present("inetd"),
+        users: PathBuf::from(
+            m.opt_str("users")
+                .unwrap_or_else(|| "/etc/pop3d/users".into()),
+        ),
+        maildrop: maildrop(&m)?,
+        timeout: timeout(&m, &mut warnings)?,
+        max_sessions: cli::cap(&m, "max-sessions", 100)?,
+        max_per_ip: usize::try_from(cli::number(&m, "max-per-ip", 10)?).unwrap_or(usize::MAX),
+        login_delay: login_delay(&m)?,
+        hostname: hostname(&m)?,
+        log_file: m.opt_str("log-file").map(PathBuf::from),
+        trusted_proxies: trusted_proxies(&m)?,
+        warnings,
+    }))
+}
+
+/// --maildrop: a pattern that names a different file per user.
+fn maildrop(m: &Matches) -> Result<String, ConfigError> {
+    let pattern = m
+        .opt_str("maildrop")
+        .unwrap_or_else(|| "/var/mail/%u".into());
+    if !pattern.contains("%u") {
+        return Err(cli::bad("maildrop", "the pattern must contain %u"));
     }
-    let users = PathBuf::from(m.opt_str("u").unwrap_or_else(|| "/etc/pop3d/users".into()));
-    let maildrop = m.opt_str("m").unwrap_or_else(|| "/var/mail/%u".into());
-    if !maildrop.contains("%u") {
-        return Err(bad("maildrop", "the pattern must contain %u".into()));
-    }
-    let timeout = number(&m, "t", "timeout", RFC_MIN_TIMEOUT)?;
+    Ok(pattern)
+}
+
+/// --timeout: 1 to `MAX_TIMEOUT` seconds; below the RFC's minimum only with a warning.
+fn timeout(m: &Matches, warnings: &mut Vec<String>) -> Result<Duration, ConfigError> {
+    let timeout = cli::number(m, "timeout", RFC_MIN_TIMEOUT)?;
     if timeout == 0 || timeout > MAX_TIMEOUT {
-        return Err(bad(
+        return Err(cli::bad(
             "timeout",
             format!("must be 1 to {MAX_TIMEOUT} seconds"),
         ));
@@ -193,72 +174,42 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
             "--timeout {timeout} is below the RFC 1939 minimum of {RFC_MIN_TIMEOUT} seconds"
         ));
     }
-    let max_sessions = number(&m, "c", "max-sessions", 100)?;
-    if max_sessions == 0 {
-        return Err(bad("max-sessions", "must be at least 1".into()));
-    }
-    let max_per_ip = number(&m, "max-per-ip", "max-per-ip", 10)?;
-    let login_delay = number(&m, "login-delay", "login-delay", 0)?;
-    if login_delay > MAX_LOGIN_DELAY {
-        return Err(bad(
+    Ok(Duration::from_secs(timeout))
+}
+
+/// --login-delay: 0 (off) to `MAX_LOGIN_DELAY` seconds.
+fn login_delay(m: &Matches) -> Result<Duration, ConfigError> {
+    let delay = cli::number(m, "login-delay", 0)?;
+    if delay > MAX_LOGIN_DELAY {
+        return Err(cli::bad(
             "login-delay",
             format!("at most {MAX_LOGIN_DELAY} seconds"),
         ));
     }
-    let hostname = match m.opt_str("n") {
-        Some(name) => {
-            if !valid_hostname(&name) {
-                return Err(bad(
-                    "hostname",
-                    format!(
-                        "must be 1 to {MAX_HOSTNAME} printable ASCII characters without <, > or @"
-                    ),
-                ));
-            }
-            name
-        }
-        None => system_hostname(),
-    };
-    let mut trusted_proxies = Vec::new();
-    for text in m.opt_strs("trusted-proxy") {
-        let net: TrustedNet = text
-            .parse()
-            .map_err(|e| bad("trusted-proxy", format!("{e}")))?;
-        trusted_proxies.push(net);
-    }
-    Ok(Action::Run(Config {
-        listen,
-        inetd,
-        users,
-        maildrop,
-        timeout: Duration::from_secs(timeout),
-        max_sessions: usize::try_from(max_sessions).unwrap_or(usize::MAX),
-        max_per_ip: usize::try_from(max_per_ip).unwrap_or(usize::MAX),
-        hostname,
-        log_file: m.opt_str("log-file").map(PathBuf::from),
-        login_delay: Duration::from_secs(login_delay),
-        trusted_proxies,
-        warnings,
-    }))
+    Ok(Duration::from_secs(delay))
 }
 
-fn bad(option: &'static str, why: String) -> ConfigError {
-    ConfigError::BadValue { option, why }
+/// --hostname, checked to fit the APOP timestamp; else the system's own name.
+fn hostname(m: &Matches) -> Result<String, ConfigError> {
+    match m.opt_str("hostname") {
+        Some(name) if valid_hostname(&name) => Ok(name),
+        Some(_) => Err(cli::bad(
+            "hostname",
+            format!("must be 1 to {MAX_HOSTNAME} printable ASCII characters without <, > or @"),
+        )),
+        None => Ok(system_hostname()),
+    }
 }
 
-fn number(
-    m: &getopts::Matches,
-    short: &str,
-    option: &'static str,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match m.opt_str(short) {
-        None => Ok(default),
-        Some(text) if is_digits(&text) => text
-            .parse()
-            .map_err(|_| bad(option, format!("{text}: too large"))),
-        Some(text) => Err(bad(option, format!("{text}: not a number"))),
-    }
+/// Every --trusted-proxy network.
+fn trusted_proxies(m: &Matches) -> Result<Vec<TrustedNet>, ConfigError> {
+    m.opt_strs("trusted-proxy")
+        .iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|e| cli::bad("trusted-proxy", format!("{e}")))
+        })
+        .collect()
 }
 
 /// The kernel's host name, for the greeting; "localhost" if it cannot be read or used.

@@ -4,8 +4,8 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
-pub mod backend;
 pub mod bytes;
+pub mod cli;
 pub mod config;
 pub mod listener;
 pub mod logging;
@@ -13,6 +13,7 @@ pub mod maildrop;
 pub mod protocol;
 pub mod proxy;
 pub mod session;
+pub mod sources;
 #[cfg(test)]
 mod testing;
 pub mod users;

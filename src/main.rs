@@ -4,56 +4,23 @@
 #![forbid(unsafe_code)]
 
 use std::io::{self, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use pop3d::backend::MboxFiles;
+use pop3d::cli::{self, StartError};
 use pop3d::config::{self, Action, Config};
 use pop3d::listener::{Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::OpenOptions;
 use pop3d::session::{self, Context};
-use pop3d::users::{UsersError, UsersFile};
+use pop3d::sources::MboxFiles;
+use pop3d::users::UsersFile;
 
-/// Start-up failures; each is one line for stderr or the log.
-#[derive(Debug)]
-enum Error {
-    Usage(config::ConfigError),
-    Logging(logging::LoggingError),
-    Users {
-        path: PathBuf,
-        error: UsersError,
-    },
-    Bind {
-        addr: std::net::SocketAddr,
-        error: io::Error,
-    },
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Error::Usage(e) => write!(f, "{e}"),
-            Error::Logging(e) => write!(f, "{e}"),
-            Error::Users { path, error } => write!(f, "{}: {error}", path.display()),
-            Error::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Usage(e) => Some(e),
-            Error::Logging(e) => Some(e),
-            Error::Users { error, .. } => Some(error),
-            Error::Bind { error, .. } => Some(error),
-        }
-    }
-}
+/// The name on log lines, messages and --version.
+const PROGRAM: &str = "pop3d";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,28 +34,21 @@ fn main() -> ExitCode {
                 start_fallback_logging(&args);
                 log::error!("cannot start: {e}");
                 let _ = io::stdout().write_all(b"-ERR [SYS/PERM] server misconfigured\r\n");
-            } else {
-                eprintln!("pop3d: {e}");
-                if let Error::Usage(_) = e {
-                    eprintln!("{}", config::usage());
-                }
+                return cli::exit_status(&e);
             }
-            match e {
-                Error::Usage(_) => ExitCode::from(2),
-                _ => ExitCode::from(1),
-            }
+            cli::fail(PROGRAM, &e, config::usage)
         }
     }
 }
 
-fn try_main(args: &[String]) -> Result<(), Error> {
-    let config = match config::parse(args).map_err(Error::Usage)? {
+fn try_main(args: &[String]) -> Result<(), StartError> {
+    let config = match config::parse(args).map_err(StartError::Usage)? {
         Action::Help(text) => {
             println!("{text}");
             return Ok(());
         }
         Action::Version => {
-            println!("pop3d {}", env!("CARGO_PKG_VERSION"));
+            cli::print_version(PROGRAM);
             return Ok(());
         }
         Action::Run(config) => config,
@@ -98,15 +58,13 @@ fn try_main(args: &[String]) -> Result<(), Error> {
         (None, true) => Destination::Syslog,
         (None, false) => Destination::Stderr,
     };
-    logging::init(destination).map_err(Error::Logging)?;
+    logging::init(PROGRAM, destination).map_err(StartError::Logging)?;
     install_panic_hook();
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
-    let users = UsersFile::load(&config.users).map_err(|error| Error::Users {
-        path: config.users.clone(),
-        error,
-    })?;
+    let users =
+        UsersFile::load(&config.users).map_err(|error| StartError::file(&config.users, error))?;
     let ctx = Context {
         hostname: config.hostname.clone(),
         users: Arc::new(users),
@@ -121,14 +79,7 @@ fn try_main(args: &[String]) -> Result<(), Error> {
         serve_stdio(&config, &ctx);
         return Ok(());
     }
-    let mut listeners = Vec::new();
-    for addr in &config.listen {
-        let listener =
-            TcpListener::bind(addr).map_err(|error| Error::Bind { addr: *addr, error })?;
-        let local = listener.local_addr().unwrap_or(*addr);
-        log::info!("listening on {local}");
-        listeners.push(listener);
-    }
+    let listeners = cli::bind(&config.listen, None)?;
     let limits = Limits {
         timeout: config.timeout,
         max_sessions: config.max_sessions,
@@ -188,7 +139,7 @@ fn start_fallback_logging(args: &[String]) {
         }
     }
     let destination = log_file.map_or(Destination::Syslog, Destination::File);
-    if logging::init(destination).is_err() {
-        let _ = logging::init(Destination::Syslog);
+    if logging::init(PROGRAM, destination).is_err() {
+        let _ = logging::init(PROGRAM, Destination::Syslog);
     }
 }

@@ -29,7 +29,6 @@ use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
 use std::fs::Metadata;
-use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,7 +43,7 @@ pub use crate::watched::RECHECK_INTERVAL;
 
 /// A users file for a small host is a few kilobytes; the bound stops a wrong --users path
 /// (a log file, /dev/zero) from being read into memory without end.
-pub const MAX_USERS_FILE_OCTETS: u64 = 4 * 1024 * 1024;
+const MAX_USERS_FILE_OCTETS: u64 = 4 * 1024 * 1024;
 
 /// Permission bits that let the group or others read the file, and so every password in it.
 const EXPOSING_MODE_BITS: u32 = 0o044;
@@ -85,7 +84,7 @@ impl UsersDb {
 
     /// Like `parse`, for the file's raw octets: a line that is not UTF-8 gives
     /// `UsersError::NotUtf8` with its line number.
-    pub fn parse_octets(octets: &[u8]) -> Result<UsersDb, UsersError> {
+    fn parse_octets(octets: &[u8]) -> Result<UsersDb, UsersError> {
         Self::parse_lines(octets.split(|&b| b == b'\n').map(std::str::from_utf8))
     }
 
@@ -173,7 +172,8 @@ fn parse_user(line: &str) -> Result<User, &'static str> {
     })
 }
 
-/// Why the users file could not be used.
+/// Why a version of the users file does not parse. Reading the file (missing, too large, not
+/// a regular file) fails with the `WatchError` that carries this one: see `LoadError`.
 #[derive(Debug)]
 pub enum UsersError {
     /// A line that does not follow the format; `line` counts from 1.
@@ -184,52 +184,21 @@ pub enum UsersError {
     NotUtf8 {
         line: usize,
     },
-    /// Larger than `MAX_USERS_FILE_OCTETS`.
-    TooLarge,
-    /// A directory, FIFO or device rather than a regular file.
-    NotAFile,
-    Io(io::Error),
 }
+
+/// Why `UsersFile::load` failed: the file's own errors, or `Parse` with a `UsersError`.
+pub type LoadError = WatchError<UsersError>;
 
 impl fmt::Display for UsersError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UsersError::Malformed { line, reason } => write!(f, "line {line}: {reason}"),
             UsersError::NotUtf8 { line } => write!(f, "line {line}: not valid utf-8"),
-            UsersError::TooLarge => {
-                write!(f, "larger than {MAX_USERS_FILE_OCTETS} octets")
-            }
-            UsersError::NotAFile => f.write_str("not a regular file"),
-            UsersError::Io(error) => write!(f, "{error}"),
         }
     }
 }
 
-impl Error for UsersError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            UsersError::Io(error) => Some(error),
-            _ => None,
-        }
-    }
-}
-
-impl From<io::Error> for UsersError {
-    fn from(error: io::Error) -> Self {
-        UsersError::Io(error)
-    }
-}
-
-impl From<WatchError<UsersError>> for UsersError {
-    fn from(error: WatchError<UsersError>) -> Self {
-        match error {
-            WatchError::Parse(error) => error,
-            WatchError::TooLarge { .. } => UsersError::TooLarge,
-            WatchError::NotAFile => UsersError::NotAFile,
-            WatchError::Io(error) => UsersError::Io(error),
-        }
-    }
-}
+impl Error for UsersError {}
 
 /// How `watched` reads the users file.
 const FORMAT: Format<UsersDb, UsersError> = Format {
@@ -261,7 +230,7 @@ pub struct UsersFile {
 impl UsersFile {
     /// Loads it at start-up; Err if unreadable or malformed (the server then refuses to start).
     /// Logs a warning if the file is readable by group or others (mode & 0o044).
-    pub fn load(path: &Path) -> Result<UsersFile, UsersError> {
+    pub fn load(path: &Path) -> Result<UsersFile, LoadError> {
         let file = WatchedFile::load(path, FORMAT)?;
         if file.current().is_empty() {
             warn!("{}: no users; every login will fail", path.display());
@@ -316,6 +285,7 @@ mod tests {
     use super::*;
     use crate::testing::TempDir;
     use std::fs::{self, File};
+    use std::io;
     use std::time::Duration;
 
     fn user(name: &str, password: &str, maildrop: Option<&str>) -> User {
@@ -519,15 +489,11 @@ mod tests {
                 "line 7: empty password",
             ),
             (UsersError::NotUtf8 { line: 3 }, "line 3: not valid utf-8"),
-            (UsersError::NotAFile, "not a regular file"),
         ];
         for (error, text) in cases {
             assert_eq!(error.to_string(), text);
             assert!(error.source().is_none());
         }
-        let io = UsersError::from(io::Error::new(io::ErrorKind::NotFound, "gone"));
-        assert_eq!(io.to_string(), "gone");
-        assert!(io.source().is_some());
     }
 
     #[test]
@@ -597,22 +563,22 @@ mod tests {
         let dir = TempDir::new("load-refuses");
         assert!(matches!(
             UsersFile::load(&dir.path().join("absent")),
-            Err(UsersError::Io(e)) if e.kind() == io::ErrorKind::NotFound
+            Err(WatchError::Io(e)) if e.kind() == io::ErrorKind::NotFound
         ));
         let malformed = write(&dir, "malformed", "alice:secret\nbob\n");
         assert!(matches!(
             UsersFile::load(&malformed),
-            Err(UsersError::Malformed { line: 2, .. })
+            Err(WatchError::Parse(UsersError::Malformed { line: 2, .. }))
         ));
         let not_utf8 = dir.path().join("latin1");
         fs::write(&not_utf8, b"alice:s\xe9cret\n").unwrap();
         assert!(matches!(
             UsersFile::load(&not_utf8),
-            Err(UsersError::NotUtf8 { line: 1 })
+            Err(WatchError::Parse(UsersError::NotUtf8 { line: 1 }))
         ));
         assert!(matches!(
             UsersFile::load(dir.path()),
-            Err(UsersError::NotAFile)
+            Err(WatchError::NotAFile)
         ));
     }
 
@@ -623,7 +589,9 @@ mod tests {
         let file = File::create(&path).unwrap();
         // Sparse: the size is all that matters, and it costs no disk space.
         file.set_len(MAX_USERS_FILE_OCTETS + 1).unwrap();
-        assert!(matches!(UsersFile::load(&path), Err(UsersError::TooLarge)));
+        let error = UsersFile::load(&path).unwrap_err();
+        assert!(matches!(error, WatchError::TooLarge { .. }), "{error:?}");
+        assert_eq!(error.to_string(), "larger than 4194304 octets");
         let comment = format!("#{}\n", "x".repeat(MAX_USERS_FILE_OCTETS as usize - 2));
         fs::write(&path, comment).unwrap();
         assert!(UsersFile::load(&path).unwrap().current().is_empty());

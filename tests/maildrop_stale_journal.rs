@@ -6,7 +6,7 @@
 
 #![cfg(feature = "fault-injection")]
 
-mod maildrop_support;
+use crate::maildrop_support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -167,7 +167,8 @@ fn check_untouched(path: &Path, want: &[String], ctx: &str) {
 
 #[test]
 fn journal_is_not_replayed_onto_a_backup_restored_in_place() {
-    const NAME: &str = "journal_is_not_replayed_onto_a_backup_restored_in_place";
+    const NAME: &str =
+        "maildrop_stale_journal::journal_is_not_replayed_onto_a_backup_restored_in_place";
     if child_role().is_some() {
         child_commit().expect("commit");
         return;
@@ -194,7 +195,7 @@ fn journal_is_not_replayed_onto_a_backup_restored_in_place() {
 
 #[test]
 fn journal_is_not_replayed_onto_a_recreated_mbox() {
-    const NAME: &str = "journal_is_not_replayed_onto_a_recreated_mbox";
+    const NAME: &str = "maildrop_stale_journal::journal_is_not_replayed_onto_a_recreated_mbox";
     if child_role().is_some() {
         child_commit().expect("commit");
         return;
@@ -236,7 +237,7 @@ fn journal_is_not_replayed_onto_a_recreated_mbox() {
 
 #[test]
 fn journal_of_a_removed_mbox_is_set_aside() {
-    const NAME: &str = "journal_of_a_removed_mbox_is_set_aside";
+    const NAME: &str = "maildrop_stale_journal::journal_of_a_removed_mbox_is_set_aside";
     if child_role().is_some() {
         child_commit().expect("commit");
         return;

@@ -2,7 +2,7 @@
 //! wrong state, sizes, byte-stuffing, TOP, UIDL stability, UPDATE only on QUIT, autologout,
 //! the session lock, the session cap, a missing mbox and a malformed users file.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -509,9 +509,19 @@ fn help_lists_options() {
 }
 
 #[test]
-fn md5_helper_matches_rfc_1321() {
-    assert_eq!(support::md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
-    assert_eq!(support::md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+fn hmac_md5_helper_matches_rfc_2202() {
+    // RFC 2202 section 2, test cases 1 and 6 (a key longer than the block).
+    assert_eq!(
+        support::hmac_md5_hex(&[0x0b; 16], b"Hi There"),
+        "9294727a3638bb1c13f48ef8158bfc9d"
+    );
+    assert_eq!(
+        support::hmac_md5_hex(
+            &[0xaa; 80],
+            b"Test Using Larger Than Block-Size Key - Hash Key First"
+        ),
+        "6b1ab7fe4bd7bf8f0b62e6ce61b9d0cd"
+    );
 }
 
 #[test]

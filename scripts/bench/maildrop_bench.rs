@@ -98,7 +98,7 @@ fn memory() -> String {
 }
 
 fn open(path: &Path) -> Result<Maildrop, Box<dyn Error>> {
-    let lock = SessionLock::acquire(path)?;
+    let lock = SessionLock::try_acquire(path)?;
     Ok(Maildrop::open(path, lock, &OpenOptions::default())?)
 }
 

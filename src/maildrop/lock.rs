@@ -26,6 +26,17 @@ pub const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// Most bytes read from someone else's dotlock: a pid and a newline fit easily.
 const MAX_DOTLOCK_CONTENT: u64 = 64;
 
+/// The words for a lock not obtained, shared with `MaildropError`, which carries the same
+/// failures once a `LockError` has passed through `?`: one wording in the log either way.
+pub(super) mod text {
+    pub const IN_USE: &str = "maildrop is in use by another session";
+    pub const TIMED_OUT: &str = "maildrop is locked by another program";
+    /// Followed by ": " and the system's reason.
+    pub const DENIED: &str = "cannot create lock file";
+    /// After the path and ": ".
+    pub const NOT_A_FILE: &str = "not a regular file";
+}
+
 /// Why a lock was not obtained.
 #[derive(Debug)]
 pub enum LockError {
@@ -44,10 +55,10 @@ pub enum LockError {
 impl fmt::Display for LockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LockError::InUse => write!(f, "maildrop is in use by another session"),
-            LockError::TimedOut => write!(f, "maildrop is locked by another program"),
-            LockError::Denied(e) => write!(f, "cannot create lock file: {e}"),
-            LockError::NotAFile(p) => write!(f, "{}: not a regular file", p.display()),
+            LockError::InUse => f.write_str(text::IN_USE),
+            LockError::TimedOut => f.write_str(text::TIMED_OUT),
+            LockError::Denied(e) => write!(f, "{}: {e}", text::DENIED),
+            LockError::NotAFile(p) => write!(f, "{}: {}", p.display(), text::NOT_A_FILE),
             LockError::Io(e) => write!(f, "cannot lock maildrop: {e}"),
         }
     }
@@ -526,13 +537,14 @@ impl SessionLock {
         &self.mbox
     }
 
-    /// When the previous successful login happened (as of taking the lock), None if never.
-    pub fn last_login_at_acquire(&self) -> Option<SystemTime> {
+    /// When the previous successful login happened (as of taking the lock, so not this
+    /// session's own), None if never: what RFC 2449 LOGIN-DELAY counts from.
+    pub fn previous_login(&self) -> Option<SystemTime> {
         self.previous
     }
 
-    /// Sets the companion's mtime to now.
-    pub fn touch(&self) -> io::Result<()> {
+    /// Records this session's login as successful: sets the companion's mtime to now.
+    pub fn record_login(&self) -> io::Result<()> {
         self.file.set_modified(SystemTime::now())
     }
 }
@@ -832,11 +844,13 @@ mod tests {
             fs::metadata(&companion).expect("meta").mode() & 0o777,
             0o600
         );
-        assert_eq!(lock.last_login_at_acquire(), None);
-        lock.touch().expect("touch");
+        assert_eq!(lock.previous_login(), None);
+        lock.record_login().expect("record");
+        // The previous login is the one before this session, not this one.
+        assert_eq!(lock.previous_login(), None);
         drop(lock);
         let again = SessionLock::try_acquire(&path).expect("again");
-        let when = again.last_login_at_acquire().expect("a login was recorded");
+        let when = again.previous_login().expect("a login was recorded");
         let age = SystemTime::now()
             .duration_since(when)
             .unwrap_or(Duration::ZERO);

@@ -6,6 +6,7 @@
 //! rewrites it, so a slow client never holds up delivery; in between, the session lock keeps
 //! other POP3 sessions away, and every read checks that the bytes are still those scanned.
 
+mod fault;
 pub mod from_line;
 pub mod journal;
 pub mod lock;
@@ -17,8 +18,11 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+#[cfg(test)]
+pub(crate) use fault::crash;
+use fault::fault_point;
 use journal::{CompactError, JournalError, Plan};
 use lock::{DeliveryLocks, LockError};
 use scan::ScanError;
@@ -75,10 +79,10 @@ pub enum MaildropError {
 impl fmt::Display for MaildropError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MaildropError::InUse => write!(f, "maildrop is in use by another session"),
-            MaildropError::Locked => write!(f, "maildrop is locked by another program"),
-            MaildropError::LockDenied(e) => write!(f, "cannot create lock file: {e}"),
-            MaildropError::NotAFile(p) => write!(f, "{}: not a regular file", p.display()),
+            MaildropError::InUse => f.write_str(lock::text::IN_USE),
+            MaildropError::Locked => f.write_str(lock::text::TIMED_OUT),
+            MaildropError::LockDenied(e) => write!(f, "{}: {e}", lock::text::DENIED),
+            MaildropError::NotAFile(p) => write!(f, "{}: {}", p.display(), lock::text::NOT_A_FILE),
             MaildropError::Changed => write!(f, "mbox was changed by another program"),
             MaildropError::TooLarge { messages } => {
                 write!(f, "maildrop holds more than {messages} messages")
@@ -136,26 +140,6 @@ impl From<JournalError> for MaildropError {
     }
 }
 
-impl SessionLock {
-    /// Takes the session lock (an fs2 exclusive lock, non-blocking, on the companion file
-    /// "<mbox path>.pop3d", created 0600 if missing). Err(MaildropError::InUse) if another
-    /// POP3 session (this process or another one) holds it.
-    pub fn acquire(mbox: &Path) -> Result<SessionLock, MaildropError> {
-        Ok(SessionLock::try_acquire(mbox)?)
-    }
-
-    /// When the previous successful login happened (the companion file's mtime when the
-    /// lock was taken), None if never.
-    pub fn previous_login(&self) -> Option<SystemTime> {
-        self.last_login_at_acquire()
-    }
-
-    /// Records this login as successful (sets the companion file's mtime to now).
-    pub fn record_login(&self) -> Result<(), MaildropError> {
-        Ok(self.touch()?)
-    }
-}
-
 /// What an UPDATE removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommitStats {
@@ -173,11 +157,12 @@ pub struct Maildrop {
     file: Option<File>,
     lock_timeout: Duration,
     messages: Vec<MessageInfo>,
+    /// How many bytes of the mbox the scan covered; UPDATE keeps everything after them.
     scanned_len: u64,
     /// Set once UPDATE has rewritten (or begun rewriting) the mbox: the scan is stale.
     stale: bool,
-    /// Held until the maildrop is dropped.
-    _session: SessionLock,
+    /// Held until the maildrop is dropped; records the login once the open succeeded.
+    session: SessionLock,
 }
 
 impl Maildrop {
@@ -232,14 +217,14 @@ impl Maildrop {
             messages: scan.messages,
             scanned_len: scan.scanned_len,
             stale: false,
-            _session: session,
+            session,
         })
     }
 
     /// Records this login as successful (the session lock file's mtime, for LOGIN-DELAY):
     /// called once the maildrop is open, so a login that failed to open it does not count.
     pub fn record_login(&self) -> Result<(), MaildropError> {
-        self._session.record_login()
+        Ok(self.session.record_login()?)
     }
 
     /// The messages as scanned at open, in file order.
@@ -250,11 +235,6 @@ impl Maildrop {
     /// The mbox's path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// How many bytes of the mbox the scan covered; UPDATE keeps everything after them.
-    pub fn scanned_len(&self) -> u64 {
-        self.scanned_len
     }
 
     /// The raw on-disk content of message `index` (0-based): exactly content_len bytes,
@@ -570,87 +550,6 @@ impl Read for ReadAt<'_> {
     }
 }
 
-/// A named place in UPDATE where the fault tests stop the process. With the
-/// fault-injection feature it aborts when the environment variable POP3D_FAULT_POINT names
-/// it (at its POP3D_FAULT_HIT-th visit, default the first), and fails with a "storage full"
-/// error when POP3D_FAULT_ERROR names it. In unit tests it panics where `crash::during` says,
-/// which unwinds out of UPDATE without any cleanup, as a crash would. Otherwise it is empty.
-#[inline]
-pub(crate) fn fault_point(name: &str) -> io::Result<()> {
-    #[cfg(test)]
-    crash::check(name);
-    #[cfg(feature = "fault-injection")]
-    {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static HITS: AtomicU64 = AtomicU64::new(0);
-        if std::env::var_os("POP3D_FAULT_POINT").is_some_and(|p| p == name) {
-            let nth = std::env::var("POP3D_FAULT_HIT")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
-            if HITS.fetch_add(1, Ordering::SeqCst) + 1 >= nth {
-                std::process::abort();
-            }
-        }
-        if std::env::var_os("POP3D_FAULT_ERROR").is_some_and(|p| p == name) {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                format!("injected fault at {name}"),
-            ));
-        }
-    }
-    let _ = name;
-    Ok(())
-}
-
-/// Simulated crashes for the unit tests, per thread since tests run in parallel.
-#[cfg(test)]
-pub(crate) mod crash {
-    use std::cell::RefCell;
-
-    thread_local! {
-        static AT: RefCell<Option<(String, u64)>> = const { RefCell::new(None) };
-    }
-
-    /// The message of a simulated crash's panic.
-    pub(crate) const CRASH: &str = "simulated crash";
-
-    /// Makes the `nth` visit (from 1) of fault point `name` on this thread panic.
-    fn at(name: &str, nth: u64) {
-        AT.with(|a| *a.borrow_mut() = Some((name.to_owned(), nth)));
-    }
-
-    /// Runs `f` with the `nth` visit of fault point `name` crashing; true if it crashed.
-    pub(crate) fn during<T>(name: &str, nth: u64, f: impl FnOnce() -> T) -> bool {
-        at(name, nth);
-        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
-        clear();
-        crashed
-    }
-
-    /// No more simulated crashes on this thread.
-    pub(crate) fn clear() {
-        AT.with(|a| *a.borrow_mut() = None);
-    }
-
-    pub(super) fn check(name: &str) {
-        let fire = AT.with(|a| {
-            let mut a = a.borrow_mut();
-            match a.as_mut() {
-                Some((point, nth)) if point == name => {
-                    *nth -= 1;
-                    *nth == 0
-                }
-                _ => false,
-            }
-        });
-        if fire {
-            clear();
-            std::panic::panic_any(CRASH);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -672,7 +571,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
     }
 
     fn open(path: &Path) -> Result<Maildrop, MaildropError> {
-        let lock = SessionLock::acquire(path)?;
+        let lock = SessionLock::try_acquire(path)?;
         Maildrop::open(
             path,
             lock,
@@ -722,6 +621,20 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         let sub = dir.path().join("sub");
         fs::create_dir(&sub).expect("mkdir");
         assert!(matches!(open(&sub), Err(MaildropError::NotAFile(_))));
+    }
+
+    #[test]
+    fn lock_failures_read_alike_after_becoming_maildrop_errors() {
+        let denied = || io::Error::from(io::ErrorKind::PermissionDenied);
+        for e in [
+            LockError::InUse,
+            LockError::TimedOut,
+            LockError::Denied(denied()),
+            LockError::NotAFile(PathBuf::from("/m.lock")),
+        ] {
+            let text = e.to_string();
+            assert_eq!(MaildropError::from(e).to_string(), text);
+        }
     }
 
     #[test]
@@ -956,22 +869,6 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             open(&path),
             Err(MaildropError::TooLarge { messages }) if messages == scan::MAX_MESSAGES
         ));
-    }
-
-    #[test]
-    fn session_lock_records_logins() {
-        let dir = TempDir::new("md-login");
-        let path = mbox(&dir, TWO);
-        let lock = SessionLock::acquire(&path).expect("lock");
-        assert_eq!(lock.previous_login(), None);
-        lock.record_login().expect("record");
-        // The previous login is the one before this session, not this one.
-        assert_eq!(lock.previous_login(), None);
-        drop(lock);
-        assert!(SessionLock::acquire(&path)
-            .expect("lock")
-            .previous_login()
-            .is_some());
     }
 
     /// Random mboxes and random DELE / RSET sequences, with mail arriving during the

@@ -1029,21 +1029,8 @@ pub(crate) mod model {
         out
     }
 
-    /// A small deterministic PRNG (xorshift64*), since the crate has no rand.
-    pub(crate) struct Rng(pub u64);
-
-    impl Rng {
-        pub(crate) fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        pub(crate) fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    /// The random mboxes' generator, which the maildrop and journal tests import from here.
+    pub(crate) use crate::testing::Rng;
 
     /// Pieces that random mboxes are made of: separators of several agents, body lines that
     /// begin "From " and pieces of separators, quoted From, CRLF, empty lines, lines starting

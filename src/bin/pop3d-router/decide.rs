@@ -13,15 +13,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use pop3d::auth;
-use pop3d::session::MAX_AUTH_FAILURES;
+use pop3d::session::{LOGIN_FAILED, MAX_AUTH_FAILURES};
 use pop3d::users::UsersDb;
 
 use crate::http::{Answer, AuthRequest, Method};
 use crate::routes::Routes;
-
-/// What the client reads after "-ERR " for a wrong password or an unknown user: pop3d's own
-/// words, so that a client sees the same refusal through the proxy as direct.
-pub const LOGIN_FAILED: &str = "[AUTH] invalid user name or password";
 
 const NOT_POP3: &str = "[SYS/PERM] this server routes pop3 only";
 const METHOD_UNAVAILABLE: &str = "[SYS/PERM] authentication method not available";

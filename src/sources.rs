@@ -1,5 +1,6 @@
-//! Binds the session's sources to the real things: users from the users file, maildrops from
-//! mbox files named by the --maildrop pattern. The session itself never sees a path.
+//! The session's sources (its seam traits `UserSource`, `MaildropSource`, `Mailbox`) served
+//! by the real things: users from the users file, maildrops from mbox files named by the
+//! --maildrop pattern. The session itself never sees a path.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ pub struct MboxFiles {
 impl MaildropSource for MboxFiles {
     fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
         let path = users::maildrop_path(&self.pattern, user);
-        let lock = SessionLock::acquire(&path)?;
+        let lock = SessionLock::try_acquire(&path)?;
         Ok(Box::new(LockedMbox {
             path,
             lock,
@@ -86,7 +87,7 @@ mod tests {
 
     #[test]
     fn login_delay_counts_only_logins_that_opened_the_maildrop() {
-        let temp = TempDir::new("backend-login-delay");
+        let temp = TempDir::new("sources-login-delay");
         let dir = temp.path();
         let mbox = dir.join("carol");
         std::fs::write(
