@@ -240,7 +240,7 @@ fn fill(label: &str, meta: &HashMap<String, String>) -> String {
     text
 }
 
-/// `report --results FILE [--peer NAME] [--smoke]`: prints the table; fails when a scenario
+/// `bench report --results FILE [--peer NAME] [--smoke]`: prints the table; fails when a scenario
 /// failed or an error or loss count is not zero.
 pub fn run(args: &Args) -> Outcome<()> {
     let table = load(args.text("results")?)?;
@@ -300,7 +300,7 @@ pub fn run(args: &Args) -> Outcome<()> {
     } else {
         println!();
         for b in &bad {
-            println!("FAILED {b}");
+            println!("FAIL {b}");
         }
         Err(fail!("{} failures", bad.len()))
     }
