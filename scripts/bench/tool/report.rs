@@ -1,6 +1,6 @@
 //! The table: every figure as the median of its runs with the range, pop3d beside the peer
-//! with the ratio pop3d / peer, and each target of issue 8 marked met or not (never in a smoke
-//! pass, whose sizes are too small to judge). Lines `meta<TAB>NAME<TAB>TEXT` fill the
+//! with the ratio pop3d / peer, and each target (set in `ROWS` below) marked met or not (never
+//! in a smoke pass, whose sizes are too small to judge). Lines `meta<TAB>NAME<TAB>TEXT` fill the
 //! `{NAME}` slots of the labels with the sizes the run used; lines `SERVER<TAB>failed<TAB>WHAT`
 //! list scenarios that failed.
 
