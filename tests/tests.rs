@@ -7,6 +7,7 @@
 mod maildrop_support;
 mod support;
 
+mod docs;
 mod extensions;
 mod hardening;
 mod inetd;

@@ -1,6 +1,6 @@
 """One named check of the scale-out site per run: `checks.py NAME`, exit status 0 if it holds.
 
-scripts/scale-test.sh starts the site (scripts/scale-out/site.sh) and passes it in SCALE_*
+scripts/scale-out/run.sh starts the site (scripts/scale-out/site.sh) and passes it in SCALE_*
 variables: SCALE_DIR (the site's directory, as fixture.py setup wrote it), SCALE_PROXY (nginx in
 front of pop3d-router --users), SCALE_PROXY_ROUTE_ONLY (nginx in front of a route-only
 pop3d-router), SCALE_BACKEND_A and SCALE_BACKEND_B (the pop3d backends, which trust 127.0.0.1
