@@ -1,5 +1,5 @@
 //! pop3d as a library: the binary (src/main.rs) and any helper binaries share these modules.
-//! The only unsafe code is the OFD fcntl call in maildrop/lock.rs, allowed there alone.
+//! The only unsafe code is the FFI in sys.rs (libc, libcrypt), allowed there alone.
 
 #![deny(unsafe_code)]
 
@@ -13,6 +13,7 @@ pub mod maildrop;
 pub mod protocol;
 pub mod proxy;
 pub mod session;
+pub mod sys;
 #[cfg(test)]
 mod testing;
 pub mod users;
