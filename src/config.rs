@@ -42,6 +42,10 @@ pub struct Config {
     pub login_delay: Duration,
     /// Peers that must open with a PROXY protocol header naming the real client.
     pub trusted_proxies: Vec<TrustedNet>,
+    /// Authenticate against the system's accounts instead of a users file.
+    pub system_users: bool,
+    /// With --system-users: the lowest uid that may log in.
+    pub first_uid: u32,
     /// Things worth a log line once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -50,6 +54,8 @@ pub struct Config {
 #[derive(Debug)]
 pub enum Action {
     Run(Config),
+    /// `--hash-password`: read a password on stdin, print a `{CRYPT}` users file field.
+    HashPassword,
     Help(String),
     Version,
 }
@@ -129,6 +135,22 @@ fn options() -> Options {
         "a proxy (nginx, haproxy) whose connections begin with a PROXY protocol v1 or v2 header naming the real client; may be repeated; default: none",
         "ADDR[/PREFIX]",
     );
+    o.optflag(
+        "",
+        "system-users",
+        "authenticate the system's accounts (passwd, shadow) instead of a users file; each session works on the maildrop as its owner; needs root",
+    );
+    o.optopt(
+        "",
+        "first-uid",
+        "with --system-users, the lowest uid that may log in; default 1000 (uid 0 never)",
+        "N",
+    );
+    o.optflag(
+        "",
+        "hash-password",
+        "read a password on stdin, print it as a {CRYPT} users file field, and exit",
+    );
     o.optflag("h", "help", "print this help and exit");
     o.optflag("V", "version", "print the version and exit");
     o
@@ -149,6 +171,9 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
     }
     if m.opt_present("V") {
         return Ok(Action::Version);
+    }
+    if m.opt_present("hash-password") {
+        return Ok(Action::HashPassword);
     }
     if let Some(extra) = m.free.first() {
         return Err(ConfigError::Options(format!(
@@ -177,6 +202,8 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         }
     }
     let users = PathBuf::from(m.opt_str("u").unwrap_or_else(|| "/etc/pop3d/users".into()));
+    let system_users = system_users(&m)?;
+    let first_uid = first_uid(&m, system_users)?;
     let maildrop = m.opt_str("m").unwrap_or_else(|| "/var/mail/%u".into());
     if !maildrop.contains("%u") {
         return Err(bad("maildrop", "the pattern must contain %u".into()));
@@ -238,8 +265,33 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         log_file: m.opt_str("log-file").map(PathBuf::from),
         login_delay: Duration::from_secs(login_delay),
         trusted_proxies,
+        system_users,
+        first_uid,
         warnings,
     }))
+}
+
+/// `--system-users`, which replaces the users file and so cannot go with `--users`.
+fn system_users(m: &getopts::Matches) -> Result<bool, ConfigError> {
+    let system = m.opt_present("system-users");
+    if system && m.opt_present("u") {
+        return Err(bad("system-users", "cannot be used with --users".into()));
+    }
+    Ok(system)
+}
+
+/// `--first-uid N`: only with --system-users, and never 0 (root never logs in anyway; 0 would
+/// let every system account, daemon and nobody included, log in).
+fn first_uid(m: &getopts::Matches, system_users: bool) -> Result<u32, ConfigError> {
+    let default = u64::from(crate::system_users::DEFAULT_FIRST_UID);
+    if m.opt_present("first-uid") && !system_users {
+        return Err(bad("first-uid", "only with --system-users".into()));
+    }
+    let uid = number(m, "first-uid", "first-uid", default)?;
+    match u32::try_from(uid) {
+        Ok(uid) if uid > 0 && uid != u32::MAX => Ok(uid),
+        _ => Err(bad("first-uid", format!("must be 1 to {}", u32::MAX - 1))),
+    }
 }
 
 fn bad(option: &'static str, why: String) -> ConfigError {
@@ -391,6 +443,47 @@ mod tests {
     }
 
     #[test]
+    fn system_users_take_the_first_uid_and_exclude_a_users_file() {
+        let c = run(&[]).unwrap();
+        assert!(!c.system_users);
+        assert_eq!(c.first_uid, 1000);
+        let c = run(&["--system-users"]).unwrap();
+        assert!(c.system_users);
+        assert_eq!(c.first_uid, 1000);
+        let c = run(&["--system-users", "--first-uid", "500"]).unwrap();
+        assert_eq!(c.first_uid, 500);
+        for (args, option) in [
+            (
+                &["--system-users", "-u", "/etc/pop3d/users"][..],
+                "system-users",
+            ),
+            (&["--users=/x", "--system-users"], "system-users"),
+            (&["--first-uid", "500"], "first-uid"),
+            (&["--system-users", "--first-uid", "0"], "first-uid"),
+            (
+                &["--system-users", "--first-uid", "4294967295"],
+                "first-uid",
+            ),
+            (
+                &["--system-users", "--first-uid", "4294967296"],
+                "first-uid",
+            ),
+            (&["--system-users", "--first-uid", "x"], "first-uid"),
+        ] {
+            match run(args) {
+                Err(ConfigError::BadValue { option: o, .. }) => assert_eq!(o, option, "{args:?}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hash_password_is_an_action_of_its_own() {
+        let args = vec!["--hash-password".to_string()];
+        assert!(matches!(parse(&args), Ok(Action::HashPassword)));
+    }
+
+    #[test]
     fn hostname_is_bounded() {
         let ok = "h".repeat(MAX_HOSTNAME);
         assert_eq!(run(&["-n", &ok]).unwrap().hostname, ok);
@@ -419,6 +512,10 @@ mod tests {
             "--version",
             "--max-per-ip",
             "--login-delay",
+            "--system-users",
+            "--first-uid",
+            "1000",
+            "--hash-password",
         ] {
             assert!(text.contains(needle), "{needle} missing from usage");
         }

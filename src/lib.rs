@@ -10,10 +10,12 @@ pub mod config;
 pub mod listener;
 pub mod logging;
 pub mod maildrop;
+pub mod owner;
 pub mod protocol;
 pub mod proxy;
 pub mod session;
 pub mod sys;
+pub mod system_users;
 #[cfg(test)]
 mod testing;
 pub mod users;

@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -15,8 +15,14 @@ use pop3d::config::{self, Action, Config};
 use pop3d::listener::{Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::OpenOptions;
-use pop3d::session::{self, Context};
+use pop3d::owner::{OwnerMaildrops, Scope};
+use pop3d::session::{self, Context, MaildropSource, UserSource};
+use pop3d::sys::{self, CryptError};
+use pop3d::system_users::{SystemUsers, SystemUsersError};
 use pop3d::users::{UsersError, UsersFile};
+
+/// --hash-password reads at most this much: libxcrypt refuses longer passphrases anyway.
+const MAX_PASSWORD_INPUT_OCTETS: u64 = sys::MAX_PASSPHRASE_OCTETS as u64 + 2;
 
 /// Start-up failures; each is one line for stderr or the log.
 #[derive(Debug)]
@@ -31,6 +37,12 @@ enum Error {
         addr: std::net::SocketAddr,
         error: io::Error,
     },
+    /// --system-users without root: /etc/shadow and the credential switch need it.
+    NotRoot,
+    SystemUsers(SystemUsersError),
+    /// --hash-password: no usable password on stdin, or libcrypt refused.
+    HashPassword(String),
+    Hash(CryptError),
 }
 
 impl std::fmt::Display for Error {
@@ -40,6 +52,12 @@ impl std::fmt::Display for Error {
             Error::Logging(e) => write!(f, "{e}"),
             Error::Users { path, error } => write!(f, "{}: {error}", path.display()),
             Error::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            Error::NotRoot => f.write_str(
+                "--system-users needs root: to read /etc/shadow and to switch each session to its user",
+            ),
+            Error::SystemUsers(e) => write!(f, "{e}"),
+            Error::HashPassword(why) => write!(f, "--hash-password: {why}"),
+            Error::Hash(e) => write!(f, "--hash-password: {e}"),
         }
     }
 }
@@ -51,6 +69,9 @@ impl std::error::Error for Error {
             Error::Logging(e) => Some(e),
             Error::Users { error, .. } => Some(error),
             Error::Bind { error, .. } => Some(error),
+            Error::SystemUsers(e) => Some(e),
+            Error::Hash(e) => Some(e),
+            Error::NotRoot | Error::HashPassword(_) => None,
         }
     }
 }
@@ -91,8 +112,12 @@ fn try_main(args: &[String]) -> Result<(), Error> {
             println!("pop3d {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
+        Action::HashPassword => return hash_password(),
         Action::Run(config) => config,
     };
+    if config.system_users && sys::effective_uid() != 0 {
+        return Err(Error::NotRoot);
+    }
     let destination = match (&config.log_file, config.inetd) {
         (Some(path), _) => Destination::File(path.clone()),
         (None, true) => Destination::Syslog,
@@ -103,17 +128,43 @@ fn try_main(args: &[String]) -> Result<(), Error> {
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
-    let users = UsersFile::load(&config.users).map_err(|error| Error::Users {
-        path: config.users.clone(),
-        error,
-    })?;
+    let files = MboxFiles {
+        pattern: config.maildrop.clone(),
+        options: OpenOptions::default(),
+    };
+    let (users, maildrops): (Arc<dyn UserSource>, Arc<dyn MaildropSource>) = if config.system_users
+    {
+        let users = SystemUsers::new(config.first_uid).map_err(Error::SystemUsers)?;
+        let mail_gid = sys::group_id("mail").unwrap_or_else(|e| {
+            log::warn!("cannot look up group mail: {e}");
+            None
+        });
+        let scope = if config.inetd {
+            Scope::Process
+        } else {
+            Scope::Thread
+        };
+        log::info!(
+            "system users with uid {} and up; sessions switch to them per {scope:?}",
+            config.first_uid
+        );
+        let owner = OwnerMaildrops {
+            files,
+            scope,
+            mail_gid,
+        };
+        (Arc::new(users), Arc::new(owner))
+    } else {
+        let users = UsersFile::load(&config.users).map_err(|error| Error::Users {
+            path: config.users.clone(),
+            error,
+        })?;
+        (Arc::new(users), Arc::new(files))
+    };
     let ctx = Context {
         hostname: config.hostname.clone(),
-        users: Arc::new(users),
-        maildrops: Arc::new(MboxFiles {
-            pattern: config.maildrop.clone(),
-            options: OpenOptions::default(),
-        }),
+        users,
+        maildrops,
         login_delay: config.login_delay,
         failure_delay: session::FAILURE_DELAY,
     };
@@ -136,6 +187,32 @@ fn try_main(args: &[String]) -> Result<(), Error> {
         trusted_proxies: config.trusted_proxies.clone(),
     };
     Server::new(Arc::new(ctx), limits).serve(listeners);
+    Ok(())
+}
+
+/// `--hash-password`: one password on stdin (one line, its line end dropped) -> a `{CRYPT}`
+/// field of the host's default method and cost on stdout, for a users file.
+fn hash_password() -> Result<(), Error> {
+    let mut input = Vec::new();
+    io::stdin()
+        .take(MAX_PASSWORD_INPUT_OCTETS + 1)
+        .read_to_end(&mut input)
+        .map_err(|e| Error::HashPassword(format!("cannot read stdin: {e}")))?;
+    if input.len() as u64 > MAX_PASSWORD_INPUT_OCTETS {
+        return Err(Error::HashPassword("password too long".into()));
+    }
+    let text = String::from_utf8(input)
+        .map_err(|_| Error::HashPassword("password is not utf-8".into()))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let password = line.strip_suffix('\r').unwrap_or(line);
+    if password.is_empty() || password.contains('\n') {
+        return Err(Error::HashPassword(
+            "expected one non-empty line on stdin".into(),
+        ));
+    }
+    let setting = sys::default_setting().map_err(Error::Hash)?;
+    let hash = sys::crypt(password, &setting).map_err(Error::Hash)?;
+    println!("{{CRYPT}}{hash}");
     Ok(())
 }
 
