@@ -95,7 +95,7 @@ fn options() -> Options {
     o.optopt(
         "m",
         "maildrop",
-        "each user's mbox path, %u = user name; default /var/mail/%u",
+        "each user's mbox path, %u = user name, %h = home directory (--system-users only); default /var/mail/%u",
         "PATTERN",
     );
     o.optopt(
@@ -204,10 +204,7 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
     let users = PathBuf::from(m.opt_str("u").unwrap_or_else(|| "/etc/pop3d/users".into()));
     let system_users = system_users(&m)?;
     let first_uid = first_uid(&m, system_users)?;
-    let maildrop = m.opt_str("m").unwrap_or_else(|| "/var/mail/%u".into());
-    if !maildrop.contains("%u") {
-        return Err(bad("maildrop", "the pattern must contain %u".into()));
-    }
+    let maildrop = maildrop(&m, system_users)?;
     let timeout = number(&m, "t", "timeout", RFC_MIN_TIMEOUT)?;
     if timeout == 0 || timeout > MAX_TIMEOUT {
         return Err(bad(
@@ -269,6 +266,21 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         first_uid,
         warnings,
     }))
+}
+
+/// `--maildrop PATTERN`: one file per user, so the pattern names the user: %u, or with
+/// --system-users %h (each account has its own home).
+fn maildrop(m: &getopts::Matches, system_users: bool) -> Result<String, ConfigError> {
+    let pattern = m.opt_str("m").unwrap_or_else(|| "/var/mail/%u".into());
+    if pattern.contains("%u") || (system_users && pattern.contains("%h")) {
+        return Ok(pattern);
+    }
+    let why = if pattern.contains("%h") {
+        "%h (the home directory) needs --system-users"
+    } else {
+        "the pattern must contain %u"
+    };
+    Err(bad("maildrop", why.into()))
 }
 
 /// `--system-users`, which replaces the users file and so cannot go with `--users`.
@@ -452,6 +464,15 @@ mod tests {
         assert_eq!(c.first_uid, 1000);
         let c = run(&["--system-users", "--first-uid", "500"]).unwrap();
         assert_eq!(c.first_uid, 500);
+        let c = run(&["--system-users", "-m", "%h/mbox"]).unwrap();
+        assert_eq!(c.maildrop, "%h/mbox");
+        assert!(matches!(
+            run(&["-m", "%h/mbox"]),
+            Err(ConfigError::BadValue {
+                option: "maildrop",
+                ..
+            })
+        ));
         for (args, option) in [
             (
                 &["--system-users", "-u", "/etc/pop3d/users"][..],

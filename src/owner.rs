@@ -17,6 +17,11 @@ use crate::users::{self, User};
 /// The group-write bit of a directory's mode.
 const GROUP_WRITE: u32 = 0o020;
 
+/// The other-write bit: in a world-writable (sticky) spool every user can make their own
+/// files and dotlocks, and group mail would only let a symlink the user planted there reach
+/// another user's 0660 mbox.
+const OTHER_WRITE: u32 = 0o002;
+
 /// What a switch changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -42,8 +47,10 @@ impl OwnerMaildrops {
             let spool = mbox.parent().unwrap_or(Path::new("/"));
             // Stat only: the directory says whether dotlocks there need group mail.
             let metadata = std::fs::metadata(spool)?;
+            let mode = metadata.mode();
             if metadata.gid() == mail
-                && metadata.mode() & GROUP_WRITE != 0
+                && mode & GROUP_WRITE != 0
+                && mode & OTHER_WRITE == 0
                 && !groups.contains(&mail)
             {
                 groups.push(mail);
@@ -77,6 +84,21 @@ impl OwnerMaildrops {
     }
 }
 
+/// An existing mbox must be the user's own regular file. (The maildrop refuses a symlink
+/// itself, race-free; this refuses a file of someone else's, such as another user's mbox
+/// linked in by root or mail by mistake, with [SYS/PERM] and a log line.)
+fn refuse_if_not_owned(mbox: &Path, uid: u32) -> Result<(), MaildropError> {
+    match std::fs::symlink_metadata(mbox) {
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            Err(MaildropError::NotAFile(mbox.to_owned()))
+        }
+        Ok(metadata) if metadata.uid() != uid => Err(MaildropError::NotOwned(mbox.to_owned())),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl MaildropSource for OwnerMaildrops {
     fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
         let Some(account) = &user.account else {
@@ -87,6 +109,7 @@ impl MaildropSource for OwnerMaildrops {
             )));
         };
         let mbox = users::maildrop_path(&self.files.pattern, user);
+        refuse_if_not_owned(&mbox, account.uid)?;
         let target = self.credentials(account, &mbox)?;
         self.switch(&target).map_err(|e| {
             MaildropError::Io(io::Error::new(

@@ -631,7 +631,9 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 "maildrop locked by the delivery program, try again later",
             ),
             // Not something a retry fixes: the admin has to look (RFC 3206 SYS/PERM).
-            MaildropError::NotAFile(_) | MaildropError::TooLarge { .. } => (
+            MaildropError::NotAFile(_)
+            | MaildropError::NotOwned(_)
+            | MaildropError::TooLarge { .. } => (
                 Code::SysPerm,
                 "cannot open maildrop, contact the administrator",
             ),

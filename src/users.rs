@@ -35,6 +35,7 @@
 
 use std::collections::HashMap;
 use std::error::Error;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::Metadata;
 use std::hint::black_box;
@@ -377,32 +378,39 @@ impl UsersFile {
     }
 }
 
-/// Builds a user's mbox path from the --maildrop pattern: every "%u" is the user name,
-/// "%%" is a literal '%'. Only called with names that passed valid_user_name.
+/// Builds a user's mbox path from the --maildrop pattern: every "%u" is the user name, "%h"
+/// the home directory of a system user (--system-users), "%%" is a literal '%'. Only called
+/// with names that passed valid_user_name.
 ///
-/// `user.maildrop` overrides the pattern. Any other '%' (a '%' before another character, or
-/// at the end) is kept as it is; refusing such patterns is the configuration's job.
+/// `user.maildrop` overrides the pattern. Any other '%' (a '%' before another character, at
+/// the end, or "%h" for a user without an account) is kept as it is; refusing such patterns
+/// is the configuration's job.
 pub fn maildrop_path(pattern: &str, user: &User) -> PathBuf {
     if let Some(path) = &user.maildrop {
         return path.clone();
     }
-    let mut path = String::with_capacity(pattern.len() + user.name.len());
+    let mut path = OsString::with_capacity(pattern.len() + user.name.len());
     let mut chars = pattern.chars();
+    let mut buffer = [0u8; 4];
     while let Some(c) = chars.next() {
         if c != '%' {
-            path.push(c);
+            path.push(c.encode_utf8(&mut buffer));
             continue;
         }
-        match chars.clone().next() {
-            Some('u') => {
+        match (chars.clone().next(), &user.account) {
+            (Some('u'), _) => {
                 chars.next();
-                path.push_str(&user.name);
+                path.push(&user.name);
             }
-            Some('%') => {
+            (Some('h'), Some(account)) => {
                 chars.next();
-                path.push('%');
+                path.push(account.home.as_os_str());
             }
-            _ => path.push('%'),
+            (Some('%'), _) => {
+                chars.next();
+                path.push("%");
+            }
+            _ => path.push("%"),
         }
     }
     PathBuf::from(path)
@@ -759,6 +767,35 @@ mod tests {
             maildrop_path("/var/mail/%u", &odd),
             PathBuf::from("/var/mail/50%u")
         );
+    }
+
+    #[test]
+    fn maildrop_path_puts_a_system_users_home_for_percent_h() {
+        let mut dave = user("dave", "pw", None);
+        assert_eq!(
+            maildrop_path("%h/mbox", &dave),
+            PathBuf::from("%h/mbox"),
+            "no account, no home"
+        );
+        dave.account = Some(Account {
+            name: "dave".into(),
+            uid: 1001,
+            gid: 1001,
+            home: PathBuf::from("/home/dave"),
+            shell: PathBuf::from("/bin/sh"),
+        });
+        for (pattern, expected) in [
+            ("%h/mbox", "/home/dave/mbox"),
+            ("%h/Mail/%u", "/home/dave/Mail/dave"),
+            ("/var/mail/%u", "/var/mail/dave"),
+            ("%%h/%u", "%h/dave"),
+        ] {
+            assert_eq!(
+                maildrop_path(pattern, &dave),
+                PathBuf::from(expected),
+                "{pattern}"
+            );
+        }
     }
 
     #[test]

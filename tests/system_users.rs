@@ -214,6 +214,24 @@ fn status_uids(path: &Path) -> Option<Vec<u32>> {
         .collect()
 }
 
+/// The supplementary groups of the thread of process `pid` that runs as `uid`.
+fn groups_of_thread_as(pid: u32, uid: u32) -> Option<Vec<u32>> {
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let status = fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        let uids = status.lines().find(|l| l.starts_with("Uid:"))?;
+        if uids.split_whitespace().nth(1) != Some(&uid.to_string()) {
+            continue;
+        }
+        let groups = status.lines().find(|l| l.starts_with("Groups:"))?;
+        return groups
+            .split_whitespace()
+            .skip(1)
+            .map(|g| g.parse().ok())
+            .collect();
+    }
+    None
+}
+
 /// The uids of each thread of process `pid`.
 fn thread_uids(pid: u32) -> Vec<Vec<u32>> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -222,6 +240,113 @@ fn thread_uids(pid: u32) -> Vec<Vec<u32>> {
     tasks
         .filter_map(|t| status_uids(&t.ok()?.path().join("status")))
         .collect()
+}
+
+/// pop3d --system-users on a free loopback port, with `pattern` for --maildrop.
+fn start(pattern: &Path, log: &Path) -> (Pop3d, std::net::SocketAddr) {
+    let addr = free_port();
+    let server = Pop3d {
+        child: Command::new(support::binary())
+            .args(["--system-users", "--listen", &addr.to_string()])
+            .arg("--maildrop")
+            .arg(pattern)
+            .arg("--log-file")
+            .arg(log)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pop3d"),
+    };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "pop3d did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, addr)
+}
+
+fn pass(addr: std::net::SocketAddr, name: &str, password: &str) -> (Client, String) {
+    let mut c = Client::connect(addr);
+    c.greeting();
+    c.ok(&format!("USER {name}"));
+    c.send(&format!("PASS {password}"));
+    let reply = c.line();
+    (c, reply)
+}
+
+#[test]
+fn an_mbox_of_another_owner_or_a_symlink_in_a_sticky_spool_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("d");
+    let dir = TempDir::new("system-users-perm");
+    // A world-writable sticky spool, where any user can plant a link.
+    let spool = dir.path().join("mail");
+    fs::create_dir(&spool).unwrap();
+    let mail = sys::group_id("mail").unwrap().expect("a group mail");
+    chown(&spool, Some(0), Some(mail)).unwrap();
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o1777)).unwrap();
+    // The SHA-512 user's mbox as exim makes it (0660, group mail), and a link to it planted
+    // as the yescrypt user's mbox.
+    let content = mbox_message("a@x", "Subject: private\n\nfor sha512 only\n");
+    let victim = user_mbox(&spool, &f.sha512, 0o660, &content);
+    let link = spool.join(&f.yescrypt);
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let owner = uid_of(&f.yescrypt);
+    std::os::unix::fs::lchown(&link, Some(owner), Some(owner)).unwrap();
+    let (server, addr) = start(&spool.join("%u"), &dir.path().join("pop3d.log"));
+    let (_c, reply) = pass(addr, &f.yescrypt, "yes pass");
+    assert!(reply.starts_with("-ERR [SYS/PERM]"), "{reply}");
+    // A regular file of another owner under the user's name: refused too.
+    fs::remove_file(&link).unwrap();
+    fs::copy(&victim, &link).unwrap();
+    chown(&link, Some(uid_of(&f.sha512)), Some(mail)).unwrap();
+    let (_c, reply) = pass(addr, &f.yescrypt, "yes pass");
+    assert!(reply.starts_with("-ERR [SYS/PERM]"), "{reply}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), content);
+    // The owner of the mbox still gets in, without group mail in a world-writable spool.
+    let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let groups = groups_of_thread_as(server.child.id(), uid_of(&f.sha512)).expect("session thread");
+    assert!(!groups.contains(&mail), "{groups:?}");
+    c.ok("QUIT");
+}
+
+#[test]
+fn percent_h_is_the_users_home_directory() {
+    if !can_run() {
+        return;
+    }
+    let mut accounts = Accounts(Vec::new());
+    let dir = TempDir::new("system-users-home");
+    let home = dir.path().join("home");
+    let name = accounts.add(
+        "h",
+        "home pass",
+        "YESCRYPT",
+        &["-d", home.to_str().unwrap()],
+    );
+    fs::create_dir(&home).unwrap();
+    let account = sys::account_by_name(&name).unwrap().unwrap();
+    chown(&home, Some(account.uid), Some(account.gid)).unwrap();
+    let mbox = home.join("mbox");
+    fs::write(&mbox, mbox_message("a@x", "Subject: home\n\nat home\n")).unwrap();
+    chown(&mbox, Some(account.uid), Some(account.gid)).unwrap();
+    fs::set_permissions(&mbox, fs::Permissions::from_mode(0o600)).unwrap();
+    let (_server, addr) = start(Path::new("%h/mbox"), &dir.path().join("pop3d.log"));
+    let (mut c, reply) = pass(addr, &name, "home pass");
+    assert!(
+        reply.starts_with("+OK") && reply.contains("has 1 messages"),
+        "{reply}"
+    );
+    assert_eq!(c.retr(1), b"Subject: home\r\n\r\nat home\r\n");
+    c.ok("QUIT");
 }
 
 #[test]
@@ -239,30 +364,7 @@ fn standalone_sessions_run_on_a_thread_of_the_mailbox_owner() {
     );
     let mbox = user_mbox(&spool, &f.yescrypt, 0o600, &content);
     let before = fs::metadata(&mbox).unwrap();
-    let log = dir.path().join("pop3d.log");
-    let addr = free_port();
-    let server = Pop3d {
-        child: Command::new(support::binary())
-            .args(["--system-users", "--listen", &addr.to_string()])
-            .arg("--maildrop")
-            .arg(spool.join("%u"))
-            .arg("--log-file")
-            .arg(&log)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pop3d"),
-    };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "pop3d did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (server, addr) = start(&spool.join("%u"), &dir.path().join("pop3d.log"));
     // Wrong password, unknown user, root, locked and low uid: one and the same answer.
     let mut c = Client::connect(addr);
     c.greeting();
@@ -304,6 +406,12 @@ fn standalone_sessions_run_on_a_thread_of_the_mailbox_owner() {
     // While the session is open, its thread is the user's, and the main thread is root's.
     let threads = thread_uids(server.child.id());
     assert!(threads.contains(&vec![uid; 4]), "{threads:?}");
+    // Group mail, for the dotlock in the root:mail 2775 spool; the user is no member.
+    let mail = sys::group_id("mail").unwrap().unwrap();
+    let groups = groups_of_thread_as(server.child.id(), uid).expect("session thread");
+    assert!(groups.contains(&mail), "{groups:?}");
+    let account = sys::account_by_name(&f.yescrypt).unwrap().unwrap();
+    assert!(!sys::group_list(&account).unwrap().contains(&mail));
     assert_eq!(
         status_uids(Path::new(&format!("/proc/{}/status", server.child.id()))),
         Some(vec![0; 4])
