@@ -563,8 +563,14 @@ pub fn effective_uid() -> u32 {
     unsafe { geteuid() }
 }
 
-/// Checks that the switch took and cannot be undone (for a target other than root).
-fn verify(target: &Credentials, try_regain: impl Fn() -> c_long) -> Result<(), SwitchError> {
+/// Checks that the switch took and cannot be undone (for a target other than root). Should
+/// root come back (it cannot, after setresuid from root), `drop_again` gives it up at once so
+/// that the error leaves the caller no more privileged than the target.
+fn verify(
+    target: &Credentials,
+    try_regain: impl Fn() -> c_long,
+    drop_again: impl Fn(),
+) -> Result<(), SwitchError> {
     let ids = current_ids().map_err(|error| SwitchError::Call {
         step: "getresuid",
         error,
@@ -573,6 +579,7 @@ fn verify(target: &Credentials, try_regain: impl Fn() -> c_long) -> Result<(), S
         return Err(SwitchError::NotApplied);
     }
     if target.uid != 0 && try_regain() == 0 {
+        drop_again();
         return Err(SwitchError::Reversible);
     }
     Ok(())
@@ -597,10 +604,17 @@ pub fn switch_thread(target: &Credentials) -> Result<(), SwitchError> {
     // SAFETY: mirrors `setresuid(uid_t ruid, uid_t euid, uid_t suid)`; plain integers.
     let rc = unsafe { syscall(nr::SETRESUID, uid, uid, uid) };
     check("setresuid", rc)?;
-    verify(target, || {
-        // SAFETY: as above; -1 (as uid_t) leaves the real and saved ids as they are.
-        unsafe { syscall(nr::SETRESUID, -1 as c_long, 0 as c_long, -1 as c_long) }
-    })
+    verify(
+        target,
+        || {
+            // SAFETY: as above; -1 (as uid_t) leaves the real and saved ids as they are.
+            unsafe { syscall(nr::SETRESUID, -1 as c_long, 0 as c_long, -1 as c_long) }
+        },
+        || {
+            // SAFETY: as above; plain integers.
+            unsafe { syscall(nr::SETRESUID, uid, uid, uid) };
+        },
+    )
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -621,10 +635,17 @@ pub fn switch_process(target: &Credentials) -> Result<(), SwitchError> {
     // SAFETY: mirrors `int setresuid(uid_t, uid_t, uid_t)`; plain integers.
     let rc = unsafe { setresuid(target.uid, target.uid, target.uid) };
     check("setresuid", c_long::from(rc))?;
-    verify(target, || {
-        // SAFETY: as above; u32::MAX is (uid_t)-1, "leave unchanged".
-        c_long::from(unsafe { setresuid(u32::MAX, 0, u32::MAX) })
-    })
+    verify(
+        target,
+        || {
+            // SAFETY: as above; u32::MAX is (uid_t)-1, "leave unchanged".
+            c_long::from(unsafe { setresuid(u32::MAX, 0, u32::MAX) })
+        },
+        || {
+            // SAFETY: as above; plain integers.
+            unsafe { setresuid(target.uid, target.uid, target.uid) };
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------
