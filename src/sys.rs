@@ -814,14 +814,19 @@ mod tests {
         assert!(!shown.contains("secrethash"));
     }
 
-    /// The uid in /proc/self/task/TID/status ("Uid:\treal\teffective\tsaved\tfs").
-    fn task_uids(tid: &str) -> Vec<u32> {
+    /// A line of /proc/self/task/TID/status as numbers ("Uid:\treal\teffective\tsaved\tfs",
+    /// "Groups:\tgid gid ...").
+    fn task_ids(tid: &str, key: &str) -> Vec<u32> {
         let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
-        let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
         line.split_whitespace()
             .skip(1)
             .map(|n| n.parse().unwrap())
             .collect()
+    }
+
+    fn task_uids(tid: &str) -> Vec<u32> {
+        task_ids(tid, "Uid:")
     }
 
     fn thread_id() -> String {
@@ -859,6 +864,8 @@ mod tests {
             "the switched thread could still read /etc/shadow"
         );
         assert_eq!(task_uids(&tid), [nobody.uid; 4]);
+        assert_eq!(task_ids(&tid, "Gid:"), [nobody.gid; 4]);
+        assert_eq!(task_ids(&tid, "Groups:"), [nobody.gid]);
         assert_eq!(task_uids(&main_tid), [0; 4]);
         assert_eq!(effective_uid(), 0);
         assert!(std::fs::read_to_string("/etc/shadow").is_ok());
