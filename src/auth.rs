@@ -81,7 +81,7 @@ fn ends_with_ignore_ascii_case(text: &[u8], suffix: &[u8]) -> bool {
 }
 
 /// Constant-time equality (time depends only on the lengths).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

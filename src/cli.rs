@@ -54,6 +54,8 @@ pub enum StartError {
         addr: SocketAddr,
         error: io::Error,
     },
+    /// The binary's own set-up failed (its typed error, shown as it is).
+    Setup(Box<dyn Error + Send + Sync>),
 }
 
 impl StartError {
@@ -73,6 +75,7 @@ impl fmt::Display for StartError {
             StartError::Logging(e) => write!(f, "{e}"),
             StartError::File { path, error } => write!(f, "{}: {error}", path.display()),
             StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Setup(e) => write!(f, "{e}"),
         }
     }
 }
@@ -84,6 +87,7 @@ impl Error for StartError {
             StartError::Logging(e) => Some(e),
             StartError::File { error, .. } => Some(&**error),
             StartError::Bind { error, .. } => Some(error),
+            StartError::Setup(e) => Some(&**e),
         }
     }
 }

@@ -42,6 +42,10 @@ pub struct Config {
     pub login_delay: Duration,
     /// Peers that must open with a PROXY protocol header naming the real client.
     pub trusted_proxies: Vec<TrustedNet>,
+    /// Authenticate against the system's accounts instead of a users file.
+    pub system_users: bool,
+    /// With --system-users: the lowest uid that may log in.
+    pub first_uid: u32,
     /// Things worth a log line once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -52,6 +56,8 @@ pub enum Action {
     Run(Config),
     Help(String),
     Version,
+    /// `--hash-password`: read a password on stdin, print a `{CRYPT}` users file field.
+    HashPassword,
 }
 
 /// pop3d's command-line errors are the shared ones (`cli`), printed before the usage.
@@ -73,7 +79,7 @@ fn options() -> Options {
     o.optopt(
         "m",
         "maildrop",
-        "each user's mbox path, %u = user name; default /var/mail/%u",
+        "each user's mbox path, %u = user name, %h = home directory (--system-users only); default /var/mail/%u",
         "PATTERN",
     );
     o.optopt(
@@ -113,6 +119,22 @@ fn options() -> Options {
         "a proxy (nginx, haproxy) whose connections begin with a PROXY protocol v1 or v2 header naming the real client; may be repeated; default: none",
         "ADDR[/PREFIX]",
     );
+    o.optflag(
+        "",
+        "system-users",
+        "authenticate the system's accounts (passwd, shadow) instead of a users file; each session works on the maildrop as its owner; needs root",
+    );
+    o.optopt(
+        "",
+        "first-uid",
+        "with --system-users, the lowest uid that may log in; default 1000 (uid 0 never)",
+        "N",
+    );
+    o.optflag(
+        "",
+        "hash-password",
+        "read a password on stdin, print it as a {CRYPT} users file field, and exit",
+    );
     cli::add_help_and_version(&mut o);
     o
 }
@@ -129,6 +151,10 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         Parsed::Version => return Ok(Action::Version),
         Parsed::Run(m) => m,
     };
+    if m.opt_present("hash-password") {
+        return Ok(Action::HashPassword);
+    }
+    let system_users = system_users(&m)?;
     let mut warnings = Vec::new();
     Ok(Action::Run(Config {
         listen: cli::listen(&m, DEFAULT_LISTEN)?,
@@ -137,7 +163,9 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
             m.opt_str("users")
                 .unwrap_or_else(|| "/etc/pop3d/users".into()),
         ),
-        maildrop: maildrop(&m)?,
+        maildrop: maildrop(&m, system_users)?,
+        first_uid: first_uid(&m, system_users)?,
+        system_users,
         timeout: timeout(&m, &mut warnings)?,
         max_sessions: cli::cap(&m, "max-sessions", 100)?,
         max_per_ip: usize::try_from(cli::number(&m, "max-per-ip", 10)?).unwrap_or(usize::MAX),
@@ -149,15 +177,47 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
     }))
 }
 
-/// --maildrop: a pattern that names a different file per user.
-fn maildrop(m: &Matches) -> Result<String, ConfigError> {
+/// `--maildrop PATTERN`: one file per user, so the pattern names the user: %u, or with
+/// --system-users %h (each account has its own home).
+fn maildrop(m: &Matches, system_users: bool) -> Result<String, ConfigError> {
     let pattern = m
         .opt_str("maildrop")
         .unwrap_or_else(|| "/var/mail/%u".into());
-    if !pattern.contains("%u") {
-        return Err(cli::bad("maildrop", "the pattern must contain %u"));
+    if pattern.contains("%u") || (system_users && pattern.contains("%h")) {
+        return Ok(pattern);
     }
-    Ok(pattern)
+    let why = if pattern.contains("%h") {
+        "%h (the home directory) needs --system-users"
+    } else {
+        "the pattern must contain %u"
+    };
+    Err(cli::bad("maildrop", why))
+}
+
+/// `--system-users`, which replaces the users file and so cannot go with `--users`.
+fn system_users(m: &Matches) -> Result<bool, ConfigError> {
+    let system = m.opt_present("system-users");
+    if system && m.opt_present("users") {
+        return Err(cli::bad("system-users", "cannot be used with --users"));
+    }
+    Ok(system)
+}
+
+/// `--first-uid N`: only with --system-users, and never 0 (root never logs in anyway; 0 would
+/// let every system account, daemon and nobody included, log in).
+fn first_uid(m: &Matches, system_users: bool) -> Result<u32, ConfigError> {
+    let default = u64::from(crate::system_users::DEFAULT_FIRST_UID);
+    if m.opt_present("first-uid") && !system_users {
+        return Err(cli::bad("first-uid", "only with --system-users"));
+    }
+    let uid = cli::number(m, "first-uid", default)?;
+    match u32::try_from(uid) {
+        Ok(uid) if uid > 0 && uid != u32::MAX => Ok(uid),
+        _ => Err(cli::bad(
+            "first-uid",
+            format!("must be 1 to {}", u32::MAX - 1),
+        )),
+    }
 }
 
 /// --timeout: 1 to `MAX_TIMEOUT` seconds; below the RFC's minimum only with a warning.
@@ -350,6 +410,56 @@ mod tests {
     }
 
     #[test]
+    fn system_users_take_the_first_uid_and_exclude_a_users_file() {
+        let c = run(&[]).unwrap();
+        assert!(!c.system_users);
+        assert_eq!(c.first_uid, 1000);
+        let c = run(&["--system-users"]).unwrap();
+        assert!(c.system_users);
+        assert_eq!(c.first_uid, 1000);
+        let c = run(&["--system-users", "--first-uid", "500"]).unwrap();
+        assert_eq!(c.first_uid, 500);
+        let c = run(&["--system-users", "-m", "%h/mbox"]).unwrap();
+        assert_eq!(c.maildrop, "%h/mbox");
+        assert!(matches!(
+            run(&["-m", "%h/mbox"]),
+            Err(ConfigError::BadValue {
+                option: "maildrop",
+                ..
+            })
+        ));
+        for (args, option) in [
+            (
+                &["--system-users", "-u", "/etc/pop3d/users"][..],
+                "system-users",
+            ),
+            (&["--users=/x", "--system-users"], "system-users"),
+            (&["--first-uid", "500"], "first-uid"),
+            (&["--system-users", "--first-uid", "0"], "first-uid"),
+            (
+                &["--system-users", "--first-uid", "4294967295"],
+                "first-uid",
+            ),
+            (
+                &["--system-users", "--first-uid", "4294967296"],
+                "first-uid",
+            ),
+            (&["--system-users", "--first-uid", "x"], "first-uid"),
+        ] {
+            match run(args) {
+                Err(ConfigError::BadValue { option: o, .. }) => assert_eq!(o, option, "{args:?}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hash_password_is_an_action_of_its_own() {
+        let args = vec!["--hash-password".to_string()];
+        assert!(matches!(parse(&args), Ok(Action::HashPassword)));
+    }
+
+    #[test]
     fn help_lists_every_option_with_its_default() {
         let text = usage();
         for needle in [
@@ -370,6 +480,10 @@ mod tests {
             "--version",
             "--max-per-ip",
             "--login-delay",
+            "--system-users",
+            "--first-uid",
+            "1000",
+            "--hash-password",
         ] {
             assert!(text.contains(needle), "{needle} missing from usage");
         }

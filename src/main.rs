@@ -3,7 +3,9 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{self, BufReader, Write};
+use std::error::Error;
+use std::fmt;
+use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -15,12 +17,59 @@ use pop3d::config::{self, Action, Config};
 use pop3d::listener::{Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::OpenOptions;
-use pop3d::session::{self, Context};
+use pop3d::owner::{OwnerMaildrops, Scope};
+use pop3d::session::{self, Context, MaildropSource, UserSource};
 use pop3d::sources::MboxFiles;
+use pop3d::sys::{self, CryptError};
+use pop3d::system_users::{SystemUsers, SystemUsersError};
 use pop3d::users::UsersFile;
 
 /// The name on log lines, messages and --version.
 const PROGRAM: &str = "pop3d";
+
+/// --hash-password reads at most this much: libxcrypt refuses longer passphrases anyway.
+const MAX_PASSWORD_INPUT_OCTETS: u64 = sys::MAX_PASSPHRASE_OCTETS as u64 + 2;
+
+/// Start-up failures of pop3d's own (the shared ones are `StartError`'s).
+#[derive(Debug)]
+enum SetupError {
+    /// --system-users without root: /etc/shadow and the credential switch need it.
+    NotRoot,
+    SystemUsers(SystemUsersError),
+    /// --hash-password: no usable password on stdin.
+    HashPassword(String),
+    /// --hash-password: libcrypt refused.
+    Hash(CryptError),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::NotRoot => f.write_str(
+                "--system-users needs root: to read /etc/shadow and to switch each session to its user",
+            ),
+            SetupError::SystemUsers(e) => write!(f, "{e}"),
+            SetupError::HashPassword(why) => write!(f, "--hash-password: {why}"),
+            SetupError::Hash(e) => write!(f, "--hash-password: {e}"),
+        }
+    }
+}
+
+impl Error for SetupError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            SetupError::SystemUsers(e) => Some(e),
+            SetupError::Hash(e) => Some(e),
+            SetupError::NotRoot | SetupError::HashPassword(_) => None,
+        }
+    }
+}
+
+impl From<SetupError> for StartError {
+    fn from(e: SetupError) -> StartError {
+        StartError::Setup(Box::new(e))
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,8 +100,12 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
             cli::print_version(PROGRAM);
             return Ok(());
         }
+        Action::HashPassword => return Ok(hash_password()?),
         Action::Run(config) => config,
     };
+    if config.system_users && sys::effective_uid() != 0 {
+        return Err(SetupError::NotRoot.into());
+    }
     let destination = match (&config.log_file, config.inetd) {
         (Some(path), _) => Destination::File(path.clone()),
         (None, true) => Destination::Syslog,
@@ -63,15 +116,41 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
-    let users =
-        UsersFile::load(&config.users).map_err(|error| StartError::file(&config.users, error))?;
+    let files = MboxFiles {
+        pattern: config.maildrop.clone(),
+        options: OpenOptions::default(),
+    };
+    let (users, maildrops): (Arc<dyn UserSource>, Arc<dyn MaildropSource>) = if config.system_users
+    {
+        let users = SystemUsers::new(config.first_uid).map_err(SetupError::SystemUsers)?;
+        let mail_gid = sys::group_id("mail").unwrap_or_else(|e| {
+            log::warn!("cannot look up group mail: {e}");
+            None
+        });
+        let scope = if config.inetd {
+            Scope::Process
+        } else {
+            Scope::Thread
+        };
+        log::info!(
+            "system users with uid {} and up; sessions switch to them per {scope:?}",
+            config.first_uid
+        );
+        let owner = OwnerMaildrops {
+            files,
+            scope,
+            mail_gid,
+        };
+        (Arc::new(users), Arc::new(owner))
+    } else {
+        let users = UsersFile::load(&config.users)
+            .map_err(|error| StartError::file(&config.users, error))?;
+        (Arc::new(users), Arc::new(files))
+    };
     let ctx = Context {
         hostname: config.hostname.clone(),
-        users: Arc::new(users),
-        maildrops: Arc::new(MboxFiles {
-            pattern: config.maildrop.clone(),
-            options: OpenOptions::default(),
-        }),
+        users,
+        maildrops,
         login_delay: config.login_delay,
         failure_delay: session::FAILURE_DELAY,
     };
@@ -87,6 +166,32 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
         trusted_proxies: config.trusted_proxies.clone(),
     };
     Server::new(Arc::new(ctx), limits).serve(listeners);
+    Ok(())
+}
+
+/// `--hash-password`: one password on stdin (one line, its line end dropped) -> a `{CRYPT}`
+/// field of the host's default method and cost on stdout, for a users file.
+fn hash_password() -> Result<(), SetupError> {
+    let mut input = Vec::new();
+    io::stdin()
+        .take(MAX_PASSWORD_INPUT_OCTETS + 1)
+        .read_to_end(&mut input)
+        .map_err(|e| SetupError::HashPassword(format!("cannot read stdin: {e}")))?;
+    if input.len() as u64 > MAX_PASSWORD_INPUT_OCTETS {
+        return Err(SetupError::HashPassword("password too long".into()));
+    }
+    let text = String::from_utf8(input)
+        .map_err(|_| SetupError::HashPassword("password is not utf-8".into()))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let password = line.strip_suffix('\r').unwrap_or(line);
+    if password.is_empty() || password.contains('\n') {
+        return Err(SetupError::HashPassword(
+            "expected one non-empty line on stdin".into(),
+        ));
+    }
+    let setting = sys::default_setting().map_err(SetupError::Hash)?;
+    let hash = sys::crypt(password, &setting).map_err(SetupError::Hash)?;
+    println!("{{CRYPT}}{hash}");
     Ok(())
 }
 

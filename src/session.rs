@@ -15,7 +15,7 @@ use crate::bytes::find_byte;
 use crate::maildrop::{CommitStats, MaildropError, MessageInfo};
 use crate::protocol::command::{self, Command, LineError, MsgNum, ParseError};
 use crate::protocol::reply::{self, Code, DotWriter};
-use crate::users::{User, UsersDb};
+use crate::users::{Password, User, UsersDb};
 
 /// Replies are collected and sent once the client has nothing more queued (PIPELINING).
 const OUTPUT_BUFFER: usize = 64 * 1024;
@@ -71,9 +71,29 @@ pub trait MaildropSource: Send + Sync {
     fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError>;
 }
 
-/// Where users come from: the users file (re-read when it changes), or memory in tests.
+/// Where users come from: the users file (re-read when it changes), the system's accounts,
+/// or memory in tests.
 pub trait UserSource: Send + Sync {
+    /// The user named `name` if `check` accepts their stored password. An unknown name (or
+    /// one that may not log in) still runs `check` on a dummy password of the same kind, and
+    /// gets None, so that a stranger cannot tell it from a wrong password by the time taken.
+    fn checked_user(&self, name: &str, check: &dyn Fn(&Password) -> bool) -> Option<User>;
+
+    /// Whether users can have a shared secret. If not, CRAM-MD5 is not offered.
+    fn has_shared_secrets(&self) -> bool {
+        true
+    }
+}
+
+/// Users from a parsed users file, as it stands when asked.
+pub trait UsersDbSource: Send + Sync {
     fn current(&self) -> Arc<UsersDb>;
+}
+
+impl<T: UsersDbSource> UserSource for T {
+    fn checked_user(&self, name: &str, check: &dyn Fn(&Password) -> bool) -> Option<User> {
+        self.current().checked_user(name, check).cloned()
+    }
 }
 
 /// Everything a session needs besides its connection.
@@ -331,6 +351,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
     }
 
     fn capa(&mut self) -> io::Result<()> {
+        let mechanisms = self.mechanisms();
         let out = &mut self.output;
         reply::ok(out, format_args!("capability list follows"))?;
         let authorized = matches!(self.state, State::Transaction(_));
@@ -340,7 +361,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
         // RFC 2449 section 6: USER and SASL only matter before authentication.
         if !authorized {
             reply::line(out, format_args!("USER"))?;
-            reply::line(out, format_args!("SASL {}", MECHANISMS.join(" ")))?;
+            reply::line(out, format_args!("SASL {}", mechanisms.join(" ")))?;
         }
         let delay = self.ctx.login_delay.as_secs();
         if delay > 0 {
@@ -352,6 +373,15 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             format_args!("IMPLEMENTATION pop3d-{}", env!("CARGO_PKG_VERSION")),
         )?;
         reply::end(out)
+    }
+
+    /// The SASL mechanisms this session offers: CRAM-MD5 needs a shared secret.
+    fn mechanisms(&self) -> &'static [&'static str] {
+        if self.ctx.users.has_shared_secrets() {
+            &MECHANISMS
+        } else {
+            &MECHANISMS[..1]
+        }
     }
 
     fn quit(&mut self) -> io::Result<Next> {
@@ -402,19 +432,19 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 };
                 let name = std::mem::take(name);
                 self.state = State::Authorization { user: None };
-                let users = self.ctx.users.current();
-                let user = users
-                    .checked_user(&name, |secret| auth::check_password(secret, &password))
-                    .cloned();
+                let user = self
+                    .ctx
+                    .users
+                    .checked_user(&name, &|stored| stored.check(&password));
                 self.authenticated(&name, user, "USER/PASS")
             }
             Command::Apop { name, digest } => {
-                let users = self.ctx.users.current();
-                let user = users
-                    .checked_user(&name, |secret| {
-                        auth::check_apop(&self.timestamp, secret, &digest)
-                    })
-                    .cloned();
+                // A hashed password is no shared secret: APOP fails for its user.
+                let user = self.ctx.users.checked_user(&name, &|stored| {
+                    stored
+                        .shared_secret()
+                        .is_some_and(|secret| auth::check_apop(&self.timestamp, secret, &digest))
+                });
                 self.authenticated(&name, user, "APOP")
             }
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
@@ -429,7 +459,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 &mut self.output,
                 format_args!("supported mechanisms follow"),
             )?;
-            for m in MECHANISMS {
+            for m in self.mechanisms() {
                 reply::line(&mut self.output, format_args!("{m}"))?;
             }
             reply::end(&mut self.output)?;
@@ -452,17 +482,14 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let Ok(plain) = auth::parse_plain(&decoded) else {
                     return self.bad_command(format_args!("malformed PLAIN response"));
                 };
-                let users = self.ctx.users.current();
                 // No proxy authorization: an authzid must name the user itself.
                 let authz_ok = plain.authzid.is_empty() || plain.authzid == plain.authcid;
-                let user = users
-                    .checked_user(&plain.authcid, |secret| {
-                        auth::check_password(secret, &plain.password) && authz_ok
-                    })
-                    .cloned();
+                let user = self.ctx.users.checked_user(&plain.authcid, &|stored| {
+                    stored.check(&plain.password) && authz_ok
+                });
                 self.authenticated(&plain.authcid, user, "AUTH PLAIN")
             }
-            "CRAM-MD5" => {
+            "CRAM-MD5" if self.ctx.users.has_shared_secrets() => {
                 if initial.is_some() {
                     // RFC 2195: the server speaks first, so there is no initial response.
                     return self.bad_command(format_args!("CRAM-MD5 takes no initial response"));
@@ -478,12 +505,11 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let Ok((name, digest)) = auth::parse_cram_md5_response(&decoded) else {
                     return self.bad_command(format_args!("malformed CRAM-MD5 response"));
                 };
-                let users = self.ctx.users.current();
-                let user = users
-                    .checked_user(&name, |secret| {
-                        auth::check_cram_md5(&challenge, secret, &digest)
-                    })
-                    .cloned();
+                let user = self.ctx.users.checked_user(&name, &|stored| {
+                    stored
+                        .shared_secret()
+                        .is_some_and(|secret| auth::check_cram_md5(&challenge, secret, &digest))
+                });
                 self.authenticated(&name, user, "AUTH CRAM-MD5")
             }
             _ => self.bad_command(format_args!("unsupported authentication mechanism")),
@@ -607,7 +633,9 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 "maildrop locked by the delivery program, try again later",
             ),
             // Not something a retry fixes: the admin has to look (RFC 3206 SYS/PERM).
-            MaildropError::NotAFile(_) | MaildropError::TooLarge { .. } => (
+            MaildropError::NotAFile(_)
+            | MaildropError::NotOwned(_)
+            | MaildropError::TooLarge { .. } => (
                 Code::SysPerm,
                 "cannot open maildrop, contact the administrator",
             ),
@@ -740,7 +768,8 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
     }
 }
 
-/// SASL mechanisms offered (CAPA "SASL ..." and bare "AUTH").
+/// SASL mechanisms offered (CAPA "SASL ..." and bare "AUTH"); PLAIN first, since it is
+/// all that is offered when users have no shared secrets.
 const MECHANISMS: [&str; 2] = ["PLAIN", "CRAM-MD5"];
 
 /// A `<pid.seq.nanos@host>` string, different for every call in every process, for the APOP

@@ -10,10 +10,10 @@ use std::time::SystemTime;
 use crate::maildrop::{
     CommitStats, Maildrop, MaildropError, MessageInfo, OpenOptions, SessionLock,
 };
-use crate::session::{LockedMaildrop, Mailbox, MaildropSource, UserSource};
+use crate::session::{LockedMaildrop, Mailbox, MaildropSource, UsersDbSource};
 use crate::users::{self, User, UsersDb, UsersFile};
 
-impl UserSource for UsersFile {
+impl UsersDbSource for UsersFile {
     fn current(&self) -> Arc<UsersDb> {
         UsersFile::current(self)
     }
@@ -22,7 +22,7 @@ impl UserSource for UsersFile {
 /// A fixed set of users (tests, and tools that parse the file once).
 pub struct FixedUsers(pub Arc<UsersDb>);
 
-impl UserSource for FixedUsers {
+impl UsersDbSource for FixedUsers {
     fn current(&self) -> Arc<UsersDb> {
         Arc::clone(&self.0)
     }
@@ -103,8 +103,9 @@ mod tests {
         };
         let user = User {
             name: "carol".into(),
-            password: "pw".into(),
+            password: users::Password::Clear("pw".into()),
             maildrop: None,
+            account: None,
         };
         // A delivery agent (this live process) holds the dotlock: the open fails...
         std::fs::write(dir.join("carol.lock"), format!("{}\n", std::process::id())).unwrap();

@@ -72,6 +72,8 @@ pub enum MaildropError {
     Changed,
     /// The mbox holds more messages than pop3d serves.
     TooLarge { messages: usize },
+    /// The mbox belongs to someone other than the user it is served to (--system-users).
+    NotOwned(PathBuf),
     /// Reading or writing failed.
     Io(io::Error),
 }
@@ -86,6 +88,9 @@ impl fmt::Display for MaildropError {
             MaildropError::Changed => write!(f, "mbox was changed by another program"),
             MaildropError::TooLarge { messages } => {
                 write!(f, "maildrop holds more than {messages} messages")
+            }
+            MaildropError::NotOwned(p) => {
+                write!(f, "{}: not owned by the mailbox's user", p.display())
             }
             MaildropError::Io(e) => write!(f, "maildrop i/o error: {e}"),
         }

@@ -6,6 +6,7 @@ use super::*;
 use crate::maildrop::scan::scan;
 use crate::sources::FixedUsers;
 use crate::testing::Rng;
+use crate::users::Password;
 use std::sync::Mutex;
 
 /// An mbox in memory, scanned with the real scanner; commit rewrites the bytes.
@@ -359,6 +360,71 @@ fn auth_cancel_and_bad_base64_keep_the_session() {
         ["+OK supported mechanisms follow", "PLAIN", "CRAM-MD5", "."]
     );
     assert!(r[7].starts_with("+OK"));
+}
+
+/// Users without shared secrets, as with --system-users.
+struct HashedOnly(UsersDb);
+
+impl UserSource for HashedOnly {
+    fn checked_user(&self, name: &str, check: &dyn Fn(&Password) -> bool) -> Option<User> {
+        self.0.checked_user(name, check).cloned()
+    }
+
+    fn has_shared_secrets(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn without_shared_secrets_cram_md5_is_neither_offered_nor_taken() {
+    let mut s = setup(MBOX);
+    let hash = crate::sys::crypt("secret", "$6$saltsalt$").unwrap();
+    let users = UsersDb::parse(&format!("alice:{{CRYPT}}{hash}\n")).unwrap();
+    s.ctx.users = Arc::new(HashedOnly(users));
+    let r = replies(&s.ctx, "CAPA\nAUTH\nAUTH CRAM-MD5\nQUIT\n");
+    assert!(r.iter().any(|l| l == "SASL PLAIN"), "{r:?}");
+    assert!(!r.iter().any(|l| l.contains("CRAM-MD5")), "{r:?}");
+    let auth = r
+        .iter()
+        .position(|l| l == "+OK supported mechanisms follow")
+        .unwrap();
+    assert_eq!(
+        &r[auth + 1..auth + 4],
+        ["PLAIN", ".", "-ERR unsupported authentication mechanism"]
+    );
+    let creds = auth::base64_encode(b"\0alice\0secret");
+    let r = replies(&s.ctx, &format!("AUTH PLAIN {creds}\nQUIT\n"));
+    assert!(r[0].starts_with("+OK alice has"), "{r:?}");
+    let r = replies(&s.ctx, "USER alice\nPASS secret\nQUIT\n");
+    assert!(r[1].starts_with("+OK alice has"), "{r:?}");
+}
+
+#[test]
+fn a_hashed_password_is_checked_by_crypt_and_never_a_shared_secret() {
+    let mut s = setup(MBOX);
+    let hash = crate::sys::crypt("secret", "$6$saltsalt$").unwrap();
+    let users = UsersDb::parse(&format!("alice:{{CRYPT}}{hash}\n")).unwrap();
+    s.ctx.users = Arc::new(FixedUsers(Arc::new(users)));
+    let r = replies(
+        &s.ctx,
+        &format!("USER alice\nPASS {hash}\nUSER alice\nPASS secret\nQUIT\n"),
+    );
+    assert_eq!(r[1], "-ERR [AUTH] invalid user name or password");
+    assert!(r[3].starts_with("+OK alice has"), "{r:?}");
+    // APOP and CRAM-MD5 digests keyed with the hash, the only secret there is, fail too.
+    let checked = std::sync::Mutex::new(Vec::new());
+    let source = FixedUsers(Arc::new(
+        UsersDb::parse(&format!("alice:{{CRYPT}}{hash}\n")).unwrap(),
+    ));
+    let found = source.checked_user("alice", &|stored| {
+        checked
+            .lock()
+            .unwrap()
+            .push(stored.shared_secret().map(str::to_owned));
+        stored.shared_secret().is_some()
+    });
+    assert!(found.is_none());
+    assert_eq!(checked.into_inner().unwrap(), [None]);
 }
 
 #[test]

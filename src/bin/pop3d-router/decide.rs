@@ -83,14 +83,19 @@ pub fn decide(request: &AuthRequest, routes: &Routes, users: Option<&UsersDb>) -
     // A name that is not UTF-8 is no user's: looked up as "", it still costs a check.
     let name = std::str::from_utf8(&request.user).unwrap_or("");
     let user = match (&request.method, salt) {
-        (Method::Plain | Method::Login, _) => users.checked_user(name, |secret| {
-            given.is_some_and(|given| auth::check_password(secret, given))
+        (Method::Plain | Method::Login, _) => users.checked_user(name, |stored| {
+            given.is_some_and(|given| stored.check(given))
         }),
-        (Method::Apop, Some(salt)) => users.checked_user(name, |secret| {
-            given.is_some_and(|given| auth::check_apop(salt, secret, given))
+        // A hashed password is no shared secret: APOP and CRAM-MD5 fail for its user.
+        (Method::Apop, Some(salt)) => users.checked_user(name, |stored| {
+            stored.shared_secret().is_some_and(|secret| {
+                given.is_some_and(|given| auth::check_apop(salt, secret, given))
+            })
         }),
-        (Method::CramMd5, Some(salt)) => users.checked_user(name, |secret| {
-            given.is_some_and(|given| auth::check_cram_md5(salt, secret, given))
+        (Method::CramMd5, Some(salt)) => users.checked_user(name, |stored| {
+            stored.shared_secret().is_some_and(|secret| {
+                given.is_some_and(|given| auth::check_cram_md5(salt, secret, given))
+            })
         }),
         // A digest without the challenge it answers cannot be right.
         (Method::Apop | Method::CramMd5, None) => None,
@@ -101,10 +106,11 @@ pub fn decide(request: &AuthRequest, routes: &Routes, users: Option<&UsersDb>) -
     };
     let pass = match request.method {
         Method::Apop | Method::CramMd5 => {
-            if !passable(&user.password) {
+            // Only a clear password can have passed the digest check above.
+            let Some(secret) = user.password.shared_secret().filter(|s| passable(s)) else {
                 return Verdict::PasswordNotPassable { user: user.name };
-            }
-            Some(user.password)
+            };
+            Some(secret.to_owned())
         }
         // nginx logs in with what the client typed, which is the password.
         _ => None,
@@ -283,6 +289,56 @@ mod tests {
             (
                 request(Method::Other("external".into()), b"alice", b"", None),
                 Verdict::MethodUnavailable,
+            ),
+        ];
+        for (request, verdict) in table {
+            assert_eq!(
+                decide(&request, &routes, Some(&users)),
+                verdict,
+                "{request:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hashed_password_logs_in_with_plain_and_login_only() {
+        let hash = pop3d::sys::crypt("crypted", "$6$saltsalt$").unwrap();
+        let users = UsersDb::parse(&format!("dora:{{CRYPT}}{hash}\neve:{{PLAIN}}{{x}}\n")).unwrap();
+        let routes = Routes::parse(ROUTES).unwrap();
+        let table = [
+            (
+                request(Method::Plain, b"dora", b"crypted", None),
+                routed("dora", "127.0.0.1:1101", None),
+            ),
+            (
+                request(Method::Login, b"dora", b"crypted", None),
+                routed("dora", "127.0.0.1:1101", None),
+            ),
+            (
+                request(Method::Plain, b"dora", hash.as_bytes(), None),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(
+                    Method::Apop,
+                    b"dora",
+                    auth::apop_digest(SALT, "crypted").as_bytes(),
+                    Some(SALT),
+                ),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(
+                    Method::CramMd5,
+                    b"dora",
+                    hmac_hex(&hash, SALT).as_bytes(),
+                    Some(SALT),
+                ),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::Plain, b"eve", b"{x}", None),
+                routed("eve", "127.0.0.1:1101", None),
             ),
         ];
         for (request, verdict) in table {
