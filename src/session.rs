@@ -718,7 +718,8 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 DotWriter::with_body_lines(&mut self.output, lines)
             }
         };
-        // Once "+OK" is out, a failure cannot be signalled in-band: the error ends the session.
+        // Once "+OK" is out, a failure cannot be signalled in-band: the error (a file cut
+        // short while it streams is one) ends the session without the terminating line.
         loop {
             let block = match reader.fill_buf() {
                 Ok([]) => break,
@@ -732,6 +733,10 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             body.write_all(block)?;
             let used = block.len();
             reader.consume(used);
+            // TOP: past its line limit the rest of the message is not sent, nor read.
+            if body.done() {
+                break;
+            }
         }
         body.finish()?;
         Ok(Next::Continue)

@@ -67,6 +67,10 @@ pub enum MaildropError {
     Changed,
     /// The mbox holds more messages than pop3d serves.
     TooLarge { messages: usize },
+    /// The file ended at `at`, before the end of the message being read (`end`): it was cut
+    /// or rewritten while the message streamed. Comes back inside an `io::Error` of kind
+    /// `UnexpectedEof` from a message reader.
+    Truncated { at: u64, end: u64 },
     /// Reading or writing failed.
     Io(io::Error),
 }
@@ -81,6 +85,12 @@ impl fmt::Display for MaildropError {
             MaildropError::Changed => write!(f, "mbox was changed by another program"),
             MaildropError::TooLarge { messages } => {
                 write!(f, "maildrop holds more than {messages} messages")
+            }
+            MaildropError::Truncated { at, end } => {
+                write!(
+                    f,
+                    "mbox ends at byte {at}, before the message's end at {end}"
+                )
             }
             MaildropError::Io(e) => write!(f, "maildrop i/o error: {e}"),
         }
@@ -253,6 +263,9 @@ impl Maildrop {
     /// The raw on-disk content of message `index` (0-based): exactly content_len bytes,
     /// streamed from the file (never read whole into memory). Before returning, checks that
     /// the file still holds what the scan saw at that place (else MaildropError::Changed).
+    /// If the file ends before the message does while it streams, the reader fails with an
+    /// `io::ErrorKind::UnexpectedEof` error holding `MaildropError::Truncated`: a short read
+    /// never looks like the message's end.
     pub fn message_reader(&mut self, index: usize) -> Result<Box<dyn BufRead + '_>, MaildropError> {
         let info = self
             .messages
@@ -264,7 +277,7 @@ impl Maildrop {
         if end < self.scanned_len && !from_line_at(file, end)? {
             return Err(MaildropError::Changed);
         }
-        let reader = ReadAt::new(file, info.content_start, info.content_len);
+        let reader = ReadAt::new(file, info.content_start, info.content_len).exact();
         Ok(Box::new(BufReader::with_capacity(READ_BUFFER, reader)))
     }
 
@@ -517,14 +530,27 @@ struct ReadAt<'a> {
     file: &'a File,
     pos: u64,
     end: u64,
+    /// Whether the file ending before `end` is an error rather than the end of the data.
+    exact: bool,
 }
 
 impl<'a> ReadAt<'a> {
+    /// Up to `len` bytes: the file may end sooner (a scan reads to the end of the file).
     fn new(file: &'a File, pos: u64, len: u64) -> Self {
         ReadAt {
             file,
             pos,
             end: pos.saturating_add(len),
+            exact: false,
+        }
+    }
+
+    /// Exactly the range: a message of known length, whose sender must never take a short
+    /// read for its end (the client would store a cut message as complete).
+    fn exact(self) -> Self {
+        ReadAt {
+            exact: true,
+            ..self
         }
     }
 }
@@ -536,6 +562,13 @@ impl Read for ReadAt<'_> {
             return Ok(0);
         }
         let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 && self.exact {
+            let truncated = MaildropError::Truncated {
+                at: self.pos,
+                end: self.end,
+            };
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, truncated));
+        }
         self.pos += n as u64;
         Ok(n)
     }
@@ -761,6 +794,30 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         let joined = String::from_utf8_lossy(TWO).replace("\nFrom b@x", "\nfrom b@x");
         fs::write(&path, joined).expect("rewrite");
         assert!(matches!(read(&mut md, 0), Err(MaildropError::Changed)));
+    }
+
+    #[test]
+    fn message_reader_fails_when_the_file_is_cut_while_it_streams() {
+        let dir = TempDir::new("md-read-cut");
+        let path = mbox(&dir, TWO);
+        let mut md = open(&path).expect("open");
+        let mut reader = md.message_reader(1).expect("reader");
+        // Cut inside the second message's body, after the reader's checks.
+        let cut = TWO.len() as u64 - 5;
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(cut))
+            .expect("cut");
+        let mut out = Vec::new();
+        let e = reader
+            .read_to_end(&mut out)
+            .expect_err("a short read is an error");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(matches!(
+            e.get_ref().and_then(|e| e.downcast_ref::<MaildropError>()),
+            Some(MaildropError::Truncated { at, end }) if *at == cut && *end == TWO.len() as u64
+        ));
     }
 
     #[test]
