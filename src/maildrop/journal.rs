@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 
+use super::companion;
 use super::fault_point;
 use super::lock::{match_owner, sibling};
 
@@ -70,7 +71,7 @@ const MAX_RANGES: u64 = super::scan::MAX_MESSAGES as u64 + 1;
 
 /// The journal of `mbox`.
 pub fn journal_path(mbox: &Path) -> PathBuf {
-    sibling(mbox, ".pop3d-journal")
+    sibling(mbox, companion::JOURNAL)
 }
 
 /// Why a rewrite or its recovery failed.
@@ -871,7 +872,7 @@ fn retail(
         kept: Vec::new(),
         tail_src: e,
     };
-    let tmp = sibling(&old.path, ".new");
+    let tmp = companion::journal_temp(&old.path);
     match fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}

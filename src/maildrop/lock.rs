@@ -14,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fs2::FileExt;
 
+use super::companion;
+
 /// A dotlock older than this is stale even if its holder seems alive: liblockfile and
 /// postfix (`stale_lock_time`) also give up on a dotlock after about five minutes, and
 /// pop3d refreshes its own while a long UPDATE runs.
@@ -89,11 +91,10 @@ fn is_full(e: &io::Error) -> bool {
     )
 }
 
-/// `path` with `suffix` appended to its file name ("/var/mail/alice" -> "/var/mail/alice.lock").
+/// `path` with `suffix` appended to its file name ("/var/mail/alice" -> "/var/mail/alice.lock");
+/// the suffixes are those of `companion`.
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
+    companion::path(path, suffix)
 }
 
 /// Open-file-description fcntl locks (Linux `F_OFD_SETLK`). A classic POSIX record lock
@@ -225,7 +226,7 @@ impl DotLock {
     /// it is older than `STALE_DOTLOCK_AGE`) and saying so in the log. Ok(None): held by a
     /// live holder.
     pub fn try_acquire(mbox: &Path) -> io::Result<Option<DotLock>> {
-        let path = sibling(mbox, ".lock");
+        let path = sibling(mbox, companion::DOTLOCK);
         // Two rounds: the second one follows the removal of a stale lock.
         for _ in 0..2 {
             match OpenOptions::new()
@@ -499,7 +500,7 @@ impl SessionLock {
     /// 0600, if missing). `LockError::InUse` if another session, in this process or another
     /// one, holds it; `LockError::Denied` if the companion cannot be created or opened.
     pub fn try_acquire(mbox: &Path) -> Result<SessionLock, LockError> {
-        let path = sibling(mbox, ".pop3d");
+        let path = sibling(mbox, companion::SESSION);
         let (file, created) = open_private_file(&path)?;
         if created {
             // A fresh companion has never seen a login.

@@ -6,6 +6,7 @@
 //! rewrites it, so a slow client never holds up delivery; in between, the session lock keeps
 //! other POP3 sessions away, and every read checks that the bytes are still those scanned.
 
+pub mod companion;
 pub mod journal;
 pub mod lock;
 pub mod scan;
