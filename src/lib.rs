@@ -1,5 +1,6 @@
 //! pop3d as a library: the binary (src/main.rs) and any helper binaries share these modules.
-//! The only unsafe code is the OFD fcntl call in maildrop/lock.rs, allowed there alone.
+//! The only unsafe code is in maildrop/lock.rs (the OFD fcntl call and the kill(pid, 0)
+//! probe of a dotlock's holder), allowed there alone.
 
 #![deny(unsafe_code)]
 

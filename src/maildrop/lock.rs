@@ -1,7 +1,8 @@
 //! Locks on a maildrop: the delivery locks (OFD fcntl, dotlock, flock) that pop3d shares with
 //! delivery agents while it scans or rewrites an mbox, and the session lock that keeps two
 //! POP3 sessions off one maildrop. Every guard releases its locks on Drop. Holds the crate's
-//! only unsafe code: the one `fcntl` call for OFD locks.
+//! only unsafe code: the `fcntl` call for OFD locks and the `kill(pid, 0)` probe that tells
+//! whether a dotlock's holder is gone.
 
 use std::error::Error;
 use std::fmt;
@@ -16,9 +17,10 @@ use fs2::FileExt;
 
 use super::companion;
 
-/// A dotlock older than this is stale even if its holder seems alive: liblockfile and
-/// postfix (`stale_lock_time`) also give up on a dotlock after about five minutes, and
-/// pop3d refreshes its own while a long UPDATE runs.
+/// A dotlock older than this (by its mtime) is stale even if its holder seems alive:
+/// liblockfile and postfix (`stale_lock_time`) also give up on a dotlock after about five
+/// minutes, and pop3d refreshes its own while a long UPDATE runs. A younger dotlock is broken
+/// only when its holder is provably gone (see `holder`).
 pub const STALE_DOTLOCK_AGE: Duration = Duration::from_secs(300);
 
 /// Pause between two attempts at the whole set of delivery locks: short enough that a
@@ -222,9 +224,9 @@ pub struct DotLock {
 }
 
 impl DotLock {
-    /// Tries once to create the dotlock of `mbox`, breaking a stale one (its pid is gone, or
-    /// it is older than `STALE_DOTLOCK_AGE`) and saying so in the log. Ok(None): held by a
-    /// live holder.
+    /// Tries once to create the dotlock of `mbox`, breaking a stale one (its pid is provably
+    /// gone, or it is older than `STALE_DOTLOCK_AGE`) and saying so in the log. Ok(None):
+    /// held by a holder that may be alive.
     pub fn try_acquire(mbox: &Path) -> io::Result<Option<DotLock>> {
         let path = sibling(mbox, companion::DOTLOCK);
         // Two rounds: the second one follows the removal of a stale lock.
@@ -304,8 +306,8 @@ fn break_if_stale(path: &Path) -> io::Result<bool> {
         .duration_since(meta.modified()?)
         .unwrap_or(Duration::ZERO);
     let pid = if meta.is_file() { read_pid(path) } else { None };
-    let reason = match pid {
-        Some(pid) if !process_exists(pid) => format!("its process {pid} is gone"),
+    let reason = match pid.map(holder) {
+        Some(Holder::Gone(pid)) => format!("its process {pid} is gone"),
         _ if age > STALE_DOTLOCK_AGE => format!("it is {} s old", age.as_secs()),
         _ => return Ok(false),
     };
@@ -328,10 +330,78 @@ fn read_pid(path: &Path) -> Option<u32> {
     text.trim().parse().ok().filter(|&pid| pid > 0)
 }
 
-/// Whether process `pid` exists. Without /proc this cannot be told, and the answer is yes,
-/// so only the age rule breaks the lock.
-fn process_exists(pid: u32) -> bool {
-    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
+/// What pop3d can tell about the process named in a dotlock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    /// Provably gone: the dotlock is stale whatever its age.
+    Gone(u32),
+    /// Alive, or nothing can be proven: only the age rule may break the dotlock.
+    NotProvenGone,
+}
+
+/// Whether the process `pid` of a dotlock is provably gone. The proof is ESRCH from
+/// `kill(pid, 0)`, trusted only when pop3d runs in the initial pid namespace, where every
+/// process of the host has its own number: in a container an agent outside it has a pid
+/// pop3d cannot see, and `/proc/PID` proves nothing anywhere (a `hidepid=2` mount hides
+/// other users' processes). EPERM means the process exists. A delivery agent that runs in a
+/// container of its own writes pids of its namespace, which nothing outside can check: like
+/// liblockfile, pop3d cannot tell those apart from dead ones (such agents are better set to
+/// write no pid, or to use fcntl/flock locks only).
+fn holder(pid: u32) -> Holder {
+    match signal_zero(pid) {
+        Some(Probe::NoSuchProcess) if in_initial_pid_namespace() => Holder::Gone(pid),
+        _ => Holder::NotProvenGone,
+    }
+}
+
+/// The inode number of the initial pid namespace (Linux `PROC_PID_INIT_INO`), as
+/// `/proc/self/ns/pid` names it.
+const INITIAL_PID_NAMESPACE: &str = "pid:[4026531836]";
+
+/// Whether this process sees every process of the host by its own pid. Without /proc (or
+/// off Linux) this cannot be told, and the answer is no, so only the age rule breaks locks.
+fn in_initial_pid_namespace() -> bool {
+    fs::read_link("/proc/self/ns/pid").is_ok_and(|ns| ns == Path::new(INITIAL_PID_NAMESPACE))
+}
+
+/// What `kill(pid, 0)` said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// The process exists (signalling it is allowed, or EPERM: it exists but is not ours).
+    Exists,
+    /// ESRCH: no process with that number in this pid namespace.
+    NoSuchProcess,
+}
+
+/// `kill(pid, 0)`: checks for a process without signalling it. None if the pid is out of
+/// range for a `pid_t` or the call failed in another way.
+fn signal_zero(pid: u32) -> Option<Probe> {
+    use std::ffi::c_int;
+
+    /// From <errno.h> on Linux (all architectures) and the BSDs.
+    const ESRCH: i32 = 3;
+    const EPERM: i32 = 1;
+
+    extern "C" {
+        fn kill(pid: c_int, sig: c_int) -> c_int;
+    }
+
+    // A pid that is not a positive pid_t would address a process group or every process.
+    let pid = c_int::try_from(pid).ok().filter(|&p| p > 0)?;
+    // SAFETY: `kill` is the C library's, declared with its real signature (two ints, an int
+    // back); it takes no pointers, and with signal 0 it only checks that `pid` names a
+    // process we could signal, sending nothing. `pid` is positive, so it names one process,
+    // never a group or every process.
+    #[allow(unsafe_code)]
+    let rc = unsafe { kill(pid, 0) };
+    if rc == 0 {
+        return Some(Probe::Exists);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(EPERM) => Some(Probe::Exists),
+        Some(ESRCH) => Some(Probe::NoSuchProcess),
+        _ => None,
+    }
 }
 
 /// The delivery locks of one mbox, held while pop3d scans or rewrites it; released on Drop in
@@ -697,6 +767,68 @@ mod tests {
         fs::write(&lock_path, b"").expect("write");
         assert!(DotLock::try_acquire(&path).expect("acquire").is_none());
         assert!(lock_path.exists());
+    }
+
+    /// Set in the child that `fresh_dotlock_of_a_process_in_another_pid_namespace_is_respected`
+    /// starts in a pid namespace of its own: the mbox whose dotlock holds a pid it cannot see.
+    const CHILD_MBOX: &str = "POP3D_TEST_UNSEEN_HOLDER_MBOX";
+
+    /// An agent outside pop3d's pid namespace (pop3d in a container, the agent on the host)
+    /// holds the dotlock: pop3d sees neither its /proc entry nor, by kill, the process. A fresh
+    /// lock must still hold; only its age may break it.
+    #[test]
+    fn fresh_dotlock_of_a_process_in_another_pid_namespace_is_respected() {
+        if let Some(mbox) = std::env::var_os(CHILD_MBOX) {
+            // In the child namespace: the holder (our parent test process) is invisible.
+            let path = PathBuf::from(mbox);
+            assert!(
+                DotLock::try_acquire(&path).expect("acquire").is_none(),
+                "a fresh dotlock of an unseen holder was broken"
+            );
+            let lock_path = sibling(&path, companion::DOTLOCK);
+            let old = SystemTime::now() - STALE_DOTLOCK_AGE - Duration::from_secs(60);
+            File::options()
+                .write(true)
+                .open(&lock_path)
+                .and_then(|f| f.set_modified(old))
+                .expect("age");
+            assert!(DotLock::try_acquire(&path).expect("acquire").is_some());
+            return;
+        }
+        let dir = TempDir::new("dotlock-unseen");
+        if !privileged(&dir) {
+            eprintln!("skipped: a pid namespace needs root");
+            return;
+        }
+        let path = mbox(&dir);
+        let lock_path = sibling(&path, companion::DOTLOCK);
+        fs::write(&lock_path, format!("{}\n", std::process::id())).expect("write");
+        let exe = std::env::current_exe().expect("test binary");
+        let ran = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc"])
+            .arg(exe)
+            .args([
+                "--exact",
+                "maildrop::lock::tests::fresh_dotlock_of_a_process_in_another_pid_namespace_is_respected",
+                "--nocapture",
+            ])
+            .env(CHILD_MBOX, &path)
+            .output();
+        let out = match ran {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("skipped: cannot run unshare: {e}");
+                return;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && text.contains("unshare failed") {
+            eprintln!("skipped: no pid namespaces here: {text}");
+            return;
+        }
+        assert!(out.status.success(), "child: {text}");
+        assert!(text.contains("1 passed"), "the child ran no test: {text}");
     }
 
     #[test]
