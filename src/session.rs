@@ -94,6 +94,17 @@ pub enum Ending {
     UpdateFailed {
         user: String,
     },
+    /// QUIT in TRANSACTION; UPDATE failed halfway and the next login completes its
+    /// `deleted` removals.
+    UpdateInterrupted {
+        user: String,
+        deleted: usize,
+    },
+    /// QUIT in TRANSACTION; UPDATE removed `deleted` messages but could not sync that to disk.
+    UpdateUnsynced {
+        user: String,
+        deleted: usize,
+    },
     /// The peer closed the connection (no UPDATE).
     Dropped {
         user: Option<String>,
@@ -123,6 +134,14 @@ impl std::fmt::Display for Ending {
             Ending::UpdateFailed { user } => {
                 write!(f, "quit but update failed, user {user}, nothing deleted")
             }
+            Ending::UpdateInterrupted { user, deleted } => write!(
+                f,
+                "quit but update interrupted, user {user}, {deleted} deletions completed at the next login"
+            ),
+            Ending::UpdateUnsynced { user, deleted } => write!(
+                f,
+                "quit, user {user}, {deleted} deleted but not synced to disk"
+            ),
             Ending::Dropped { user } => write!(f, "connection dropped, user {}", who(user)),
             Ending::Autologout { user } => write!(f, "autologout, user {}", who(user)),
             Ending::TooManyBadCommands => f.write_str("too many bad commands"),
@@ -373,12 +392,30 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             }
             Err(e) => {
                 log::error!("{}: update of {}'s maildrop failed: {e}", self.peer, t.user);
+                // Say what became of the deletions: none, done at the next login, or done
+                // but not yet durable. No message is lost in any case.
+                let user = t.user;
+                let deleted = t.deleted.iter().filter(|&&d| d).count();
+                let (text, ending) = match e {
+                    MaildropError::Interrupted(_) => (
+                        "removing deleted messages was interrupted, the next login completes it",
+                        Ending::UpdateInterrupted { user, deleted },
+                    ),
+                    MaildropError::Unsynced(_) => (
+                        "deleted messages removed but not confirmed on disk",
+                        Ending::UpdateUnsynced { user, deleted },
+                    ),
+                    _ => (
+                        "could not remove deleted messages, none was removed",
+                        Ending::UpdateFailed { user },
+                    ),
+                };
                 reply::err(
                     &mut self.output,
                     Some(Code::SysTemp),
-                    format_args!("could not finish removing deleted messages, no message was lost"),
+                    format_args!("{text}; no message was lost"),
                 )?;
-                Ok(Next::End(Ending::UpdateFailed { user: t.user }))
+                Ok(Next::End(ending))
             }
         }
     }

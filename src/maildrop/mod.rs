@@ -72,6 +72,12 @@ pub enum MaildropError {
     /// or rewritten while the message streamed. Comes back inside an `io::Error` of kind
     /// `UnexpectedEof` from a message reader.
     Truncated { at: u64, end: u64 },
+    /// UPDATE failed after it began rewriting the mbox: its journal stays, and the next open
+    /// completes the deletions (no message is lost, none comes back).
+    Interrupted(io::Error),
+    /// UPDATE removed the deleted messages (by truncating the mbox) but could not make that
+    /// durable: a crash now may bring them back, nothing else.
+    Unsynced(io::Error),
     /// Reading or writing failed.
     Io(io::Error),
 }
@@ -93,6 +99,12 @@ impl fmt::Display for MaildropError {
                     "mbox ends at byte {at}, before the message's end at {end}"
                 )
             }
+            MaildropError::Interrupted(e) => {
+                write!(f, "update interrupted, the next login completes it: {e}")
+            }
+            MaildropError::Unsynced(e) => {
+                write!(f, "deleted messages removed but not synced to disk: {e}")
+            }
             MaildropError::Io(e) => write!(f, "maildrop i/o error: {e}"),
         }
     }
@@ -101,7 +113,10 @@ impl fmt::Display for MaildropError {
 impl Error for MaildropError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            MaildropError::LockDenied(e) | MaildropError::Io(e) => Some(e),
+            MaildropError::LockDenied(e)
+            | MaildropError::Interrupted(e)
+            | MaildropError::Unsynced(e)
+            | MaildropError::Io(e) => Some(e),
             _ => None,
         }
     }
@@ -285,8 +300,9 @@ impl Maildrop {
     /// UPDATE: removes the records of the messages whose `deleted[i]` is true, keeps every
     /// other byte (including mail appended after open), crash-safely. Ok only once durable.
     ///
-    /// When Err comes back, nothing was removed, except after an I/O error in the middle of
-    /// the rewrite: then the journal stays and the next open completes the deletions.
+    /// When Err comes back, nothing was removed, except in two cases the error names:
+    /// `Interrupted` (an I/O error in the middle of the rewrite: the journal stays and the next
+    /// open completes the deletions) and `Unsynced` (removed, but not durably).
     pub fn commit(&mut self, deleted: &[bool]) -> Result<CommitStats, MaildropError> {
         if deleted.len() != self.messages.len() {
             return Err(MaildropError::Io(io::Error::new(
@@ -336,7 +352,9 @@ impl Maildrop {
             fault_point("truncate").map_err(|e| untouched(e.into()))?;
             file.set_len(plan.first_dst)
                 .map_err(|e| untouched(e.into()))?;
-            file.sync_all().map_err(|e| (e.into(), true))?;
+            fault_point("truncate-sync")
+                .and_then(|()| file.sync_all())
+                .map_err(|e| (MaildropError::Unsynced(e), true))?;
             return Ok(());
         }
         let keepalive = || refresh(&locks);
@@ -354,7 +372,11 @@ impl Maildrop {
                     "{}: update interrupted, the next login completes it: {e}",
                     self.path.display()
                 );
-                Err((e.into(), true))
+                let e = match MaildropError::from(e) {
+                    MaildropError::Io(e) => e,
+                    other => io::Error::other(other),
+                };
+                Err((MaildropError::Interrupted(e), true))
             }
         }
     }
