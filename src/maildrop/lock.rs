@@ -412,6 +412,8 @@ pub struct DeliveryLocks<'a> {
     ofd: bool,
     dotlock: Option<DotLock>,
     flock: bool,
+    /// When the set was complete: how long delivery was held up is logged on Drop.
+    taken: Instant,
 }
 
 impl<'a> DeliveryLocks<'a> {
@@ -445,6 +447,7 @@ impl<'a> DeliveryLocks<'a> {
             ofd: false,
             dotlock: None,
             flock: false,
+            taken: Instant::now(),
         };
         if let Some(f) = file {
             if !try_lock_ofd(f).map_err(LockError::Io)? {
@@ -463,6 +466,7 @@ impl<'a> DeliveryLocks<'a> {
                 Err(e) => return Err(LockError::Io(e)),
             }
         }
+        locks.taken = Instant::now();
         Ok(Some(locks))
     }
 
@@ -481,7 +485,15 @@ impl Drop for DeliveryLocks<'_> {
                 }
             }
         }
-        self.dotlock = None;
+        if let Some(d) = self.dotlock.take() {
+            // Delivery agents wait for these; procmail sleeps LOCKSLEEP (8 s) whenever it
+            // finds the dotlock taken, so every millisecond here is worth knowing.
+            log::debug!(
+                "delivery locks of {} held {} us",
+                d.path().display(),
+                self.taken.elapsed().as_micros()
+            );
+        }
         if let Some(f) = self.file {
             if self.ofd {
                 if let Err(e) = unlock_ofd(f) {
