@@ -2,9 +2,11 @@
 //! message, commit deletions crash-safely. Owns every byte pop3d reads from or writes to an
 //! mbox; knows nothing of the POP3 protocol (the session maps its errors to replies).
 //!
-//! Delivery locks are held only while the maildrop is scanned at login and while UPDATE
-//! rewrites it, so a slow client never holds up delivery; in between, the session lock keeps
-//! other POP3 sessions away, and every read checks that the bytes are still those scanned.
+//! Delivery locks are held only to check the scan at login and while UPDATE rewrites the mbox,
+//! so a slow client never holds up delivery; in between, the session lock keeps other POP3
+//! sessions away, and every read checks that the bytes are still those scanned. The scan at
+//! login runs without them when it can (see `scan_without_holding_up_delivery`): procmail
+//! sleeps LOCKSLEEP seconds, 8 by default, whenever it finds the dotlock taken.
 
 pub mod companion;
 pub mod journal;
@@ -220,7 +222,13 @@ impl Maildrop {
             )));
         }
         let file = open_mbox(path)?;
-        let scan = {
+        let optimistic = match &file {
+            Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout)?,
+            None => None,
+        };
+        let scan = if let Some(scan) = optimistic {
+            scan
+        } else {
             let locks = DeliveryLocks::acquire(file.as_ref(), path, opts.lock_timeout)?;
             let keepalive = || refresh(&locks);
             // Before anything else reads the mbox: it may be half rewritten.
@@ -488,6 +496,66 @@ impl Maildrop {
             kept,
             tail_src: self.scanned_len + skip,
         }
+    }
+}
+
+/// What tells whether a file was written to between two looks at it: any write changes its
+/// ctime, an append its length too.
+#[derive(Debug, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Fingerprint {
+    fn of(file: &File) -> io::Result<Fingerprint> {
+        let m = file.metadata()?;
+        Ok(Fingerprint {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+/// The scan at open without holding up delivery: the mbox is scanned without the delivery
+/// locks, which are then taken only to check that nothing wrote to it meanwhile (an agent that
+/// was appending while the scan ran has finished once its locks are free, and its write
+/// changed the file's length and ctime) and that no journal waits for recovery. None when
+/// either fails: then the caller takes the locks and recovers and scans under them, as always.
+/// A rewrite of the same length within one tick of the file system's clock could pass the
+/// check; every later read and UPDATE re-checks the records they touch, and refuse then.
+fn scan_without_holding_up_delivery(
+    file: &File,
+    path: &Path,
+    timeout: Duration,
+) -> Result<Option<scan::Scan>, MaildropError> {
+    if journal_pending(path)? {
+        return Ok(None);
+    }
+    let before = Fingerprint::of(file)?;
+    let reader = BufReader::new(ReadAt::new(file, 0, before.len));
+    let Ok(scan) = scan::scan_sized(reader, before.len) else {
+        // Perhaps a half-written delivery: the locked scan says what is really there.
+        return Ok(None);
+    };
+    let locks = DeliveryLocks::acquire(Some(file), path, timeout)?;
+    let unchanged = Fingerprint::of(file)? == before && !journal_pending(path)?;
+    drop(locks);
+    Ok(unchanged.then_some(scan))
+}
+
+/// Whether an interrupted UPDATE left a journal beside the mbox.
+fn journal_pending(path: &Path) -> io::Result<bool> {
+    match fs::symlink_metadata(journal::journal_path(path)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -783,6 +851,44 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             .expect("agent open");
         assert!(lock::try_lock_ofd(&agent).expect("ofd"));
         assert!(fs2::FileExt::try_lock_exclusive(&agent).is_ok());
+    }
+
+    /// The scan at open runs without the delivery locks; a delivery that was half written when
+    /// it ran must not leave a half message in the maildrop: the check under the locks sees
+    /// the file changed, and the scan is done again once the agent is through.
+    #[test]
+    fn open_during_a_delivery_sees_the_whole_delivered_message() {
+        let dir = TempDir::new("md-open-delivery");
+        let path = mbox(&dir, TWO);
+        let agent = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("agent open");
+        fs2::FileExt::try_lock_exclusive(&agent).expect("agent flock");
+        let late = b"From c@x Mon Jan  1 00:00:02 2024\nSubject: three\n\nlate body\n";
+        let (head, rest) = late.split_at(40);
+        (&agent).write_all(head).expect("first half");
+        let finisher = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            (&agent).write_all(rest).expect("second half");
+            drop(agent);
+        });
+        let lock = SessionLock::acquire(&path).expect("session lock");
+        let md = Maildrop::open(
+            &path,
+            lock,
+            &OpenOptions {
+                lock_timeout: Duration::from_secs(5),
+            },
+        );
+        finisher.join().expect("agent");
+        let mut md = md.expect("open");
+        assert_eq!(md.messages().len(), 3);
+        assert_eq!(
+            read(&mut md, 2).expect("read"),
+            b"Subject: three\n\nlate body\n"
+        );
+        assert_eq!(md.scanned_len(), (TWO.len() + late.len()) as u64);
     }
 
     #[test]
