@@ -2,11 +2,13 @@
 //! message, commit deletions crash-safely. Owns every byte pop3d reads from or writes to an
 //! mbox; knows nothing of the POP3 protocol (the session maps its errors to replies).
 //!
-//! Delivery locks are held only to check the scan at login and while UPDATE rewrites the mbox,
-//! so a slow client never holds up delivery; in between, the session lock keeps other POP3
-//! sessions away, and every read checks that the bytes are still those scanned. The scan at
-//! login runs without them when it can (see `scan_without_holding_up_delivery`): procmail
-//! sleeps LOCKSLEEP seconds, 8 by default, whenever it finds the dotlock taken.
+//! Delivery locks are held while UPDATE rewrites the mbox; at login the scan runs without
+//! them, and only the kernel locks are taken for an instant to check that no delivery wrote
+//! meanwhile (see `scan_without_holding_up_delivery`: procmail sleeps LOCKSLEEP seconds, 8 by
+//! default, whenever it finds the dotlock taken); only when that check fails are all three
+//! taken for recovery and scan. A slow client never holds up delivery: in between, the
+//! session lock keeps other POP3 sessions away, and every read checks that the bytes are
+//! still those scanned.
 
 pub mod companion;
 pub mod journal;
@@ -223,7 +225,7 @@ impl Maildrop {
         }
         let file = open_mbox(path)?;
         let optimistic = match &file {
-            Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout)?,
+            Some(f) => scan_without_holding_up_delivery(f, path)?,
             None => None,
         };
         let scan = if let Some(scan) = optimistic {
@@ -524,16 +526,18 @@ impl Fingerprint {
 }
 
 /// The scan at open without holding up delivery: the mbox is scanned without the delivery
-/// locks, which are then taken only to check that nothing wrote to it meanwhile (an agent that
-/// was appending while the scan ran has finished once its locks are free, and its write
-/// changed the file's length and ctime) and that no journal waits for recovery. None when
-/// either fails: then the caller takes the locks and recovers and scans under them, as always.
-/// A rewrite of the same length within one tick of the file system's clock could pass the
-/// check; every later read and UPDATE re-checks the records they touch, and refuse then.
+/// locks; then, for an instant, the kernel locks (fcntl, flock) are taken, the dotlock is
+/// looked for but not taken, and the file's fingerprint is compared with the one before the
+/// scan. An agent that was writing while the scan ran either still holds one of its locks
+/// (busy fcntl or flock, or a dotlock present) or has finished, and then its write changed
+/// the file's length and ctime; a write that starts after the check lands past the scanned
+/// bytes, as mail that arrives during a session always does. None when anything is busy,
+/// changed, or a journal waits for recovery: then the caller takes all three locks, recovers
+/// and scans under them. A rewrite of the same length within one tick of the file system's
+/// clock could pass the check; every later read and UPDATE re-checks the records they touch.
 fn scan_without_holding_up_delivery(
     file: &File,
     path: &Path,
-    timeout: Duration,
 ) -> Result<Option<scan::Scan>, MaildropError> {
     if journal_pending(path)? {
         return Ok(None);
@@ -544,10 +548,13 @@ fn scan_without_holding_up_delivery(
         // Perhaps a half-written delivery: the locked scan says what is really there.
         return Ok(None);
     };
-    let locks = DeliveryLocks::acquire(Some(file), path, timeout)?;
-    let unchanged = Fingerprint::of(file)? == before && !journal_pending(path)?;
+    let Some(locks) = DeliveryLocks::try_acquire_kernel_only(file)? else {
+        return Ok(None);
+    };
+    let quiet =
+        !lock::dotlock_exists(path)? && Fingerprint::of(file)? == before && !journal_pending(path)?;
     drop(locks);
-    Ok(unchanged.then_some(scan))
+    Ok(quiet.then_some(scan))
 }
 
 /// Whether an interrupted UPDATE left a journal beside the mbox.
@@ -853,42 +860,53 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         assert!(fs2::FileExt::try_lock_exclusive(&agent).is_ok());
     }
 
-    /// The scan at open runs without the delivery locks; a delivery that was half written when
-    /// it ran must not leave a half message in the maildrop: the check under the locks sees
-    /// the file changed, and the scan is done again once the agent is through.
+    /// The scan at open runs without the delivery locks; a delivery that is half written when
+    /// it runs, under any one kind of lock, must not leave a half message in the maildrop: the
+    /// check sees the lock busy (or the file changed), and the maildrop is scanned again under
+    /// all the locks once the agent is through.
     #[test]
     fn open_during_a_delivery_sees_the_whole_delivered_message() {
-        let dir = TempDir::new("md-open-delivery");
-        let path = mbox(&dir, TWO);
-        let agent = fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .expect("agent open");
-        fs2::FileExt::try_lock_exclusive(&agent).expect("agent flock");
-        let late = b"From c@x Mon Jan  1 00:00:02 2024\nSubject: three\n\nlate body\n";
-        let (head, rest) = late.split_at(40);
-        (&agent).write_all(head).expect("first half");
-        let finisher = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            (&agent).write_all(rest).expect("second half");
-            drop(agent);
-        });
-        let lock = SessionLock::acquire(&path).expect("session lock");
-        let md = Maildrop::open(
-            &path,
-            lock,
-            &OpenOptions {
-                lock_timeout: Duration::from_secs(5),
-            },
-        );
-        finisher.join().expect("agent");
-        let mut md = md.expect("open");
-        assert_eq!(md.messages().len(), 3);
-        assert_eq!(
-            read(&mut md, 2).expect("read"),
-            b"Subject: three\n\nlate body\n"
-        );
-        assert_eq!(md.scanned_len(), (TWO.len() + late.len()) as u64);
+        for kind in ["flock", "fcntl", "dotlock"] {
+            let dir = TempDir::new("md-open-delivery");
+            let path = mbox(&dir, TWO);
+            let agent = fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)
+                .expect("agent open");
+            let dotlock = lock::sibling(&path, companion::DOTLOCK);
+            match kind {
+                "flock" => fs2::FileExt::try_lock_exclusive(&agent).expect("agent flock"),
+                "fcntl" => assert!(lock::try_lock_ofd(&agent).expect("agent fcntl")),
+                _ => fs::write(&dotlock, format!("{}\n", std::process::id())).expect("dotlock"),
+            }
+            let late = b"From c@x Mon Jan  1 00:00:02 2024\nSubject: three\n\nlate body\n";
+            let (head, rest) = late.split_at(40);
+            (&agent).write_all(head).expect("first half");
+            let finisher = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                (&agent).write_all(rest).expect("second half");
+                let _ = fs::remove_file(&dotlock);
+                drop(agent);
+            });
+            let lock = SessionLock::acquire(&path).expect("session lock");
+            let md = Maildrop::open(
+                &path,
+                lock,
+                &OpenOptions {
+                    lock_timeout: Duration::from_secs(5),
+                },
+            );
+            finisher.join().expect("agent");
+            let mut md = md.expect("open");
+            assert_eq!(md.messages().len(), 3, "{kind}");
+            assert_eq!(
+                read(&mut md, 2).expect("read"),
+                b"Subject: three\n\nlate body\n",
+                "{kind}"
+            );
+            assert_eq!(md.scanned_len(), (TWO.len() + late.len()) as u64, "{kind}");
+        }
     }
 
     #[test]
