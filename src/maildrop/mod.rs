@@ -585,7 +585,7 @@ fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
     if !meta.is_file() {
         return Err(MaildropError::NotAFile(path.to_owned()));
     }
-    let file = match fs::OpenOptions::new().read(true).write(true).open(path) {
+    let file = match open_without_atime(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -596,6 +596,37 @@ fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
         return Err(MaildropError::NotAFile(path.to_owned()));
     }
     Ok(Some(file))
+}
+
+/// Linux's O_NOATIME (the same on x86_64 and aarch64): reads leave the access time alone.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+const O_NOATIME: i32 = 0o1_000_000;
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+const O_NOATIME: i32 = 0;
+
+/// Opens the mbox read-write so that pop3d's reads do not advance its access time. procmail
+/// (and other agents with the same "new mail" rule) sleeps a second before it writes to an
+/// mbox read within the current second, so that the new mtime is later than the atime; with
+/// a session every second, nearly every delivery slept. Reading without touching the atime,
+/// as Dovecot restores it, also keeps "new mail" notices (mtime > atime) as they were.
+/// O_NOATIME needs the file's owner (or CAP_FOWNER); otherwise the mbox is opened plainly.
+fn open_without_atime(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = fs::OpenOptions::new();
+    opts.read(true).write(true);
+    if O_NOATIME != 0 {
+        match opts.clone().custom_flags(O_NOATIME).open(path) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            other => return other,
+        }
+    }
+    opts.open(path)
 }
 
 /// Whether a "From " line starts at `at` (at the file's start or after a LF).
@@ -907,6 +938,47 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             );
             assert_eq!(md.scanned_len(), (TWO.len() + late.len()) as u64, "{kind}");
         }
+    }
+
+    /// Sets the file's atime well before its mtime, as after a delivery nobody has read.
+    fn age_atime(path: &Path) -> SystemTime {
+        let mtime = fs::metadata(path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        let atime = mtime - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_times(fs::FileTimes::new().set_accessed(atime)))
+            .expect("set atime");
+        atime
+    }
+
+    /// procmail sleeps a second before writing to an mbox read within the current second;
+    /// pop3d's scan and reads must leave the access time as it was (as Dovecot does).
+    #[test]
+    fn open_and_read_leave_the_access_time_alone() {
+        let dir = TempDir::new("md-atime");
+        let path = mbox(&dir, TWO);
+        // Only where reads update the atime at all (not on a noatime mount).
+        let before = age_atime(&path);
+        fs::read(&path).expect("plain read");
+        let plain = fs::metadata(&path)
+            .and_then(|m| m.accessed())
+            .expect("atime");
+        if plain == before {
+            eprintln!("skipped: reads do not update the atime here");
+            return;
+        }
+        let before = age_atime(&path);
+        let mut md = open(&path).expect("open");
+        read(&mut md, 0).expect("read");
+        read(&mut md, 1).expect("read");
+        drop(md);
+        let after = fs::metadata(&path)
+            .and_then(|m| m.accessed())
+            .expect("atime");
+        assert_eq!(after, before, "the access time moved");
     }
 
     #[test]
