@@ -295,16 +295,6 @@ impl Drop for DotLock {
     }
 }
 
-/// Whether `mbox`'s dotlock exists (held by someone, or stale): then an agent that uses only
-/// the dotlock may be writing.
-pub fn dotlock_exists(mbox: &Path) -> io::Result<bool> {
-    match fs::symlink_metadata(sibling(mbox, companion::DOTLOCK)) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// Removes the dotlock at `path` if it is stale. Ok(true) when the path is free now.
 fn break_if_stale(path: &Path) -> io::Result<bool> {
     let meta = match fs::symlink_metadata(path) {
@@ -477,31 +467,6 @@ impl<'a> DeliveryLocks<'a> {
             }
         }
         locks.taken = Instant::now();
-        Ok(Some(locks))
-    }
-
-    /// The kernel locks alone (OFD fcntl, then flock), each tried once, without the dotlock:
-    /// for a look of a few microseconds that only needs to know that no agent using them is
-    /// writing. Leaving the dotlock alone matters: procmail sleeps LOCKSLEEP (8 s) whenever it
-    /// finds the dotlock taken, even for an instant, while it waits on fcntl locks in the
-    /// kernel. Ok(None): one of them is busy (and none is kept).
-    pub fn try_acquire_kernel_only(file: &'a File) -> Result<Option<Self>, LockError> {
-        let mut locks = DeliveryLocks {
-            file: Some(file),
-            ofd: false,
-            dotlock: None,
-            flock: false,
-            taken: Instant::now(),
-        };
-        if !try_lock_ofd(file).map_err(LockError::Io)? {
-            return Ok(None);
-        }
-        locks.ofd = ofd::SUPPORTED;
-        match FileExt::try_lock_exclusive(file) {
-            Ok(()) => locks.flock = true,
-            Err(e) if is_contended(&e) => return Ok(None),
-            Err(e) => return Err(LockError::Io(e)),
-        }
         Ok(Some(locks))
     }
 

@@ -3,12 +3,12 @@
 //! mbox; knows nothing of the POP3 protocol (the session maps its errors to replies).
 //!
 //! Delivery locks are held while UPDATE rewrites the mbox; at login the scan runs without
-//! them, and only the kernel locks are taken for an instant to check that no delivery wrote
-//! meanwhile (see `scan_without_holding_up_delivery`: procmail sleeps LOCKSLEEP seconds, 8 by
-//! default, whenever it finds the dotlock taken); only when that check fails are all three
-//! taken for recovery and scan. A slow client never holds up delivery: in between, the
-//! session lock keeps other POP3 sessions away, and every read checks that the bytes are
-//! still those scanned.
+//! them, and they are taken only for an instant to check that no delivery wrote meanwhile
+//! (see `scan_without_holding_up_delivery`: procmail sleeps LOCKSLEEP seconds, 8 by default,
+//! whenever it finds the dotlock taken); only when that check fails are they held for
+//! recovery and scan. A slow client never holds up delivery: in between, the session lock
+//! keeps other POP3 sessions away, and every read checks that the bytes are still those
+//! scanned. The mbox is read without advancing its access time (see `open_without_atime`).
 
 pub mod companion;
 pub mod journal;
@@ -225,7 +225,7 @@ impl Maildrop {
         }
         let file = open_mbox(path)?;
         let optimistic = match &file {
-            Some(f) => scan_without_holding_up_delivery(f, path)?,
+            Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout)?,
             None => None,
         };
         let scan = if let Some(scan) = optimistic {
@@ -526,18 +526,20 @@ impl Fingerprint {
 }
 
 /// The scan at open without holding up delivery: the mbox is scanned without the delivery
-/// locks; then, for an instant, the kernel locks (fcntl, flock) are taken, the dotlock is
-/// looked for but not taken, and the file's fingerprint is compared with the one before the
-/// scan. An agent that was writing while the scan ran either still holds one of its locks
-/// (busy fcntl or flock, or a dotlock present) or has finished, and then its write changed
-/// the file's length and ctime; a write that starts after the check lands past the scanned
-/// bytes, as mail that arrives during a session always does. None when anything is busy,
-/// changed, or a journal waits for recovery: then the caller takes all three locks, recovers
-/// and scans under them. A rewrite of the same length within one tick of the file system's
-/// clock could pass the check; every later read and UPDATE re-checks the records they touch.
+/// locks, which are then taken (waiting as always) only for the instant it takes to compare
+/// the file's fingerprint with the one before the scan and to look for a journal. An agent
+/// that was writing while the scan ran has finished once its locks are free, and its write
+/// changed the file's length and ctime; a write that starts later lands past the scanned
+/// bytes, as mail that arrives during a session always does. Taking the dotlock also proves,
+/// as before, that pop3d may create it (else the login is refused, not the UPDATE). None when
+/// the file changed, a journal waits for recovery or the unlocked scan failed: then the caller
+/// takes the locks again, recovers and scans under them. A rewrite of the same length within
+/// one tick of the file system's clock could pass the check; every later read and UPDATE
+/// re-checks the records they touch.
 fn scan_without_holding_up_delivery(
     file: &File,
     path: &Path,
+    timeout: Duration,
 ) -> Result<Option<scan::Scan>, MaildropError> {
     if journal_pending(path)? {
         return Ok(None);
@@ -548,13 +550,10 @@ fn scan_without_holding_up_delivery(
         // Perhaps a half-written delivery: the locked scan says what is really there.
         return Ok(None);
     };
-    let Some(locks) = DeliveryLocks::try_acquire_kernel_only(file)? else {
-        return Ok(None);
-    };
-    let quiet =
-        !lock::dotlock_exists(path)? && Fingerprint::of(file)? == before && !journal_pending(path)?;
+    let locks = DeliveryLocks::acquire(Some(file), path, timeout)?;
+    let unchanged = Fingerprint::of(file)? == before && !journal_pending(path)?;
     drop(locks);
-    Ok(quiet.then_some(scan))
+    Ok(unchanged.then_some(scan))
 }
 
 /// Whether an interrupted UPDATE left a journal beside the mbox.
