@@ -1,5 +1,6 @@
 //! pop3d as a library: the binary (src/main.rs) and any helper binaries share these modules.
-//! The only unsafe code is the FFI in sys.rs (libc, libcrypt), allowed there alone.
+//! The only unsafe code is the FFI in sys.rs (libc, libcrypt), allowed there alone, and the
+//! kill(pid, 0) probe of a dotlock's holder in maildrop/lock.rs.
 
 #![deny(unsafe_code)]
 

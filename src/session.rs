@@ -119,6 +119,17 @@ pub enum Ending {
     UpdateFailed {
         user: String,
     },
+    /// QUIT in TRANSACTION; UPDATE failed halfway and the next login completes its
+    /// `deleted` removals.
+    UpdateInterrupted {
+        user: String,
+        deleted: usize,
+    },
+    /// QUIT in TRANSACTION; UPDATE removed `deleted` messages but could not sync that to disk.
+    UpdateUnsynced {
+        user: String,
+        deleted: usize,
+    },
     /// The peer closed the connection (no UPDATE).
     Dropped {
         user: Option<String>,
@@ -148,6 +159,14 @@ impl std::fmt::Display for Ending {
             Ending::UpdateFailed { user } => {
                 write!(f, "quit but update failed, user {user}, nothing deleted")
             }
+            Ending::UpdateInterrupted { user, deleted } => write!(
+                f,
+                "quit but update interrupted, user {user}, {deleted} deletions completed at the next login"
+            ),
+            Ending::UpdateUnsynced { user, deleted } => write!(
+                f,
+                "quit, user {user}, {deleted} deleted but not synced to disk"
+            ),
             Ending::Dropped { user } => write!(f, "connection dropped, user {}", who(user)),
             Ending::Autologout { user } => write!(f, "autologout, user {}", who(user)),
             Ending::TooManyBadCommands => f.write_str("too many bad commands"),
@@ -408,12 +427,30 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             }
             Err(e) => {
                 log::error!("{}: update of {}'s maildrop failed: {e}", self.peer, t.user);
+                // Say what became of the deletions: none, done at the next login, or done
+                // but not yet durable. No message is lost in any case.
+                let user = t.user;
+                let deleted = t.deleted.iter().filter(|&&d| d).count();
+                let (text, ending) = match e {
+                    MaildropError::Interrupted(_) => (
+                        "removing deleted messages was interrupted, the next login completes it",
+                        Ending::UpdateInterrupted { user, deleted },
+                    ),
+                    MaildropError::Unsynced(_) => (
+                        "deleted messages removed but not confirmed on disk",
+                        Ending::UpdateUnsynced { user, deleted },
+                    ),
+                    _ => (
+                        "could not remove deleted messages, none was removed",
+                        Ending::UpdateFailed { user },
+                    ),
+                };
                 reply::err(
                     &mut self.output,
                     Some(Code::SysTemp),
-                    format_args!("could not finish removing deleted messages, no message was lost"),
+                    format_args!("{text}; no message was lost"),
                 )?;
-                Ok(Next::End(Ending::UpdateFailed { user: t.user }))
+                Ok(Next::End(ending))
             }
         }
     }
@@ -748,7 +785,8 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 DotWriter::with_body_lines(&mut self.output, lines)
             }
         };
-        // Once "+OK" is out, a failure cannot be signalled in-band: the error ends the session.
+        // Once "+OK" is out, a failure cannot be signalled in-band: the error (a file cut
+        // short while it streams is one) ends the session without the terminating line.
         loop {
             let block = match reader.fill_buf() {
                 Ok([]) => break,
@@ -762,6 +800,10 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             body.write_all(block)?;
             let used = block.len();
             reader.consume(used);
+            // TOP: past its line limit the rest of the message is not sent, nor read.
+            if body.done() {
+                break;
+            }
         }
         body.finish()?;
         Ok(Next::Continue)
