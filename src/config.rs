@@ -11,6 +11,7 @@ use getopts::Options;
 
 use crate::bytes::is_digits;
 use crate::proxy::TrustedNet;
+use crate::security::PlaintextAuth;
 
 /// RFC 1939 section 3: the autologout timer "MUST be of at least 10 minutes' duration".
 pub const RFC_MIN_TIMEOUT: u64 = 600;
@@ -29,6 +30,10 @@ pub const MAX_HOSTNAME: usize = 253;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
+    /// Addresses only a TLS front on this host reaches: their connections are secure.
+    pub secure_listen: Vec<SocketAddr>,
+    /// Where clear-text passwords are taken.
+    pub plaintext_auth: PlaintextAuth,
     pub inetd: bool,
     pub users: PathBuf,
     pub maildrop: String,
@@ -78,6 +83,18 @@ fn options() -> Options {
         "listen",
         "listen on ADDR (host:port); may be repeated; default 0.0.0.0:110",
         "ADDR",
+    );
+    o.optmulti(
+        "",
+        "secure-listen",
+        "also listen on ADDR for a TLS front on this host (stunnel, nginx): connections there are secure and may send clear-text passwords; may be repeated",
+        "ADDR",
+    );
+    o.optopt(
+        "",
+        "plaintext-auth",
+        "where USER/PASS and AUTH PLAIN are taken: secure (loopback, --secure-listen, TLS at a trusted proxy) or always; default secure",
+        "always|secure",
     );
     o.optflag("i", "inetd", "serve one session on stdin/stdout, then exit");
     o.optopt(
@@ -157,24 +174,19 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
     }
     let mut warnings = Vec::new();
     let inetd = m.opt_present("i");
-    let mut listen = Vec::new();
+    let secure_listen = resolve("secure-listen", &m.opt_strs("secure-listen"))?;
     let addrs = m.opt_strs("l");
-    let addrs = if addrs.is_empty() {
+    // The default applies only when nothing is given: a host where a TLS front is the only
+    // way in runs with --secure-listen alone.
+    let addrs = if addrs.is_empty() && secure_listen.is_empty() {
         vec!["0.0.0.0:110".to_string()]
     } else {
         addrs
     };
-    for a in &addrs {
-        let resolved: Vec<SocketAddr> = a
-            .to_socket_addrs()
-            .map_err(|e| bad("listen", format!("{a}: {e}")))?
-            .collect();
-        // One host name may stand for several addresses (localhost: 127.0.0.1 and ::1).
-        for r in resolved {
-            if !listen.contains(&r) {
-                listen.push(r);
-            }
-        }
+    let listen = resolve("listen", &addrs)?;
+    let plaintext_auth = plaintext_auth(&m)?;
+    if let Some(warning) = plaintext_warning(plaintext_auth, inetd, &listen) {
+        warnings.push(warning);
     }
     let users = PathBuf::from(m.opt_str("u").unwrap_or_else(|| "/etc/pop3d/users".into()));
     let maildrop = m.opt_str("m").unwrap_or_else(|| "/var/mail/%u".into());
@@ -228,6 +240,8 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
     }
     Ok(Action::Run(Config {
         listen,
+        secure_listen,
+        plaintext_auth,
         inetd,
         users,
         maildrop,
@@ -240,6 +254,47 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         trusted_proxies,
         warnings,
     }))
+}
+
+/// Resolves --listen or --secure-listen values, each host:port, without duplicates.
+fn resolve(option: &'static str, addrs: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut listen = Vec::new();
+    for a in addrs {
+        let resolved: Vec<SocketAddr> = a
+            .to_socket_addrs()
+            .map_err(|e| bad(option, format!("{a}: {e}")))?
+            .collect();
+        // One host name may stand for several addresses (localhost: 127.0.0.1 and ::1).
+        for r in resolved {
+            if !listen.contains(&r) {
+                listen.push(r);
+            }
+        }
+    }
+    Ok(listen)
+}
+
+fn plaintext_auth(m: &getopts::Matches) -> Result<PlaintextAuth, ConfigError> {
+    match m.opt_str("plaintext-auth") {
+        None => Ok(PlaintextAuth::Secure),
+        Some(text) => text
+            .parse()
+            .map_err(|e| bad("plaintext-auth", format!("{e}"))),
+    }
+}
+
+/// `--plaintext-auth always` on an address other hosts reach lets passwords cross the
+/// network in the clear: allowed (a trusted LAN, an old client), but said at start-up.
+fn plaintext_warning(policy: PlaintextAuth, inetd: bool, listen: &[SocketAddr]) -> Option<String> {
+    if policy != PlaintextAuth::Always || inetd {
+        return None;
+    }
+    let open = listen
+        .iter()
+        .find(|a| !a.ip().to_canonical().is_loopback())?;
+    Some(format!(
+        "--plaintext-auth always: passwords sent with USER/PASS or AUTH PLAIN to {open} cross the network in the clear"
+    ))
 }
 
 fn bad(option: &'static str, why: String) -> ConfigError {
@@ -305,6 +360,68 @@ mod tests {
         assert_eq!(c.login_delay, Duration::ZERO);
         assert!(c.log_file.is_none());
         assert!(c.warnings.is_empty());
+        assert!(c.secure_listen.is_empty());
+        assert_eq!(c.plaintext_auth, PlaintextAuth::Secure);
+    }
+
+    #[test]
+    fn secure_listen_is_read_and_alone_replaces_the_default_listen() {
+        let c = run(&[
+            "--secure-listen",
+            "127.0.0.1:1995",
+            "--secure-listen",
+            "127.0.0.1:1996",
+        ])
+        .unwrap();
+        assert!(c.listen.is_empty());
+        assert_eq!(
+            c.secure_listen,
+            vec![
+                "127.0.0.1:1995".parse().unwrap(),
+                "127.0.0.1:1996".parse().unwrap()
+            ]
+        );
+        let c = run(&["-l", "127.0.0.1:110", "--secure-listen", "127.0.0.1:1995"]).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:110".parse().unwrap()]);
+        assert_eq!(c.secure_listen, vec!["127.0.0.1:1995".parse().unwrap()]);
+    }
+
+    #[test]
+    fn plaintext_auth_is_read() {
+        let c = run(&["--plaintext-auth", "always", "-l", "127.0.0.1:110"]).unwrap();
+        assert_eq!(c.plaintext_auth, PlaintextAuth::Always);
+        let c = run(&["--plaintext-auth", "secure"]).unwrap();
+        assert_eq!(c.plaintext_auth, PlaintextAuth::Secure);
+    }
+
+    #[test]
+    fn plaintext_always_warns_only_on_an_address_others_reach() {
+        let warned = |args: &[&str]| !run(args).unwrap().warnings.is_empty();
+        assert!(warned(&["--plaintext-auth", "always"]));
+        assert!(warned(&[
+            "--plaintext-auth",
+            "always",
+            "-l",
+            "127.0.0.1:110",
+            "-l",
+            "0.0.0.0:1110"
+        ]));
+        assert!(!warned(&[
+            "--plaintext-auth",
+            "always",
+            "-l",
+            "127.0.0.1:110",
+            "-l",
+            "[::1]:110"
+        ]));
+        assert!(!warned(&["--plaintext-auth", "always", "-i"]));
+        assert!(!warned(&[
+            "--plaintext-auth",
+            "secure",
+            "-l",
+            "0.0.0.0:110"
+        ]));
+        assert!(!warned(&["-l", "0.0.0.0:110"]));
     }
 
     #[test]
@@ -385,6 +502,11 @@ mod tests {
             &["-t", "18446744073709551615"],
             &["-t", "86401"],
             &["--login-delay", "99999999999"],
+            &["--plaintext-auth", "never"],
+            &["--plaintext-auth", ""],
+            &["--plaintext-auth"],
+            &["--secure-listen", "127.0.0.1"],
+            &["--secure-listen", "nonsense"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
         }
@@ -419,6 +541,9 @@ mod tests {
             "--version",
             "--max-per-ip",
             "--login-delay",
+            "--secure-listen",
+            "--plaintext-auth",
+            "default secure",
         ] {
             assert!(text.contains(needle), "{needle} missing from usage");
         }

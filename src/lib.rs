@@ -12,6 +12,7 @@ pub mod logging;
 pub mod maildrop;
 pub mod protocol;
 pub mod proxy;
+pub mod security;
 pub mod session;
 #[cfg(test)]
 mod testing;

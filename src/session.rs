@@ -15,6 +15,7 @@ use crate::bytes::find_byte;
 use crate::maildrop::{CommitStats, MaildropError, MessageInfo};
 use crate::protocol::command::{self, Command, LineError, MsgNum, ParseError};
 use crate::protocol::reply::{self, Code, DotWriter};
+use crate::security::{PlaintextAuth, Security};
 use crate::users::{User, UsersDb};
 
 /// Replies are collected and sent once the client has nothing more queued (PIPELINING).
@@ -80,7 +81,22 @@ pub struct Context {
     pub login_delay: Duration,
     /// How long a failed authentication waits before its answer.
     pub failure_delay: Duration,
+    /// Where clear-text passwords (USER/PASS, AUTH PLAIN) are taken.
+    pub plaintext_auth: PlaintextAuth,
 }
+
+/// What the session knows of its connection: a name for the log, and whether it is secure
+/// (decided by whoever holds the socket, see security.rs).
+#[derive(Debug, Clone, Copy)]
+pub struct Connection<'a> {
+    pub peer: &'a str,
+    pub security: Security,
+}
+
+/// What a client reads when it offers a clear-text password on an insecure connection;
+/// Dovecot's words, so that users and their search engines recognise it.
+const PLAINTEXT_REFUSED: &str =
+    "plaintext authentication disallowed on non-secure (SSL/TLS) connections, use TLS";
 
 /// How a session ended, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,14 +148,14 @@ impl std::fmt::Display for Ending {
     }
 }
 
-/// Runs one session to its end. `peer` names the client in the log.
+/// Runs one session to its end. `connection.peer` names the client in the log.
 pub fn run<R: Read + Autologout, W: Write>(
     input: BufReader<R>,
     output: W,
     ctx: &Context,
-    peer: &str,
+    connection: Connection<'_>,
 ) -> Ending {
-    run_then(input, output, ctx, peer, || {})
+    run_then(input, output, ctx, connection, || {})
 }
 
 /// Like `run`, and calls `release` once the session's maildrop is closed but before its last
@@ -149,14 +165,15 @@ pub fn run_then<R: Read + Autologout, W: Write>(
     input: BufReader<R>,
     output: W,
     ctx: &Context,
-    peer: &str,
+    connection: Connection<'_>,
     release: impl FnOnce(),
 ) -> Ending {
     let mut session = Session {
         input,
         output: BufWriter::with_capacity(OUTPUT_BUFFER, output),
         ctx,
-        peer,
+        peer: connection.peer,
+        plaintext: connection.security.allows_plaintext(ctx.plaintext_auth),
         timestamp: unique_timestamp(&ctx.hostname),
         state: State::Authorization { user: None },
         bad_commands: 0,
@@ -227,6 +244,8 @@ struct Session<'a, R: Read + Autologout, W: Write> {
     output: BufWriter<W>,
     ctx: &'a Context,
     peer: &'a str,
+    /// Whether USER/PASS and AUTH PLAIN are offered and taken on this connection.
+    plaintext: bool,
     /// The APOP timestamp of the greeting (RFC 1939 section 7).
     timestamp: String,
     state: State,
@@ -332,10 +351,15 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
         for cap in ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"] {
             reply::line(out, format_args!("{cap}"))?;
         }
-        // RFC 2449 section 6: USER and SASL only matter before authentication.
+        // RFC 2449 section 6: USER and SASL only matter before authentication; where a
+        // clear-text password would be refused, neither USER nor PLAIN is offered, so a client
+        // picks APOP or CRAM-MD5 or tells its user to turn on TLS.
         if !authorized {
-            reply::line(out, format_args!("USER"))?;
-            reply::line(out, format_args!("SASL {}", MECHANISMS.join(" ")))?;
+            if self.plaintext {
+                reply::line(out, format_args!("USER"))?;
+            }
+            let mechanisms = mechanisms(self.plaintext);
+            reply::line(out, format_args!("SASL {}", mechanisms.join(" ")))?;
         }
         let delay = self.ctx.login_delay.as_secs();
         if delay > 0 {
@@ -385,6 +409,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
 
     fn authorization(&mut self, command: Command) -> io::Result<Next> {
         match command {
+            Command::User(_) | Command::Pass(_) if !self.plaintext => self.plaintext_refused(),
             Command::User(name) => {
                 // The same answer for every name: USER tells a stranger nothing.
                 self.state = State::Authorization { user: Some(name) };
@@ -424,13 +449,16 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 &mut self.output,
                 format_args!("supported mechanisms follow"),
             )?;
-            for m in MECHANISMS {
+            for m in mechanisms(self.plaintext) {
                 reply::line(&mut self.output, format_args!("{m}"))?;
             }
             reply::end(&mut self.output)?;
             return Ok(Next::Continue);
         };
         match mechanism.as_str() {
+            // Refused before any challenge, so a client without an initial response is never
+            // asked for the password.
+            "PLAIN" if !self.plaintext => self.plaintext_refused(),
             "PLAIN" => {
                 let response = match initial {
                     // RFC 5034 section 4: "=" is an empty initial response.
@@ -505,6 +533,25 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             return Ok(None);
         }
         Ok(Some(text))
+    }
+
+    /// USER, PASS or AUTH PLAIN on a connection where clear-text passwords are refused. It
+    /// counts as a bad command, not as a failed login: no password was checked.
+    fn plaintext_refused(&mut self) -> io::Result<Next> {
+        log::info!(
+            "{}: clear-text login refused, connection is insecure",
+            self.peer
+        );
+        self.bad_commands += 1;
+        reply::err(
+            &mut self.output,
+            Some(Code::Auth),
+            format_args!("{PLAINTEXT_REFUSED}"),
+        )?;
+        if self.bad_commands >= MAX_BAD_COMMANDS {
+            return Ok(Next::End(Ending::TooManyBadCommands));
+        }
+        Ok(Next::Continue)
     }
 
     fn auth_cancelled(&mut self) -> io::Result<Next> {
@@ -741,6 +788,14 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
 /// SASL mechanisms offered (CAPA "SASL ..." and bare "AUTH").
 pub const MECHANISMS: [&str; 2] = ["PLAIN", "CRAM-MD5"];
 
+/// The SASL mechanisms offered: all of them, or those that never send the password.
+fn mechanisms(plaintext: bool) -> Vec<&'static str> {
+    MECHANISMS
+        .into_iter()
+        .filter(|&m| plaintext || m != "PLAIN")
+        .collect()
+}
+
 /// A `<pid.seq.nanos@host>` string, different for every call in every process, for the APOP
 /// timestamp and CRAM-MD5 challenges (replaying an old digest must not work).
 fn unique_timestamp(hostname: &str) -> String {
@@ -870,13 +925,23 @@ mod tests {
             }),
             login_delay: Duration::ZERO,
             failure_delay: Duration::ZERO,
+            plaintext_auth: PlaintextAuth::Secure,
         };
         Setup { store, ctx }
     }
 
+    /// A session on a loopback connection, where every login method is open.
     fn transcript(ctx: &Context, input: &str) -> (String, Ending) {
+        transcript_on(Security::Loopback, ctx, input)
+    }
+
+    fn transcript_on(security: Security, ctx: &Context, input: &str) -> (String, Ending) {
         let mut out = Vec::new();
-        let ending = run(BufReader::new(input.as_bytes()), &mut out, ctx, "test");
+        let connection = Connection {
+            peer: "test",
+            security,
+        };
+        let ending = run(BufReader::new(input.as_bytes()), &mut out, ctx, connection);
         let text = String::from_utf8(out).unwrap();
         for line in text.split_inclusive('\n') {
             assert!(line.ends_with("\r\n"), "line without CRLF: {line:?}");
@@ -887,7 +952,11 @@ mod tests {
 
     /// The replies after the greeting, as lines without CRLF.
     fn replies(ctx: &Context, input: &str) -> Vec<String> {
-        let (text, _) = transcript(ctx, input);
+        replies_on(Security::Loopback, ctx, input)
+    }
+
+    fn replies_on(security: Security, ctx: &Context, input: &str) -> Vec<String> {
+        let (text, _) = transcript_on(security, ctx, input);
         text.split("\r\n")
             .skip(1)
             .filter(|l| !l.is_empty())
@@ -1092,6 +1161,124 @@ mod tests {
         assert!(after.iter().any(|l| l == "TOP"));
     }
 
+    /// The capability lines of one CAPA reply starting at `r[at]`, and where it ends.
+    fn capabilities(r: &[String], at: usize) -> (Vec<String>, usize) {
+        assert_eq!(r[at], "+OK capability list follows", "{r:?}");
+        let end = at + r[at..].iter().position(|l| l == ".").unwrap();
+        (r[at + 1..end].to_vec(), end)
+    }
+
+    #[test]
+    fn capa_offers_clear_text_logins_only_where_they_are_taken() {
+        use Security::*;
+        // (security, policy, USER and PLAIN offered before login)
+        let table = [
+            (Loopback, PlaintextAuth::Secure, true),
+            (SecureListener, PlaintextAuth::Secure, true),
+            (ProxyTls, PlaintextAuth::Secure, true),
+            (LocalStream, PlaintextAuth::Secure, true),
+            (Open, PlaintextAuth::Secure, false),
+            (Open, PlaintextAuth::Always, true),
+            (Loopback, PlaintextAuth::Always, true),
+        ];
+        for (security, policy, offered) in table {
+            let mut s = setup(MBOX);
+            s.ctx.plaintext_auth = policy;
+            let login = if offered {
+                "USER alice\nPASS secret\n"
+            } else {
+                ""
+            };
+            let r = replies_on(
+                security,
+                &s.ctx,
+                &format!("CAPA\nAUTH\n{login}CAPA\nQUIT\n"),
+            );
+            let (before, end) = capabilities(&r, 0);
+            let case = format!("{security:?} {policy:?}");
+            assert_eq!(
+                before.iter().any(|l| l == "USER"),
+                offered,
+                "{case}: {before:?}"
+            );
+            let sasl = if offered {
+                "SASL PLAIN CRAM-MD5"
+            } else {
+                "SASL CRAM-MD5"
+            };
+            assert!(before.iter().any(|l| l == sasl), "{case}: {before:?}");
+            // AUTH without a mechanism lists the same mechanisms (RFC 5034 section 4).
+            assert_eq!(r[end + 1], "+OK supported mechanisms follow", "{case}");
+            assert_eq!(r[end + 2] == "PLAIN", offered, "{case}: {r:?}");
+            if offered {
+                // In TRANSACTION neither USER nor SASL is listed, whatever the connection.
+                let at = r
+                    .iter()
+                    .rposition(|l| l.starts_with("+OK capability"))
+                    .unwrap();
+                let (after, _) = capabilities(&r, at);
+                assert!(
+                    !after.iter().any(|l| l == "USER" || l.starts_with("SASL")),
+                    "{case}"
+                );
+                assert!(after.iter().any(|l| l == "TOP"), "{case}");
+            }
+        }
+    }
+
+    #[test]
+    fn clear_text_logins_are_refused_on_an_insecure_connection() {
+        let s = setup(MBOX);
+        let creds = auth::base64_encode(b"\0alice\0secret");
+        let r = replies_on(
+            Security::Open,
+            &s.ctx,
+            &format!("USER alice\nPASS secret\nAUTH PLAIN {creds}\nAUTH PLAIN\nSTAT\nQUIT\n"),
+        );
+        let refused = format!("-ERR [AUTH] {PLAINTEXT_REFUSED}");
+        // AUTH PLAIN without an initial response gets no "+ " challenge to send one in.
+        assert_eq!(r[..4], [&*refused; 4], "{r:?}");
+        assert!(
+            r[4].starts_with("-ERR"),
+            "STAT must not be logged in: {r:?}"
+        );
+        assert!(PLAINTEXT_REFUSED.contains("TLS"));
+    }
+
+    #[test]
+    fn refused_clear_text_logins_are_not_login_failures() {
+        // Three failed logins close the connection; refusals before any check must not.
+        let s = setup(MBOX);
+        let (t, ending) = transcript_on(
+            Security::Open,
+            &s.ctx,
+            "USER a\nUSER b\nUSER c\nUSER d\nNOOP\n",
+        );
+        assert_eq!(t.matches("-ERR [AUTH] plaintext").count(), 4, "{t}");
+        assert!(matches!(ending, Ending::Dropped { .. }), "{ending:?}");
+    }
+
+    #[test]
+    fn apop_and_cram_md5_are_checked_on_an_insecure_connection() {
+        let s = setup(MBOX);
+        let r = replies_on(
+            Security::Open,
+            &s.ctx,
+            "APOP alice 00000000000000000000000000000000\nAUTH CRAM-MD5\n*\nQUIT\n",
+        );
+        // APOP reaches the digest check (a wrong digest, not a refusal); CRAM-MD5 challenges.
+        assert_eq!(r[0], "-ERR [AUTH] invalid user name or password", "{r:?}");
+        assert!(r[1].starts_with("+ "), "{r:?}");
+    }
+
+    #[test]
+    fn plaintext_always_takes_passwords_on_an_insecure_connection() {
+        let mut s = setup(MBOX);
+        s.ctx.plaintext_auth = PlaintextAuth::Always;
+        let r = replies_on(Security::Open, &s.ctx, "USER alice\nPASS secret\nQUIT\n");
+        assert!(r[1].starts_with("+OK alice"), "{r:?}");
+    }
+
     #[test]
     fn auth_plain_with_and_without_initial_response() {
         let s = setup(MBOX);
@@ -1209,7 +1396,16 @@ mod tests {
             writes: 0,
         };
         let input = "USER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nQUIT\r\n";
-        run(BufReader::new(input.as_bytes()), &mut out, &s.ctx, "test");
+        let connection = Connection {
+            peer: "test",
+            security: Security::Loopback,
+        };
+        run(
+            BufReader::new(input.as_bytes()),
+            &mut out,
+            &s.ctx,
+            connection,
+        );
         // The greeting goes out before the first read; every reply to the commands that
         // arrived together leaves in one write at the end.
         assert_eq!(out.writes, 2, "{}", String::from_utf8_lossy(&out.bytes));
@@ -1428,7 +1624,10 @@ mod tests {
                 BufReader::new(&mut stepper),
                 SharedOut(Arc::clone(&output)),
                 &s.ctx,
-                "fuzz",
+                Connection {
+                    peer: "fuzz",
+                    security: Security::Loopback,
+                },
             );
             check_response(&output.lock().unwrap());
             let _ = ending;
