@@ -52,6 +52,8 @@ pub struct Config {
 }
 
 /// What the command line asks for.
+// Made once per process and matched at once: boxing the config would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Action {
     Run(Config),
