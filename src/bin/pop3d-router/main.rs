@@ -28,6 +28,7 @@ use getopts::Options;
 use pop3d::bytes::is_digits;
 use pop3d::listener;
 use pop3d::logging;
+use pop3d::security::PlaintextAuth;
 use pop3d::users::{UsersError, UsersFile};
 
 use crate::decide::Verdict;
@@ -52,6 +53,7 @@ struct Config {
     wait: Duration,
     max_connections: usize,
     log_file: Option<PathBuf>,
+    plaintext_auth: PlaintextAuth,
 }
 
 #[derive(Debug)]
@@ -135,6 +137,12 @@ fn options() -> Options {
         "append the log to FILE instead of stderr",
         "FILE",
     );
+    o.optopt(
+        "",
+        "plaintext-auth",
+        "where clear-text logins (plain, login) are routed: secure (client on TLS, Auth-SSL: on, or on loopback) or always; default secure",
+        "always|secure",
+    );
     o.optflag("h", "help", "print this help and exit");
     o.optflag("V", "version", "print the version and exit");
     o
@@ -184,6 +192,7 @@ fn parse_args(args: &[String]) -> Result<Action, String> {
     if max_connections == 0 {
         return Err("--max-connections: must be at least 1".into());
     }
+    let plaintext_auth = plaintext_auth(&m)?;
     Ok(Action::Run(Config {
         listen,
         routes: PathBuf::from(m.opt_str("r").unwrap_or_else(|| "/etc/pop3d/routes".into())),
@@ -191,7 +200,15 @@ fn parse_args(args: &[String]) -> Result<Action, String> {
         wait: Duration::from_secs(wait),
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
         log_file: m.opt_str("log-file").map(PathBuf::from),
+        plaintext_auth,
     }))
+}
+
+fn plaintext_auth(m: &getopts::Matches) -> Result<PlaintextAuth, String> {
+    match m.opt_str("plaintext-auth") {
+        None => Ok(PlaintextAuth::Secure),
+        Some(text) => text.parse().map_err(|e| format!("--plaintext-auth: {e}")),
+    }
 }
 
 fn number(m: &getopts::Matches, short: &str, option: &str, default: u64) -> Result<u64, String> {
@@ -263,6 +280,7 @@ fn try_main(args: &[String]) -> Result<(), Error> {
         wait: config.wait,
         max_connections: config.max_connections,
         open: AtomicUsize::new(0),
+        plaintext_auth: config.plaintext_auth,
     });
     listener::accept_forever(listeners, "router-accept", move |stream, peer| {
         router.admit(stream, peer)
@@ -312,6 +330,7 @@ struct Router {
     wait: Duration,
     max_connections: usize,
     open: AtomicUsize,
+    plaintext_auth: PlaintextAuth,
 }
 
 /// A request's place under the cap, given back on Drop (a panicking thread included).
@@ -372,7 +391,12 @@ impl Router {
             }
         };
         let users = self.users.as_ref().map(UsersFile::current);
-        let verdict = decide::decide(&request, &self.routes.current(), users.as_deref());
+        let verdict = decide::decide(
+            &request,
+            &self.routes.current(),
+            users.as_deref(),
+            self.plaintext_auth,
+        );
         let client = request
             .client
             .map_or_else(|| format!("{peer} (no client-ip)"), |ip| ip.to_string());
@@ -399,6 +423,9 @@ impl Router {
                 } else {
                     "needs the router's --users (nginx's pop3_auth should be plain only)"
                 }
+            ),
+            Verdict::PlaintextRefused => log::info!(
+                "{client}: refused {method} login: clear text without tls (no auth-ssl: on)"
             ),
             Verdict::PasswordNotPassable { user } => log::warn!(
                 "{client}: refused {method} login as {}: the password has a control character \
@@ -437,6 +464,7 @@ mod tests {
         assert_eq!(c.wait, Duration::from_secs(1));
         assert_eq!(c.max_connections, 100);
         assert_eq!(c.log_file, None);
+        assert_eq!(c.plaintext_auth, PlaintextAuth::Secure);
     }
 
     #[test]
@@ -456,6 +484,8 @@ mod tests {
             "7",
             "--log-file",
             "/l",
+            "--plaintext-auth",
+            "always",
         ])
         .unwrap();
         assert_eq!(
@@ -467,6 +497,7 @@ mod tests {
         assert_eq!(c.wait, Duration::from_secs(3));
         assert_eq!(c.max_connections, 7);
         assert_eq!(c.log_file, Some(PathBuf::from("/l")));
+        assert_eq!(c.plaintext_auth, PlaintextAuth::Always);
     }
 
     #[test]
@@ -479,6 +510,7 @@ mod tests {
             &["-l", "nonsense"],
             &["--bogus"],
             &["stray"],
+            &["--plaintext-auth", "never"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
         }
@@ -494,6 +526,7 @@ mod tests {
             "--wait",
             "--max-connections",
             "--log-file",
+            "--plaintext-auth",
             "--help",
             "--version",
         ] {
