@@ -3,6 +3,7 @@
 #   pop3d_build            cargo build --release of both binaries; sets POP3D and POP3D_ROUTER
 #                          to the built paths (taken from cargo, honouring CARGO_TARGET_DIR)
 #   free_port              prints a free loopback TCP port
+#   free_ports N           prints N different free loopback TCP ports (an addition)
 #   wait_port PORT [SECS]  waits until 127.0.0.1:PORT accepts (default 10 s), else returns 1
 #   pass NAME              prints "ok   NAME", counts a pass
 #   fail NAME              prints "FAIL NAME", counts a failure
@@ -22,8 +23,31 @@ pop3d_build() {
     [ -x "$POP3D" ] && [ -x "$POP3D_ROUTER" ]
 }
 
+# Ports come from below the kernel's ephemeral range: a port the kernel hands out (bind to 0)
+# and frees again can be taken at once by any outgoing connection on a busy machine.
+free_ports() {
+    python3 - "$1" <<'PY'
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+held = []
+while len(held) < int(sys.argv[1]):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(10000, max(low, 10001))))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+ports = [s.getsockname()[1] for s in held]
+# Closed before the ports are printed, so a caller reading them never races the close.
+for s in held:
+    s.close()
+print(" ".join(map(str, ports)))
+PY
+}
+
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    free_ports 1
 }
 
 wait_port() {
