@@ -31,7 +31,12 @@ for _ in range(int(sys.argv[1])):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
+ports = [s.getsockname()[1] for s in held]
+# Closed before printing: the caller reads the ports through a pipe and binds them at once,
+# while this process could otherwise still be holding them.
+for s in held:
+    s.close()
+print(" ".join(map(str, ports)))
 PY
 }
 
