@@ -276,6 +276,19 @@ mpop_fetch "mpop tls on via stunnel" "$STUNNEL" mpop-stunnel off
 mpop_fetch "mpop tls on via nginx" "$NGINX_S" mpop-nginx off
 mpop_fetch "mpop tls on, tls_starttls on via nginx" "$NGINX_P" mpop-stls on
 
+# --- pop3d-router's policy, asked as nginx asks it ---------------------------------------------
+# nginx's starttls only means no clear-text login reaches the router from the fronts above;
+# here the router is asked directly, for a client off this host, without and with TLS.
+router_ask() {
+    curl -q -sS --max-time 10 -o /dev/null -D - -H "Auth-Method: plain" -H "Auth-User: nstls" \
+        -H "Auth-Pass: ${PW// /%20}" -H "Auth-Protocol: pop3" -H "Auth-Login-Attempt: 1" \
+        -H "Client-IP: 192.0.2.7" "$@" "http://127.0.0.1:$ROUTER/auth" | tr -d '\r'
+}
+expect "pop3d-router refuses plain from 192.0.2.7 without Auth-SSL, saying to use TLS" \
+    grep -q '^Auth-Status: \[AUTH\] plaintext authentication disallowed.*use TLS$' <(router_ask)
+expect "pop3d-router routes plain from 192.0.2.7 with Auth-SSL: on" \
+    grep -q '^Auth-Status: OK$' <(router_ask -H "Auth-SSL: on")
+
 # --- a client off this host, in the namespace -------------------------------------------------
 echo "# policy over $NS_IP"
 NSX=(ip netns exec "$NS")
