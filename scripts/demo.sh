@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ADDR=${POP3D_DEMO_ADDR:-127.0.0.1:1100}
-# The path comes from cargo, so a CARGO_TARGET_DIR (or a configured target dir) is honoured.
-BIN=$(cargo build --release --quiet --bin pop3d --message-format=json-render-diagnostics \
-    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+. scripts/lib/common.sh
+pop3d_build
+BIN=$POP3D
 
 DIR=$(mktemp -d /tmp/pop3d-demo.XXXXXX)
 trap 'rm -rf "$DIR"' EXIT

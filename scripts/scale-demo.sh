@@ -15,12 +15,12 @@ ROUTER_PORT=${POP3D_SCALE_ROUTER:-9110}
 TLS_PORT=${POP3D_SCALE_TLS_PORT:-1995}        # POP3S (stream {}, then mail {} decrypts)
 MAIL_TLS_PORT=${POP3D_SCALE_MAIL_TLS_PORT:-1996}
 
+. scripts/lib/common.sh
 . scripts/lib/packages.sh
 . scripts/scale-out/site.sh
 
 scale_need_packages
-cargo build --release --quiet --bins
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+pop3d_build
 
 DIR=$(mktemp -d /tmp/pop3d-scale-demo.XXXXXX)
 cleanup() {
@@ -31,14 +31,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 for port in "$PROXY_PORT" "$MAIL_PORT" "$PORT_A" "$PORT_B" "$ROUTER_PORT" "$TLS_PORT" "$MAIL_TLS_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    if wait_port "$port" 0; then
         echo "port $port is in use; choose others with POP3D_SCALE_* (see the top of $0)" >&2
         exit 1
     fi
 done
 
-scale_start_backends "$DIR" "$BIN" "$PORT_A" "$PORT_B" --trusted-proxy 127.0.0.1
-scale_start_router "$DIR" "$BIN" router "$ROUTER_PORT" --users "$DIR/router-users"
+scale_start_backends "$DIR" "$PORT_A" "$PORT_B" --trusted-proxy 127.0.0.1
+scale_start_router "$DIR" router "$ROUTER_PORT" --users "$DIR/router-users"
 CAPABILITIES=$(timeout 10 python3 scripts/scale-out/fixture.py capa "127.0.0.1:$PORT_A")
 scale_start_nginx "$DIR/nginx" "$PROXY_PORT" "$MAIL_PORT" "$ROUTER_PORT" \
     "plain apop cram-md5" 10 "$CAPABILITIES" "$TLS_PORT" "$MAIL_TLS_PORT"

@@ -6,20 +6,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/lib/common.sh
 . scripts/lib/packages.sh
 # procmail: the delivery tests append with the real delivery agent; util-linux: setpriv.
 need_packages procmail:procmail setpriv:util-linux
 
-passed=0
-failed=0
+# step COMMAND...: one step, counted with pass/fail.
 step() {
     echo "== $*"
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        echo "FAILED: $*"
-        failed=$((failed + 1))
-    fi
+    if "$@"; then pass "$*"; else fail "$*"; fi
 }
 
 step cargo fmt --check
@@ -28,10 +23,10 @@ step cargo test --features fault-injection
 # Real mail clients and inetd, nginx's mail proxy in front of two backends, real clients
 # through the TLS fronts (stunnel, nginx) and the plaintext policy in a namespace, and a short
 # benchmark pass that fails on errors or lost mail, never on a time.
-step scripts/interop.sh
-step scripts/scale-test.sh
+step scripts/interop/run.sh
+step scripts/scale-out/run.sh
 step scripts/tls/run.sh
-step scripts/bench.sh --smoke
+step scripts/bench/run.sh --smoke
 
-echo "steps: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+printf 'steps: '
+summary

@@ -30,7 +30,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 for port in "$POP3S_PORT" "$PLAIN_PORT" "$SECURE_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    if wait_port "$port" 0; then
         echo "port $port is in use; choose others with POP3D_TLS_* (see the top of $0)" >&2
         exit 1
     fi

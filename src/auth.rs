@@ -10,10 +10,10 @@ use std::hint::black_box;
 use md5::{Digest, Md5};
 
 /// RFC 1939 sec 7 and RFC 2449 bound a user name argument to 40 octets.
-pub const MAX_USER_NAME_OCTETS: usize = 40;
+const MAX_USER_NAME_OCTETS: usize = 40;
 
 /// RFC 4616 sec 2: authzid, authcid and passwd are each at most 255 octets.
-pub const MAX_PLAIN_FIELD_OCTETS: usize = 255;
+const MAX_PLAIN_FIELD_OCTETS: usize = 255;
 
 /// An MD5 digest written as hex (APOP and CRAM-MD5 both send 16 octets as 32 hex digits).
 const MD5_HEX_OCTETS: usize = 32;
@@ -21,10 +21,10 @@ const MD5_HEX_OCTETS: usize = 32;
 /// HMAC's inner block size B for MD5 (RFC 2104 sec 2).
 const MD5_BLOCK_OCTETS: usize = 64;
 
-/// Suffixes of the files that live beside an mbox (the delivery dotlock, pop3d's session lock
-/// and its UPDATE journal): a user named like one of them could otherwise get, as a maildrop,
-/// another user's lock or journal file.
-const RESERVED_NAME_SUFFIXES: [&str; 3] = [".lock", ".pop3d", ".pop3d-journal"];
+/// Suffixes of the files that live beside an mbox (the delivery dotlock, pop3d's session lock,
+/// its UPDATE journal and a journal set aside by the recovery): a user named like one of them
+/// could otherwise get, as a maildrop, another user's lock or journal file.
+const RESERVED_NAME_SUFFIXES: [&str; 4] = [".lock", ".pop3d", ".pop3d-journal", ".pop3d-stale"];
 
 /// Why a client's SASL or base64 data was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,9 @@ impl fmt::Display for AuthError {
 impl Error for AuthError {}
 
 /// RFC 1939 user names as pop3d accepts them: 1..=40 octets of printable ASCII (0x21..0x7E),
-/// no '/', no leading '.', and not ending in ".lock", ".pop3d" or ".pop3d-journal" (so a user's
-/// mbox can never be another user's companion lock or journal file).
+/// no '/', no leading '.', and not ending in ".lock", ".pop3d", ".pop3d-journal" or
+/// ".pop3d-stale" (so a user's mbox can never be another user's companion lock or journal
+/// file).
 ///
 /// The suffixes are compared without regard to ASCII case, because on a case-insensitive file
 /// system "bob.LOCK" is the same file as "bob.lock".
@@ -80,7 +81,7 @@ fn ends_with_ignore_ascii_case(text: &[u8], suffix: &[u8]) -> bool {
 }
 
 /// Constant-time equality (time depends only on the lengths).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -370,6 +371,8 @@ mod tests {
             "bob.pop3d",
             "bob.Pop3d",
             "bob.pop3d-journal",
+            "bob.pop3d-journal.1733450000.pop3d-stale",
+            "bob.POP3D-STALE",
         ] {
             assert!(!valid_user_name(name), "{name:?} should be refused");
         }

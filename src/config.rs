@@ -1,31 +1,31 @@
-//! The command line: getopts options -> a validated `Config`. Pure apart from resolving listen
-//! addresses and reading the host name for the default; the caller decides what to do with
-//! errors (exit 2 standalone, `-ERR` to the client under --inetd).
+//! pop3d's command line: its options and defaults, each option's validation, -> a `Config`.
+//! The conventions it shares with pop3d-router (numbers, --listen, caps, --help) are in `cli`.
+//! Pure apart from resolving listen addresses and reading the host name for the default; the
+//! caller decides what to do with errors (exit 2 standalone, `-ERR` to the client under --inetd).
 
-use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use getopts::Options;
+use getopts::{Matches, Options};
 
-use crate::bytes::is_digits;
+use crate::cli::{self, Parsed, UsageError};
 use crate::proxy::TrustedNet;
 use crate::security::PlaintextAuth;
 
 /// RFC 1939 section 3: the autologout timer "MUST be of at least 10 minutes' duration".
-pub const RFC_MIN_TIMEOUT: u64 = 600;
+const RFC_MIN_TIMEOUT: u64 = 600;
 
 /// Longest autologout accepted: a day is already far past any client's patience, and a bound
 /// keeps every deadline computation (now + timeout) far from overflowing.
-pub const MAX_TIMEOUT: u64 = 86_400;
+const MAX_TIMEOUT: u64 = 86_400;
 
 /// Longest --login-delay accepted (a week), for the same reason.
-pub const MAX_LOGIN_DELAY: u64 = 7 * 86_400;
+const MAX_LOGIN_DELAY: u64 = 7 * 86_400;
 
 /// RFC 1035: a host name is at most 253 octets; it keeps the greeting and the CRAM-MD5
 /// challenge, which both carry it, under RFC 2449's 512-octet reply limit.
-pub const MAX_HOSTNAME: usize = 253;
+const MAX_HOSTNAME: usize = 253;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -47,6 +47,10 @@ pub struct Config {
     pub login_delay: Duration,
     /// Peers that must open with a PROXY protocol header naming the real client.
     pub trusted_proxies: Vec<TrustedNet>,
+    /// Authenticate against the system's accounts instead of a users file.
+    pub system_users: bool,
+    /// With --system-users: the lowest uid that may log in.
+    pub first_uid: u32,
     /// Things worth a log line once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -59,37 +63,23 @@ pub enum Action {
     Run(Config),
     Help(String),
     Version,
+    /// `--hash-password`: read a password on stdin, print a `{CRYPT}` users file field.
+    HashPassword,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum ConfigError {
-    Options(String),
-    BadValue { option: &'static str, why: String },
-}
+/// pop3d's command-line errors are the shared ones (`cli`), printed before the usage.
+pub type ConfigError = UsageError;
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Options(why) => f.write_str(why),
-            ConfigError::BadValue { option, why } => write!(f, "--{option}: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// Default of --listen: every IPv4 address, POP3's port (RFC 1939).
+const DEFAULT_LISTEN: &str = "0.0.0.0:110";
 
 fn options() -> Options {
     let mut o = Options::new();
-    o.optmulti(
-        "l",
-        "listen",
-        "listen on ADDR (host:port); may be repeated; default 0.0.0.0:110",
-        "ADDR",
-    );
+    cli::add_listen(&mut o, DEFAULT_LISTEN);
     o.optmulti(
         "",
         "secure-listen",
-        "also listen on ADDR for a TLS front on this host (stunnel, nginx): connections there are secure and may send clear-text passwords; may be repeated",
+        "also listen on ADDR for a TLS front on this host (stunnel, nginx): connections there are secure and may send clear-text passwords; may be repeated; given alone, pop3d listens only there",
         "ADDR",
     );
     o.optopt(
@@ -108,7 +98,7 @@ fn options() -> Options {
     o.optopt(
         "m",
         "maildrop",
-        "each user's mbox path, %u = user name; default /var/mail/%u",
+        "each user's mbox path, %u = user name, %h = home directory (--system-users only); default /var/mail/%u",
         "PATTERN",
     );
     o.optopt(
@@ -148,8 +138,23 @@ fn options() -> Options {
         "a proxy (nginx, haproxy) whose connections begin with a PROXY protocol v1 or v2 header naming the real client; may be repeated; default: none",
         "ADDR[/PREFIX]",
     );
-    o.optflag("h", "help", "print this help and exit");
-    o.optflag("V", "version", "print the version and exit");
+    o.optflag(
+        "",
+        "system-users",
+        "authenticate the system's accounts (passwd, shadow) instead of a users file; each session works on the maildrop as its owner; needs root",
+    );
+    o.optopt(
+        "",
+        "first-uid",
+        "with --system-users, the lowest uid that may log in; default 1000 (uid 0 never)",
+        "N",
+    );
+    o.optflag(
+        "",
+        "hash-password",
+        "read a password on stdin, print it as a {CRYPT} users file field, and exit",
+    );
+    cli::add_help_and_version(&mut o);
     o
 }
 
@@ -160,44 +165,97 @@ pub fn usage() -> String {
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
-    let m = options()
-        .parse(args)
-        .map_err(|e| ConfigError::Options(e.to_string()))?;
-    if m.opt_present("h") {
-        return Ok(Action::Help(usage()));
+    let m = match cli::parse(&options(), args)? {
+        Parsed::Help => return Ok(Action::Help(usage())),
+        Parsed::Version => return Ok(Action::Version),
+        Parsed::Run(m) => m,
+    };
+    if m.opt_present("hash-password") {
+        return Ok(Action::HashPassword);
     }
-    if m.opt_present("V") {
-        return Ok(Action::Version);
-    }
-    if let Some(extra) = m.free.first() {
-        return Err(ConfigError::Options(format!(
-            "unexpected argument: {extra}"
-        )));
-    }
+    let system_users = system_users(&m)?;
     let mut warnings = Vec::new();
-    let inetd = m.opt_present("i");
-    let secure_listen = resolve("secure-listen", &m.opt_strs("secure-listen"))?;
-    let addrs = m.opt_strs("l");
+    let inetd = m.opt_present("inetd");
+    let secure_listen = cli::addresses(&m, "secure-listen", None)?;
     // The default applies only when nothing is given: a host where a TLS front is the only
     // way in runs with --secure-listen alone.
-    let addrs = if addrs.is_empty() && secure_listen.is_empty() {
-        vec!["0.0.0.0:110".to_string()]
-    } else {
-        addrs
-    };
-    let listen = resolve("listen", &addrs)?;
+    let default_listen = secure_listen.is_empty().then_some(DEFAULT_LISTEN);
+    let listen = cli::addresses(&m, "listen", default_listen)?;
     let plaintext_auth = plaintext_auth(&m)?;
     if let Some(warning) = plaintext_warning(plaintext_auth, inetd, &listen) {
         warnings.push(warning);
     }
-    let users = PathBuf::from(m.opt_str("u").unwrap_or_else(|| "/etc/pop3d/users".into()));
-    let maildrop = m.opt_str("m").unwrap_or_else(|| "/var/mail/%u".into());
-    if !maildrop.contains("%u") {
-        return Err(bad("maildrop", "the pattern must contain %u".into()));
+    Ok(Action::Run(Config {
+        listen,
+        secure_listen,
+        plaintext_auth,
+        inetd,
+        users: PathBuf::from(
+            m.opt_str("users")
+                .unwrap_or_else(|| "/etc/pop3d/users".into()),
+        ),
+        maildrop: maildrop(&m, system_users)?,
+        first_uid: first_uid(&m, system_users)?,
+        system_users,
+        timeout: timeout(&m, &mut warnings)?,
+        max_sessions: cli::cap(&m, "max-sessions", 100)?,
+        max_per_ip: usize::try_from(cli::number(&m, "max-per-ip", 10)?).unwrap_or(usize::MAX),
+        login_delay: login_delay(&m)?,
+        hostname: hostname(&m)?,
+        log_file: m.opt_str("log-file").map(PathBuf::from),
+        trusted_proxies: trusted_proxies(&m)?,
+        warnings,
+    }))
+}
+
+/// `--maildrop PATTERN`: one file per user, so the pattern names the user: %u, or with
+/// --system-users %h (each account has its own home).
+fn maildrop(m: &Matches, system_users: bool) -> Result<String, ConfigError> {
+    let pattern = m
+        .opt_str("maildrop")
+        .unwrap_or_else(|| "/var/mail/%u".into());
+    if pattern.contains("%u") || (system_users && pattern.contains("%h")) {
+        return Ok(pattern);
     }
-    let timeout = number(&m, "t", "timeout", RFC_MIN_TIMEOUT)?;
+    let why = if pattern.contains("%h") {
+        "%h (the home directory) needs --system-users"
+    } else {
+        "the pattern must contain %u"
+    };
+    Err(cli::bad("maildrop", why))
+}
+
+/// `--system-users`, which replaces the users file and so cannot go with `--users`.
+fn system_users(m: &Matches) -> Result<bool, ConfigError> {
+    let system = m.opt_present("system-users");
+    if system && m.opt_present("users") {
+        return Err(cli::bad("system-users", "cannot be used with --users"));
+    }
+    Ok(system)
+}
+
+/// `--first-uid N`: only with --system-users, and never 0 (root never logs in anyway; 0 would
+/// let every system account, daemon and nobody included, log in).
+fn first_uid(m: &Matches, system_users: bool) -> Result<u32, ConfigError> {
+    let default = u64::from(crate::system_users::DEFAULT_FIRST_UID);
+    if m.opt_present("first-uid") && !system_users {
+        return Err(cli::bad("first-uid", "only with --system-users"));
+    }
+    let uid = cli::number(m, "first-uid", default)?;
+    match u32::try_from(uid) {
+        Ok(uid) if uid > 0 && uid != u32::MAX => Ok(uid),
+        _ => Err(cli::bad(
+            "first-uid",
+            format!("must be 1 to {}", u32::MAX - 1),
+        )),
+    }
+}
+
+/// --timeout: 1 to `MAX_TIMEOUT` seconds; below the RFC's minimum only with a warning.
+fn timeout(m: &Matches, warnings: &mut Vec<String>) -> Result<Duration, ConfigError> {
+    let timeout = cli::number(m, "timeout", RFC_MIN_TIMEOUT)?;
     if timeout == 0 || timeout > MAX_TIMEOUT {
-        return Err(bad(
+        return Err(cli::bad(
             "timeout",
             format!("must be 1 to {MAX_TIMEOUT} seconds"),
         ));
@@ -207,81 +265,51 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
             "--timeout {timeout} is below the RFC 1939 minimum of {RFC_MIN_TIMEOUT} seconds"
         ));
     }
-    let max_sessions = number(&m, "c", "max-sessions", 100)?;
-    if max_sessions == 0 {
-        return Err(bad("max-sessions", "must be at least 1".into()));
-    }
-    let max_per_ip = number(&m, "max-per-ip", "max-per-ip", 10)?;
-    let login_delay = number(&m, "login-delay", "login-delay", 0)?;
-    if login_delay > MAX_LOGIN_DELAY {
-        return Err(bad(
+    Ok(Duration::from_secs(timeout))
+}
+
+/// --login-delay: 0 (off) to `MAX_LOGIN_DELAY` seconds.
+fn login_delay(m: &Matches) -> Result<Duration, ConfigError> {
+    let delay = cli::number(m, "login-delay", 0)?;
+    if delay > MAX_LOGIN_DELAY {
+        return Err(cli::bad(
             "login-delay",
             format!("at most {MAX_LOGIN_DELAY} seconds"),
         ));
     }
-    let hostname = match m.opt_str("n") {
-        Some(name) => {
-            if !valid_hostname(&name) {
-                return Err(bad(
-                    "hostname",
-                    format!(
-                        "must be 1 to {MAX_HOSTNAME} printable ASCII characters without <, > or @"
-                    ),
-                ));
-            }
-            name
-        }
-        None => system_hostname(),
-    };
-    let mut trusted_proxies = Vec::new();
-    for text in m.opt_strs("trusted-proxy") {
-        let net: TrustedNet = text
-            .parse()
-            .map_err(|e| bad("trusted-proxy", format!("{e}")))?;
-        trusted_proxies.push(net);
-    }
-    Ok(Action::Run(Config {
-        listen,
-        secure_listen,
-        plaintext_auth,
-        inetd,
-        users,
-        maildrop,
-        timeout: Duration::from_secs(timeout),
-        max_sessions: usize::try_from(max_sessions).unwrap_or(usize::MAX),
-        max_per_ip: usize::try_from(max_per_ip).unwrap_or(usize::MAX),
-        hostname,
-        log_file: m.opt_str("log-file").map(PathBuf::from),
-        login_delay: Duration::from_secs(login_delay),
-        trusted_proxies,
-        warnings,
-    }))
+    Ok(Duration::from_secs(delay))
 }
 
-/// Resolves --listen or --secure-listen values, each host:port, without duplicates.
-fn resolve(option: &'static str, addrs: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
-    let mut listen = Vec::new();
-    for a in addrs {
-        let resolved: Vec<SocketAddr> = a
-            .to_socket_addrs()
-            .map_err(|e| bad(option, format!("{a}: {e}")))?
-            .collect();
-        // One host name may stand for several addresses (localhost: 127.0.0.1 and ::1).
-        for r in resolved {
-            if !listen.contains(&r) {
-                listen.push(r);
-            }
-        }
+/// --hostname, checked to fit the APOP timestamp; else the system's own name.
+fn hostname(m: &Matches) -> Result<String, ConfigError> {
+    match m.opt_str("hostname") {
+        Some(name) if valid_hostname(&name) => Ok(name),
+        Some(_) => Err(cli::bad(
+            "hostname",
+            format!("must be 1 to {MAX_HOSTNAME} printable ASCII characters without <, > or @"),
+        )),
+        None => Ok(system_hostname()),
     }
-    Ok(listen)
 }
 
-fn plaintext_auth(m: &getopts::Matches) -> Result<PlaintextAuth, ConfigError> {
+/// Every --trusted-proxy network.
+fn trusted_proxies(m: &Matches) -> Result<Vec<TrustedNet>, ConfigError> {
+    m.opt_strs("trusted-proxy")
+        .iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|e| cli::bad("trusted-proxy", format!("{e}")))
+        })
+        .collect()
+}
+
+/// `--plaintext-auth always|secure`, default secure.
+fn plaintext_auth(m: &Matches) -> Result<PlaintextAuth, ConfigError> {
     match m.opt_str("plaintext-auth") {
         None => Ok(PlaintextAuth::Secure),
         Some(text) => text
             .parse()
-            .map_err(|e| bad("plaintext-auth", format!("{e}"))),
+            .map_err(|e| cli::bad("plaintext-auth", format!("{e}"))),
     }
 }
 
@@ -297,25 +325,6 @@ fn plaintext_warning(policy: PlaintextAuth, inetd: bool, listen: &[SocketAddr]) 
     Some(format!(
         "--plaintext-auth always: passwords sent with USER/PASS or AUTH PLAIN to {open} cross the network in the clear"
     ))
-}
-
-fn bad(option: &'static str, why: String) -> ConfigError {
-    ConfigError::BadValue { option, why }
-}
-
-fn number(
-    m: &getopts::Matches,
-    short: &str,
-    option: &'static str,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match m.opt_str(short) {
-        None => Ok(default),
-        Some(text) if is_digits(&text) => text
-            .parse()
-            .map_err(|_| bad(option, format!("{text}: too large"))),
-        Some(text) => Err(bad(option, format!("{text}: not a number"))),
-    }
 }
 
 /// The kernel's host name, for the greeting; "localhost" if it cannot be read or used.
@@ -523,6 +532,56 @@ mod tests {
     }
 
     #[test]
+    fn system_users_take_the_first_uid_and_exclude_a_users_file() {
+        let c = run(&[]).unwrap();
+        assert!(!c.system_users);
+        assert_eq!(c.first_uid, 1000);
+        let c = run(&["--system-users"]).unwrap();
+        assert!(c.system_users);
+        assert_eq!(c.first_uid, 1000);
+        let c = run(&["--system-users", "--first-uid", "500"]).unwrap();
+        assert_eq!(c.first_uid, 500);
+        let c = run(&["--system-users", "-m", "%h/mbox"]).unwrap();
+        assert_eq!(c.maildrop, "%h/mbox");
+        assert!(matches!(
+            run(&["-m", "%h/mbox"]),
+            Err(ConfigError::BadValue {
+                option: "maildrop",
+                ..
+            })
+        ));
+        for (args, option) in [
+            (
+                &["--system-users", "-u", "/etc/pop3d/users"][..],
+                "system-users",
+            ),
+            (&["--users=/x", "--system-users"], "system-users"),
+            (&["--first-uid", "500"], "first-uid"),
+            (&["--system-users", "--first-uid", "0"], "first-uid"),
+            (
+                &["--system-users", "--first-uid", "4294967295"],
+                "first-uid",
+            ),
+            (
+                &["--system-users", "--first-uid", "4294967296"],
+                "first-uid",
+            ),
+            (&["--system-users", "--first-uid", "x"], "first-uid"),
+        ] {
+            match run(args) {
+                Err(ConfigError::BadValue { option: o, .. }) => assert_eq!(o, option, "{args:?}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hash_password_is_an_action_of_its_own() {
+        let args = vec!["--hash-password".to_string()];
+        assert!(matches!(parse(&args), Ok(Action::HashPassword)));
+    }
+
+    #[test]
     fn help_lists_every_option_with_its_default() {
         let text = usage();
         for needle in [
@@ -543,6 +602,10 @@ mod tests {
             "--version",
             "--max-per-ip",
             "--login-delay",
+            "--system-users",
+            "--first-uid",
+            "1000",
+            "--hash-password",
             "--secure-listen",
             "--plaintext-auth",
             "default secure",

@@ -1,19 +1,23 @@
 //! pop3d as a library: the binary (src/main.rs) and any helper binaries share these modules.
-//! The only unsafe code is the OFD fcntl call in maildrop/lock.rs, allowed there alone.
+//! The only unsafe code is the FFI in sys.rs (libc, libcrypt), allowed there alone.
 
 #![deny(unsafe_code)]
 
 pub mod auth;
-pub mod backend;
 pub mod bytes;
+pub mod cli;
 pub mod config;
 pub mod listener;
 pub mod logging;
 pub mod maildrop;
+pub mod owner;
 pub mod protocol;
 pub mod proxy;
 pub mod security;
 pub mod session;
+pub mod sources;
+pub mod sys;
+pub mod system_users;
 #[cfg(test)]
 mod testing;
 pub mod users;

@@ -274,7 +274,7 @@ fn refuse(stream: &TcpStream, why: &str) {
 
 /// Runs one session on an accepted connection; `release` frees its place under the caps
 /// before the last reply is sent.
-pub fn serve_connection(
+fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     security: Security,

@@ -1,5 +1,8 @@
-//! Where log lines go: stderr when standalone; under --inetd never stderr (inetd hands the
-//! client socket as fds 0, 1 and 2) but syslog over /dev/log; `--log-file` overrides both.
+//! Where log lines go, for pop3d and pop3d-router alike: stderr when standalone; under
+//! --inetd never stderr (inetd hands the client socket as fds 0, 1 and 2) but syslog over
+//! /dev/log; `--log-file` overrides both. On stderr and in a file a line reads
+//! "TIME PROGRAM[PID] LEVEL text": both programs' lines often end up side by side (a terminal,
+//! a supervisor's log), and the pid tells a restarted process from its predecessor.
 //! Levels come from RUST_LOG through env_logger, default info.
 
 use std::fs::{File, OpenOptions};
@@ -48,36 +51,28 @@ impl std::error::Error for LoggingError {
     }
 }
 
-/// Installs the global logger. Call once, early.
-pub fn init(destination: Destination) -> Result<(), LoggingError> {
+/// Installs the global logger for `program` (the name its lines carry). Call once, early.
+pub fn init(program: &'static str, destination: Destination) -> Result<(), LoggingError> {
     let mut builder = Builder::from_env(Env::default().default_filter_or("info"));
     // Once, not per line: getpid is a system call.
     let pid = std::process::id();
+    let line = move |buf: &mut env_logger::fmt::Formatter, record: &log::Record<'_>| {
+        writeln!(
+            buf,
+            "{} {program}[{pid}] {:<5} {}",
+            timestamp(),
+            record.level(),
+            record.args()
+        )
+    };
     match destination {
         Destination::Stderr => {
-            builder.format(|buf, record| {
-                writeln!(
-                    buf,
-                    "{} {:<5} {}",
-                    timestamp(),
-                    record.level(),
-                    record.args()
-                )
-            });
+            builder.format(line);
             builder.target(Target::Stderr);
         }
         Destination::File(path) => {
             let file = open_log(&path)?;
-            builder.format(move |buf, record| {
-                writeln!(
-                    buf,
-                    "{} pop3d[{}] {:<5} {}",
-                    timestamp(),
-                    pid,
-                    record.level(),
-                    record.args()
-                )
-            });
+            builder.format(line);
             builder.target(Target::Pipe(Box::new(file)));
         }
         Destination::Syslog => {
@@ -90,9 +85,8 @@ pub fn init(destination: Destination) -> Result<(), LoggingError> {
                 };
                 writeln!(
                     buf,
-                    "<{}>pop3d[{}]: {}",
+                    "<{}>{program}[{pid}]: {}",
                     FACILITY_MAIL * 8 + severity,
-                    pid,
                     record.args()
                 )
             });

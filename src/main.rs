@@ -3,56 +3,72 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{self, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::error::Error;
+use std::fmt;
+use std::io::{self, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use pop3d::backend::MboxFiles;
+use pop3d::cli::{self, StartError};
 use pop3d::config::{self, Action, Config};
 use pop3d::listener::{self, Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::OpenOptions;
+use pop3d::owner::{OwnerMaildrops, Scope};
 use pop3d::security::Security;
-use pop3d::session::{self, Connection, Context};
-use pop3d::users::{UsersError, UsersFile};
+use pop3d::session::{self, Connection, Context, MaildropSource, UserSource};
+use pop3d::sources::MboxFiles;
+use pop3d::sys::{self, CryptError};
+use pop3d::system_users::{SystemUsers, SystemUsersError};
+use pop3d::users::UsersFile;
 
-/// Start-up failures; each is one line for stderr or the log.
+/// The name on log lines, messages and --version.
+const PROGRAM: &str = "pop3d";
+
+/// --hash-password reads at most this much: libxcrypt refuses longer passphrases anyway.
+const MAX_PASSWORD_INPUT_OCTETS: u64 = sys::MAX_PASSPHRASE_OCTETS as u64 + 2;
+
+/// Start-up failures of pop3d's own (the shared ones are `StartError`'s).
 #[derive(Debug)]
-enum Error {
-    Usage(config::ConfigError),
-    Logging(logging::LoggingError),
-    Users {
-        path: PathBuf,
-        error: UsersError,
-    },
-    Bind {
-        addr: std::net::SocketAddr,
-        error: io::Error,
-    },
+enum SetupError {
+    /// --system-users without root: /etc/shadow and the credential switch need it.
+    NotRoot,
+    SystemUsers(SystemUsersError),
+    /// --hash-password: no usable password on stdin.
+    HashPassword(String),
+    /// --hash-password: libcrypt refused.
+    Hash(CryptError),
 }
 
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(e) => write!(f, "{e}"),
-            Error::Logging(e) => write!(f, "{e}"),
-            Error::Users { path, error } => write!(f, "{}: {error}", path.display()),
-            Error::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            SetupError::NotRoot => f.write_str(
+                "--system-users needs root: to read /etc/shadow and to switch each session to its user",
+            ),
+            SetupError::SystemUsers(e) => write!(f, "{e}"),
+            SetupError::HashPassword(why) => write!(f, "--hash-password: {why}"),
+            SetupError::Hash(e) => write!(f, "--hash-password: {e}"),
         }
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl Error for SetupError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Error::Usage(e) => Some(e),
-            Error::Logging(e) => Some(e),
-            Error::Users { error, .. } => Some(error),
-            Error::Bind { error, .. } => Some(error),
+            SetupError::SystemUsers(e) => Some(e),
+            SetupError::Hash(e) => Some(e),
+            SetupError::NotRoot | SetupError::HashPassword(_) => None,
         }
+    }
+}
+
+impl From<SetupError> for StartError {
+    fn from(e: SetupError) -> StartError {
+        StartError::Setup(Box::new(e))
     }
 }
 
@@ -68,53 +84,74 @@ fn main() -> ExitCode {
                 start_fallback_logging(&args);
                 log::error!("cannot start: {e}");
                 let _ = io::stdout().write_all(b"-ERR [SYS/PERM] server misconfigured\r\n");
-            } else {
-                eprintln!("pop3d: {e}");
-                if let Error::Usage(_) = e {
-                    eprintln!("{}", config::usage());
-                }
+                return cli::exit_status(&e);
             }
-            match e {
-                Error::Usage(_) => ExitCode::from(2),
-                _ => ExitCode::from(1),
-            }
+            cli::fail(PROGRAM, &e, config::usage)
         }
     }
 }
 
-fn try_main(args: &[String]) -> Result<(), Error> {
-    let config = match config::parse(args).map_err(Error::Usage)? {
+fn try_main(args: &[String]) -> Result<(), StartError> {
+    let config = match config::parse(args).map_err(StartError::Usage)? {
         Action::Help(text) => {
             println!("{text}");
             return Ok(());
         }
         Action::Version => {
-            println!("pop3d {}", env!("CARGO_PKG_VERSION"));
+            cli::print_version(PROGRAM);
             return Ok(());
         }
+        Action::HashPassword => return Ok(hash_password()?),
         Action::Run(config) => config,
     };
+    if config.system_users && sys::effective_uid() != 0 {
+        return Err(SetupError::NotRoot.into());
+    }
     let destination = match (&config.log_file, config.inetd) {
         (Some(path), _) => Destination::File(path.clone()),
         (None, true) => Destination::Syslog,
         (None, false) => Destination::Stderr,
     };
-    logging::init(destination).map_err(Error::Logging)?;
+    logging::init(PROGRAM, destination).map_err(StartError::Logging)?;
     install_panic_hook();
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
-    let users = UsersFile::load(&config.users).map_err(|error| Error::Users {
-        path: config.users.clone(),
-        error,
-    })?;
+    let files = MboxFiles {
+        pattern: config.maildrop.clone(),
+        options: OpenOptions::default(),
+    };
+    let (users, maildrops): (Arc<dyn UserSource>, Arc<dyn MaildropSource>) = if config.system_users
+    {
+        let users = SystemUsers::new(config.first_uid).map_err(SetupError::SystemUsers)?;
+        let mail_gid = sys::group_id("mail").unwrap_or_else(|e| {
+            log::warn!("cannot look up group mail: {e}");
+            None
+        });
+        let scope = if config.inetd {
+            Scope::Process
+        } else {
+            Scope::Thread
+        };
+        log::info!(
+            "system users with uid {} and up; sessions switch to them per {scope:?}",
+            config.first_uid
+        );
+        let owner = OwnerMaildrops {
+            files,
+            scope,
+            mail_gid,
+        };
+        (Arc::new(users), Arc::new(owner))
+    } else {
+        let users = UsersFile::load(&config.users)
+            .map_err(|error| StartError::file(&config.users, error))?;
+        (Arc::new(users), Arc::new(files))
+    };
     let ctx = Context {
         hostname: config.hostname.clone(),
-        users: Arc::new(users),
-        maildrops: Arc::new(MboxFiles {
-            pattern: config.maildrop.clone(),
-            options: OpenOptions::default(),
-        }),
+        users,
+        maildrops,
         login_delay: config.login_delay,
         failure_delay: session::FAILURE_DELAY,
         plaintext_auth: config.plaintext_auth,
@@ -123,8 +160,8 @@ fn try_main(args: &[String]) -> Result<(), Error> {
         serve_stdio(&config, &ctx);
         return Ok(());
     }
-    let listeners = bind(&config.listen, "")?;
-    let secure_listeners = bind(&config.secure_listen, " (secure)")?;
+    let listeners = cli::bind(&config.listen, None)?;
+    let secure_listeners = cli::bind(&config.secure_listen, Some("secure"))?;
     let limits = Limits {
         timeout: config.timeout,
         max_sessions: config.max_sessions,
@@ -135,17 +172,30 @@ fn try_main(args: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Binds every address; `kind` tells the log line which sort of listener it is.
-fn bind(addrs: &[std::net::SocketAddr], kind: &str) -> Result<Vec<TcpListener>, Error> {
-    let mut listeners = Vec::new();
-    for addr in addrs {
-        let listener =
-            TcpListener::bind(addr).map_err(|error| Error::Bind { addr: *addr, error })?;
-        let local = listener.local_addr().unwrap_or(*addr);
-        log::info!("listening on {local}{kind}");
-        listeners.push(listener);
+/// `--hash-password`: one password on stdin (one line, its line end dropped) -> a `{CRYPT}`
+/// field of the host's default method and cost on stdout, for a users file.
+fn hash_password() -> Result<(), SetupError> {
+    let mut input = Vec::new();
+    io::stdin()
+        .take(MAX_PASSWORD_INPUT_OCTETS + 1)
+        .read_to_end(&mut input)
+        .map_err(|e| SetupError::HashPassword(format!("cannot read stdin: {e}")))?;
+    if input.len() as u64 > MAX_PASSWORD_INPUT_OCTETS {
+        return Err(SetupError::HashPassword("password too long".into()));
     }
-    Ok(listeners)
+    let text = String::from_utf8(input)
+        .map_err(|_| SetupError::HashPassword("password is not utf-8".into()))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let password = line.strip_suffix('\r').unwrap_or(line);
+    if password.is_empty() || password.contains('\n') {
+        return Err(SetupError::HashPassword(
+            "expected one non-empty line on stdin".into(),
+        ));
+    }
+    let setting = sys::default_setting().map_err(SetupError::Hash)?;
+    let hash = sys::crypt(password, &setting).map_err(SetupError::Hash)?;
+    println!("{{CRYPT}}{hash}");
+    Ok(())
 }
 
 /// One session on stdin/stdout. When stdin is a socket (inetd, xinetd, systemd Accept=yes)
@@ -229,7 +279,7 @@ fn start_fallback_logging(args: &[String]) {
         }
     }
     let destination = log_file.map_or(Destination::Syslog, Destination::File);
-    if logging::init(destination).is_err() {
-        let _ = logging::init(Destination::Syslog);
+    if logging::init(PROGRAM, destination).is_err() {
+        let _ = logging::init(PROGRAM, Destination::Syslog);
     }
 }

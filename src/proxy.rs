@@ -36,17 +36,17 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// PROXY protocol spec section 2.1: a v1 line is at most 107 octets, "PROXY" to CRLF included
 /// (the worst case being "PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n").
-pub const MAX_V1_OCTETS: usize = 107;
+const MAX_V1_OCTETS: usize = 107;
 
 /// Version 2's fixed part: 12 octets of signature, version and command, family and transport,
 /// and the length of what follows.
-pub const V2_FIXED_OCTETS: usize = 16;
+const V2_FIXED_OCTETS: usize = 16;
 
 /// The most pop3d reads after v2's fixed part. Addresses take at most 216 octets (AF_UNIX);
 /// the rest are TLVs (ALPN, authority, unique id, TLS details), of which pop3d reads only the
 /// SSL one's client flag, and a proxy that sends more than this is not one pop3d was set up
 /// behind.
-pub const MAX_V2_PAYLOAD_OCTETS: usize = 512;
+const MAX_V2_PAYLOAD_OCTETS: usize = 512;
 
 /// "PROXY " starts every version 1 header (spec section 2.1).
 const V1_PREFIX: &[u8; 6] = b"PROXY ";
@@ -94,16 +94,6 @@ impl TrustedNet {
             }
             _ => false,
         }
-    }
-
-    /// The network address (host bits all zero).
-    pub fn network(&self) -> IpAddr {
-        self.network
-    }
-
-    /// The prefix length in bits.
-    pub fn prefix(&self) -> u8 {
-        self.prefix
     }
 }
 

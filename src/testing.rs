@@ -1,5 +1,8 @@
-//! Helpers shared by the unit tests of several modules: a slow reader for incremental
-//! parsers and unique temporary directories. Compiled for tests only.
+//! Helpers shared by every test of the package: a slow reader for incremental parsers, a
+//! seeded random number generator and unique temporary directories. std only, so that this
+//! one file serves the library's unit tests (`mod testing`), the integration tests
+//! (tests/support includes it by `#[path]`) and pop3d-router's tests (likewise), without a
+//! feature flag or a test-only public API in the library. Compiled for tests only.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,28 @@ impl Read for OneByte<'_> {
             }
             _ => Ok(0),
         }
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*), since the package has no rand: a failure can be
+/// replayed from its seed. The seed must not be 0.
+pub(crate) struct Rng(pub u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in 0..n.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub(crate) fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
     }
 }
 

@@ -8,8 +8,16 @@
 //! # comment
 //! name:password
 //! name:password:/absolute/path/to/mbox
+//! name:{CRYPT}$y$j9T$...
+//! name:{PLAIN}password
 //! ```
 //!
+//! - The password field follows Dovecot's passwd-file notation, so files move between the
+//!   two: `{CRYPT}` (or Dovecot's crypt-based `{SHA512-CRYPT}`, `{SHA256-CRYPT}`,
+//!   `{MD5-CRYPT}`, `{BLF-CRYPT}`, `{DES-CRYPT}`; the scheme in any case) before a crypt(5)
+//!   hash, checked through libcrypt; `{PLAIN}` before explicit clear text; anything else is
+//!   clear text. A hashed password is no shared secret, so APOP and CRAM-MD5 fail for its
+//!   user.
 //! - Lines end in LF or CRLF. Blank lines (nothing but spaces and tabs) and lines whose first
 //!   non-blank character is '#' are ignored. There are no comments after a user, since '#' may
 //!   be part of a password; a user name cannot start with '#' (it would be read as a comment).
@@ -27,16 +35,19 @@
 
 use std::collections::HashMap;
 use std::error::Error;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::Metadata;
-use std::io;
+use std::hint::black_box;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use log::warn;
 
-use crate::auth::valid_user_name;
+use crate::auth::{self, valid_user_name};
+use crate::sys::{self, Account};
 use crate::watched::{Format, WatchError, WatchedFile};
 
 /// How often `UsersFile::current` may stat the file (the reload lives in `watched`).
@@ -44,19 +55,91 @@ pub use crate::watched::RECHECK_INTERVAL;
 
 /// A users file for a small host is a few kilobytes; the bound stops a wrong --users path
 /// (a log file, /dev/zero) from being read into memory without end.
-pub const MAX_USERS_FILE_OCTETS: u64 = 4 * 1024 * 1024;
+const MAX_USERS_FILE_OCTETS: u64 = 4 * 1024 * 1024;
 
 /// Permission bits that let the group or others read the file, and so every password in it.
 const EXPOSING_MODE_BITS: u32 = 0o044;
 
-/// One line of the users file.
+/// Dovecot password schemes that are crypt(5) hashes, checked alike through libcrypt.
+const CRYPT_SCHEMES: [&str; 6] = [
+    "CRYPT",
+    "SHA512-CRYPT",
+    "SHA256-CRYPT",
+    "MD5-CRYPT",
+    "BLF-CRYPT",
+    "DES-CRYPT",
+];
+
+/// A user's password as stored: clear text, or a crypt(5) hash.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Password {
+    /// Clear text: checked by comparison, and the shared secret of APOP and CRAM-MD5.
+    Clear(String),
+    /// A crypt(5) hash (`$y$...`, `$6$...`): checked through libcrypt's crypt_rn.
+    Crypt(String),
+}
+
+impl Password {
+    /// The password field of a users file line, in Dovecot's notation (see the module doc).
+    pub fn parse(field: &str) -> Password {
+        if let Some((scheme, rest)) = field.strip_prefix('{').and_then(|f| f.split_once('}')) {
+            if scheme.eq_ignore_ascii_case("PLAIN") {
+                return Password::Clear(rest.to_owned());
+            }
+            if CRYPT_SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s)) {
+                return Password::Crypt(rest.to_owned());
+            }
+        }
+        Password::Clear(field.to_owned())
+    }
+
+    /// Whether the stored password is empty (a users file refuses such a line).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Password::Clear(text) | Password::Crypt(text) => text.is_empty(),
+        }
+    }
+
+    /// The clear password as the shared secret of APOP and CRAM-MD5; None for a hash.
+    pub fn shared_secret(&self) -> Option<&str> {
+        match self {
+            Password::Clear(text) => Some(text),
+            Password::Crypt(_) => None,
+        }
+    }
+
+    /// Whether `given` (what the client sent with PASS or AUTH PLAIN) is this password. A
+    /// hash that libcrypt cannot use (locked `!...`, `*`, unknown method) matches nothing.
+    pub fn check(&self, given: &str) -> bool {
+        match self {
+            Password::Clear(expected) => auth::check_password(expected, given),
+            Password::Crypt(hash) => match sys::crypt(given, hash) {
+                Ok(computed) => auth::constant_time_eq(computed.as_bytes(), hash.as_bytes()),
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Password {
+    // Neither a password nor a hash may reach a log through a stray {:?}.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Password::Clear(_) => f.write_str("Clear(<redacted>)"),
+            Password::Crypt(_) => f.write_str("Crypt(<redacted>)"),
+        }
+    }
+}
+
+/// One line of the users file, or one system account.
 #[derive(Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
-    /// The clear password, also the shared secret of APOP and CRAM-MD5.
-    pub password: String,
+    pub password: Password,
     /// An absolute mbox path that overrides the --maildrop pattern for this user.
     pub maildrop: Option<PathBuf>,
+    /// The system account behind the user (`--system-users`); None for the users file.
+    pub account: Option<Account>,
 }
 
 impl fmt::Debug for User {
@@ -66,6 +149,7 @@ impl fmt::Debug for User {
             .field("name", &self.name)
             .field("password", &"<redacted>")
             .field("maildrop", &self.maildrop)
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -74,6 +158,9 @@ impl fmt::Debug for User {
 #[derive(Debug, Clone, Default)]
 pub struct UsersDb {
     users: HashMap<String, User>,
+    /// Checked for an unknown name: one of the file's hashes if it holds any, so that an
+    /// unknown name costs a crypt as a hashed user does.
+    dummy: Option<Password>,
 }
 
 impl UsersDb {
@@ -85,7 +172,7 @@ impl UsersDb {
 
     /// Like `parse`, for the file's raw octets: a line that is not UTF-8 gives
     /// `UsersError::NotUtf8` with its line number.
-    pub fn parse_octets(octets: &[u8]) -> Result<UsersDb, UsersError> {
+    fn parse_octets(octets: &[u8]) -> Result<UsersDb, UsersError> {
         Self::parse_lines(octets.split(|&b| b == b'\n').map(std::str::from_utf8))
     }
 
@@ -111,7 +198,12 @@ impl UsersDb {
             }
             users.insert(user.name.clone(), user);
         }
-        Ok(UsersDb { users })
+        let dummy = users
+            .values()
+            .map(|user| &user.password)
+            .find(|password| matches!(password, Password::Crypt(_)))
+            .cloned();
+        Ok(UsersDb { users, dummy })
     }
 
     /// The user of that name, if any.
@@ -119,16 +211,20 @@ impl UsersDb {
         self.users.get(name)
     }
 
-    /// The user of that name if `check` accepts their secret (the clear password). An unknown
-    /// or invalid name still runs `check`, against a dummy secret, so that the work, and so the
-    /// time to answer, is the same whether the user exists or not.
-    pub fn checked_user(&self, name: &str, check: impl Fn(&str) -> bool) -> Option<&User> {
+    /// The user of that name if `check` accepts their password. An unknown or invalid name
+    /// still runs `check`, against a dummy password (a hash of the file's if it has any), so
+    /// that the work, and so the time to answer, is the same whether the user exists or not.
+    pub fn checked_user(&self, name: &str, check: impl Fn(&Password) -> bool) -> Option<&User> {
         const DUMMY_SECRET: &str = "pop3d-no-such-user-dummy-secret";
         match self.get(name).filter(|_| valid_user_name(name)) {
             Some(user) if check(&user.password) => Some(user),
             Some(_) => None,
             None => {
-                let _ = check(DUMMY_SECRET);
+                let dummy = match &self.dummy {
+                    Some(hash) => check(hash),
+                    None => check(&Password::Clear(DUMMY_SECRET.to_owned())),
+                };
+                black_box(dummy);
                 None
             }
         }
@@ -163,17 +259,20 @@ fn parse_user(line: &str) -> Result<User, &'static str> {
         }
         _ => (rest, None),
     };
+    let password = Password::parse(password);
     if password.is_empty() {
         return Err("empty password");
     }
     Ok(User {
         name: name.to_owned(),
-        password: password.to_owned(),
+        password,
         maildrop,
+        account: None,
     })
 }
 
-/// Why the users file could not be used.
+/// Why a version of the users file does not parse. Reading the file (missing, too large, not
+/// a regular file) fails with the `WatchError` that carries this one: see `LoadError`.
 #[derive(Debug)]
 pub enum UsersError {
     /// A line that does not follow the format; `line` counts from 1.
@@ -184,52 +283,21 @@ pub enum UsersError {
     NotUtf8 {
         line: usize,
     },
-    /// Larger than `MAX_USERS_FILE_OCTETS`.
-    TooLarge,
-    /// A directory, FIFO or device rather than a regular file.
-    NotAFile,
-    Io(io::Error),
 }
+
+/// Why `UsersFile::load` failed: the file's own errors, or `Parse` with a `UsersError`.
+pub type LoadError = WatchError<UsersError>;
 
 impl fmt::Display for UsersError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UsersError::Malformed { line, reason } => write!(f, "line {line}: {reason}"),
             UsersError::NotUtf8 { line } => write!(f, "line {line}: not valid utf-8"),
-            UsersError::TooLarge => {
-                write!(f, "larger than {MAX_USERS_FILE_OCTETS} octets")
-            }
-            UsersError::NotAFile => f.write_str("not a regular file"),
-            UsersError::Io(error) => write!(f, "{error}"),
         }
     }
 }
 
-impl Error for UsersError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            UsersError::Io(error) => Some(error),
-            _ => None,
-        }
-    }
-}
-
-impl From<io::Error> for UsersError {
-    fn from(error: io::Error) -> Self {
-        UsersError::Io(error)
-    }
-}
-
-impl From<WatchError<UsersError>> for UsersError {
-    fn from(error: WatchError<UsersError>) -> Self {
-        match error {
-            WatchError::Parse(error) => error,
-            WatchError::TooLarge { .. } => UsersError::TooLarge,
-            WatchError::NotAFile => UsersError::NotAFile,
-            WatchError::Io(error) => UsersError::Io(error),
-        }
-    }
-}
+impl Error for UsersError {}
 
 /// How `watched` reads the users file.
 const FORMAT: Format<UsersDb, UsersError> = Format {
@@ -261,7 +329,7 @@ pub struct UsersFile {
 impl UsersFile {
     /// Loads it at start-up; Err if unreadable or malformed (the server then refuses to start).
     /// Logs a warning if the file is readable by group or others (mode & 0o044).
-    pub fn load(path: &Path) -> Result<UsersFile, UsersError> {
+    pub fn load(path: &Path) -> Result<UsersFile, LoadError> {
         let file = WatchedFile::load(path, FORMAT)?;
         if file.current().is_empty() {
             warn!("{}: no users; every login will fail", path.display());
@@ -280,32 +348,39 @@ impl UsersFile {
     }
 }
 
-/// Builds a user's mbox path from the --maildrop pattern: every "%u" is the user name,
-/// "%%" is a literal '%'. Only called with names that passed valid_user_name.
+/// Builds a user's mbox path from the --maildrop pattern: every "%u" is the user name, "%h"
+/// the home directory of a system user (--system-users), "%%" is a literal '%'. Only called
+/// with names that passed valid_user_name.
 ///
-/// `user.maildrop` overrides the pattern. Any other '%' (a '%' before another character, or
-/// at the end) is kept as it is; refusing such patterns is the configuration's job.
+/// `user.maildrop` overrides the pattern. Any other '%' (a '%' before another character, at
+/// the end, or "%h" for a user without an account) is kept as it is; refusing such patterns
+/// is the configuration's job.
 pub fn maildrop_path(pattern: &str, user: &User) -> PathBuf {
     if let Some(path) = &user.maildrop {
         return path.clone();
     }
-    let mut path = String::with_capacity(pattern.len() + user.name.len());
+    let mut path = OsString::with_capacity(pattern.len() + user.name.len());
     let mut chars = pattern.chars();
+    let mut buffer = [0u8; 4];
     while let Some(c) = chars.next() {
         if c != '%' {
-            path.push(c);
+            path.push(c.encode_utf8(&mut buffer));
             continue;
         }
-        match chars.clone().next() {
-            Some('u') => {
+        match (chars.clone().next(), &user.account) {
+            (Some('u'), _) => {
                 chars.next();
-                path.push_str(&user.name);
+                path.push(&user.name);
             }
-            Some('%') => {
+            (Some('h'), Some(account)) => {
                 chars.next();
-                path.push('%');
+                path.push(account.home.as_os_str());
             }
-            _ => path.push('%'),
+            (Some('%'), _) => {
+                chars.next();
+                path.push("%");
+            }
+            _ => path.push("%"),
         }
     }
     PathBuf::from(path)
@@ -316,13 +391,15 @@ mod tests {
     use super::*;
     use crate::testing::TempDir;
     use std::fs::{self, File};
+    use std::io;
     use std::time::Duration;
 
     fn user(name: &str, password: &str, maildrop: Option<&str>) -> User {
         User {
             name: name.to_owned(),
-            password: password.to_owned(),
+            password: Password::Clear(password.to_owned()),
             maildrop: maildrop.map(PathBuf::from),
+            account: None,
         }
     }
 
@@ -350,7 +427,10 @@ mod tests {
         );
         assert_eq!(db.len(), 2);
         assert!(!db.is_empty());
-        assert_eq!(db.get("alice").map(|u| u.password.as_str()), Some("secret"));
+        assert_eq!(
+            db.get("alice").map(|u| u.password.shared_secret()),
+            Some(Some("secret"))
+        );
         assert!(db.get("carol").is_none());
     }
 
@@ -374,9 +454,9 @@ mod tests {
             ("../alice", "secret", false),
         ] {
             let secrets = std::cell::RefCell::new(Vec::new());
-            let user = db.checked_user(name, |secret| {
-                secrets.borrow_mut().push(secret.to_owned());
-                secret == password
+            let user = db.checked_user(name, |stored| {
+                secrets.borrow_mut().push(stored.clone());
+                stored.check(password)
             });
             assert_eq!(
                 user.map(|u| u.name.as_str()),
@@ -387,7 +467,8 @@ mod tests {
             assert_eq!(secrets.len(), 1, "{name}: {secrets:?}");
             if db.get(name).is_none() {
                 assert_ne!(
-                    secrets[0], "secret",
+                    secrets[0],
+                    Password::Clear("secret".into()),
                     "{name}: checked against a real password"
                 );
             }
@@ -496,8 +577,105 @@ mod tests {
         }
         let db = UsersDb::parse_octets("alice:p\u{e4}ss\n".as_bytes()).unwrap();
         assert_eq!(
-            db.get("alice").map(|u| u.password.as_str()),
+            db.get("alice").and_then(|u| u.password.shared_secret()),
             Some("p\u{e4}ss")
+        );
+    }
+
+    #[test]
+    fn password_field_follows_dovecot_notation() {
+        let crypt = |h: &str| Password::Crypt(h.to_owned());
+        let clear = |t: &str| Password::Clear(t.to_owned());
+        let cases = [
+            ("{CRYPT}$y$j9T$abc", crypt("$y$j9T$abc")),
+            ("{crypt}$6$salt$hash", crypt("$6$salt$hash")),
+            ("{SHA512-CRYPT}$6$salt$hash", crypt("$6$salt$hash")),
+            ("{BLF-CRYPT}$2y$05$x", crypt("$2y$05$x")),
+            ("{PLAIN}secret", clear("secret")),
+            ("{plain}{CRYPT}x", clear("{CRYPT}x")),
+            ("{PLAIN}", clear("")),
+            ("{CRYPT}", crypt("")),
+            ("secret", clear("secret")),
+            ("{SSHA}abc", clear("{SSHA}abc")),
+            ("{CRYPT", clear("{CRYPT")),
+            (" {CRYPT}x", clear(" {CRYPT}x")),
+            ("$6$salt$hash", clear("$6$salt$hash")),
+        ];
+        for (field, expected) in cases {
+            assert_eq!(Password::parse(field), expected, "{field:?}");
+        }
+    }
+
+    #[test]
+    fn parse_reads_hashed_and_explicit_clear_passwords() {
+        let db = UsersDb::parse(
+            "alice:{CRYPT}$6$saltsalt$h:/var/mail/a\nbob:{PLAIN}a:b\ncarol:{PLAIN}{x}\n",
+        )
+        .unwrap();
+        let alice = db.get("alice").unwrap();
+        assert_eq!(alice.password, Password::Crypt("$6$saltsalt$h".into()));
+        assert_eq!(alice.maildrop.as_deref(), Some(Path::new("/var/mail/a")));
+        assert_eq!(
+            db.get("bob").unwrap().password,
+            Password::Clear("a:b".into())
+        );
+        assert_eq!(
+            db.get("carol").unwrap().password,
+            Password::Clear("{x}".into())
+        );
+        for text in ["alice:{CRYPT}\n", "alice:{PLAIN}\n", "alice:{crypt}:/m\n"] {
+            assert_eq!(
+                malformed_line(UsersDb::parse(text)),
+                (1, "empty password"),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn crypt_password_checks_through_libcrypt_and_has_no_shared_secret() {
+        let hash = sys::crypt("tanstaaf", "$6$saltsalt$").unwrap();
+        let password = Password::Crypt(hash.clone());
+        assert!(password.check("tanstaaf"));
+        assert!(!password.check("tanstaaF"));
+        assert!(!password.check(""));
+        assert!(!password.check(&hash), "the hash itself is no password");
+        assert_eq!(password.shared_secret(), None);
+        for unusable in ["!", "*", "!$6$saltsalt$x", "not a hash"] {
+            assert!(
+                !Password::Crypt(unusable.into()).check("tanstaaf"),
+                "{unusable}"
+            );
+        }
+        let clear = Password::Clear("tanstaaf".into());
+        assert!(clear.check("tanstaaf"));
+        assert_eq!(clear.shared_secret(), Some("tanstaaf"));
+    }
+
+    #[test]
+    fn unknown_user_costs_a_crypt_when_the_file_holds_hashes() {
+        let hash = sys::crypt("pw", "$6$saltsalt$").unwrap();
+        let db = UsersDb::parse(&format!("alice:{{CRYPT}}{hash}\nbob:clear\n")).unwrap();
+        let checked = std::cell::RefCell::new(Vec::new());
+        assert!(db
+            .checked_user("nobody", |stored| {
+                checked.borrow_mut().push(stored.clone());
+                false
+            })
+            .is_none());
+        assert_eq!(checked.into_inner(), [Password::Crypt(hash)]);
+    }
+
+    #[test]
+    fn password_debug_hides_clear_text_and_hashes() {
+        let shown = format!(
+            "{:?} {:?}",
+            Password::Clear("tanstaaf".into()),
+            Password::Crypt("$6$salt$hashhash".into())
+        );
+        assert!(
+            !shown.contains("tanstaaf") && !shown.contains("hashhash"),
+            "{shown}"
         );
     }
 
@@ -519,15 +697,11 @@ mod tests {
                 "line 7: empty password",
             ),
             (UsersError::NotUtf8 { line: 3 }, "line 3: not valid utf-8"),
-            (UsersError::NotAFile, "not a regular file"),
         ];
         for (error, text) in cases {
             assert_eq!(error.to_string(), text);
             assert!(error.source().is_none());
         }
-        let io = UsersError::from(io::Error::new(io::ErrorKind::NotFound, "gone"));
-        assert_eq!(io.to_string(), "gone");
-        assert!(io.source().is_some());
     }
 
     #[test]
@@ -560,6 +734,35 @@ mod tests {
             maildrop_path("/var/mail/%u", &odd),
             PathBuf::from("/var/mail/50%u")
         );
+    }
+
+    #[test]
+    fn maildrop_path_puts_a_system_users_home_for_percent_h() {
+        let mut dave = user("dave", "pw", None);
+        assert_eq!(
+            maildrop_path("%h/mbox", &dave),
+            PathBuf::from("%h/mbox"),
+            "no account, no home"
+        );
+        dave.account = Some(Account {
+            name: "dave".into(),
+            uid: 1001,
+            gid: 1001,
+            home: PathBuf::from("/home/dave"),
+            shell: PathBuf::from("/bin/sh"),
+        });
+        for (pattern, expected) in [
+            ("%h/mbox", "/home/dave/mbox"),
+            ("%h/Mail/%u", "/home/dave/Mail/dave"),
+            ("/var/mail/%u", "/var/mail/dave"),
+            ("%%h/%u", "%h/dave"),
+        ] {
+            assert_eq!(
+                maildrop_path(pattern, &dave),
+                PathBuf::from(expected),
+                "{pattern}"
+            );
+        }
     }
 
     #[test]
@@ -597,22 +800,22 @@ mod tests {
         let dir = TempDir::new("load-refuses");
         assert!(matches!(
             UsersFile::load(&dir.path().join("absent")),
-            Err(UsersError::Io(e)) if e.kind() == io::ErrorKind::NotFound
+            Err(WatchError::Io(e)) if e.kind() == io::ErrorKind::NotFound
         ));
         let malformed = write(&dir, "malformed", "alice:secret\nbob\n");
         assert!(matches!(
             UsersFile::load(&malformed),
-            Err(UsersError::Malformed { line: 2, .. })
+            Err(WatchError::Parse(UsersError::Malformed { line: 2, .. }))
         ));
         let not_utf8 = dir.path().join("latin1");
         fs::write(&not_utf8, b"alice:s\xe9cret\n").unwrap();
         assert!(matches!(
             UsersFile::load(&not_utf8),
-            Err(UsersError::NotUtf8 { line: 1 })
+            Err(WatchError::Parse(UsersError::NotUtf8 { line: 1 }))
         ));
         assert!(matches!(
             UsersFile::load(dir.path()),
-            Err(UsersError::NotAFile)
+            Err(WatchError::NotAFile)
         ));
     }
 
@@ -623,7 +826,9 @@ mod tests {
         let file = File::create(&path).unwrap();
         // Sparse: the size is all that matters, and it costs no disk space.
         file.set_len(MAX_USERS_FILE_OCTETS + 1).unwrap();
-        assert!(matches!(UsersFile::load(&path), Err(UsersError::TooLarge)));
+        let error = UsersFile::load(&path).unwrap_err();
+        assert!(matches!(error, WatchError::TooLarge { .. }), "{error:?}");
+        assert_eq!(error.to_string(), "larger than 4194304 octets");
         let comment = format!("#{}\n", "x".repeat(MAX_USERS_FILE_OCTETS as usize - 2));
         fs::write(&path, comment).unwrap();
         assert!(UsersFile::load(&path).unwrap().current().is_empty());
@@ -642,7 +847,7 @@ mod tests {
         let users = file.current();
         assert_eq!(names(&users), ["alice", "carol"]);
         assert_eq!(
-            users.get("carol").map(|u| u.password.as_str()),
+            users.get("carol").and_then(|u| u.password.shared_secret()),
             Some("newpass")
         );
         write(&dir, "users", "alice:secret\ncarol:newpass\nbroken line\n");

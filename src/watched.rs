@@ -134,15 +134,14 @@ struct State<T> {
     seen: Option<Stamp>,
 }
 
-/// What one look at the file found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What one look at the file found; `current` logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Recheck {
-    /// The same version as last time (or still missing): nothing read, nothing logged.
+    /// The same version as last time (or still missing): nothing read, nothing to log.
     Unchanged,
     Reloaded,
-    /// Changed but unusable (malformed, unreadable, gone): the previous value stays, and a
-    /// warning was logged.
-    KeptPrevious,
+    /// Changed but unusable (malformed, unreadable, gone), and why: the previous value stays.
+    KeptPrevious(String),
 }
 
 impl<T: 'static> WatchedFile<T> {
@@ -196,7 +195,19 @@ impl<T> WatchedFile<T> {
         let now = Instant::now();
         if now >= state.next_check {
             state.next_check = now + self.recheck_interval;
-            self.recheck(&mut state);
+            match self.recheck(&mut state) {
+                Recheck::Unchanged => {}
+                Recheck::Reloaded => info!(
+                    "{}: reloaded, {}",
+                    self.path.display(),
+                    (self.summary)(&state.value)
+                ),
+                Recheck::KeptPrevious(why) => warn!(
+                    "{}: {why}; keeping the previous {}",
+                    self.path.display(),
+                    self.what
+                ),
+            }
         }
         Arc::clone(&state.value)
     }
@@ -211,8 +222,7 @@ impl<T> WatchedFile<T> {
                 if already_reported {
                     return Recheck::Unchanged;
                 }
-                self.warn_keeping(&error);
-                return Recheck::KeptPrevious;
+                return Recheck::KeptPrevious(error.to_string());
             }
         };
         if seen == state.seen {
@@ -220,30 +230,16 @@ impl<T> WatchedFile<T> {
         }
         match (self.reread)(&self.path) {
             Ok((value, stamp)) => {
-                info!(
-                    "{}: reloaded, {}",
-                    self.path.display(),
-                    (self.summary)(&value)
-                );
                 state.value = Arc::new(value);
                 state.seen = Some(stamp);
                 Recheck::Reloaded
             }
             Err(error) => {
-                self.warn_keeping(&error);
                 // The refused version's stamp, so that it is not read and reported again.
                 state.seen = seen;
-                Recheck::KeptPrevious
+                Recheck::KeptPrevious(error)
             }
         }
-    }
-
-    fn warn_keeping(&self, error: &dyn fmt::Display) {
-        warn!(
-            "{}: {error}; keeping the previous {}",
-            self.path.display(),
-            self.what
-        );
     }
 }
 
@@ -292,7 +288,26 @@ mod tests {
     use crate::testing::TempDir;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::SystemTime;
-    use Recheck::{KeptPrevious, Reloaded, Unchanged};
+    use Found::{KeptPrevious, Reloaded, Unchanged};
+
+    /// What a look found, without the reason `KeptPrevious` carries.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Found {
+        Unchanged,
+        Reloaded,
+        KeptPrevious,
+    }
+
+    fn found(recheck: &Recheck) -> Found {
+        match recheck {
+            Recheck::Unchanged => Unchanged,
+            Recheck::Reloaded => Reloaded,
+            Recheck::KeptPrevious(why) => {
+                assert!(!why.is_empty(), "a kept version must say why");
+                KeptPrevious
+            }
+        }
+    }
     use Step::*;
 
     /// The test format: UTF-8 text, taken as it is unless it says "bad".
@@ -367,7 +382,7 @@ mod tests {
         /// Makes it one octet longer than the format's bound.
         GrowPastBound,
         /// One look at the file: what it found, and the value in force after it.
-        Check(Recheck, &'static str),
+        Check(Found, &'static str),
     }
 
     /// Loads `first`, then runs the steps in order.
@@ -410,9 +425,10 @@ mod tests {
                     .unwrap()
                     .set_len(TEXT.max_octets + 1)
                     .unwrap(),
-                Step::Check(found, value) => {
+                Step::Check(expected, value) => {
                     let mut state = file.state.lock().unwrap();
-                    assert_eq!(file.recheck(&mut state), found, "{test}: step {index}");
+                    let got = found(&file.recheck(&mut state));
+                    assert_eq!(got, expected, "{test}: step {index}");
                     assert_eq!(*state.value, value, "{test}: step {index}");
                 }
             }

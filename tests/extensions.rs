@@ -1,7 +1,7 @@
 //! RFC 2449 and RFC 5034 over TCP: CAPA in both states, response codes, real pipelining,
 //! LOGIN-DELAY across sessions, SASL PLAIN and CRAM-MD5 end to end.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use support::{base64, hmac_md5_hex, mbox_message, unbase64, Server, ServerBuilder};

@@ -2,7 +2,7 @@
 //! well-behaved client logs in and fetches in parallel, and that client must keep succeeding.
 //! Each test prints the good client's success rate and the server's peak memory (VmHWM).
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

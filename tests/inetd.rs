@@ -1,7 +1,7 @@
 //! --inetd: the session runs on stdin/stdout, which inetd makes the client's socket (and
 //! stderr too, so nothing but protocol may ever be written there).
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -4,7 +4,7 @@
 //! some and commit, in a loop. Afterwards each delivered message is there exactly once
 //! unless a session deleted it, and every message read was whole.
 
-mod maildrop_support;
+use crate::maildrop_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -17,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use fs2::FileExt;
-use maildrop_support::{content, open, read_all, read_tags, TempDir};
+use maildrop_support::{content, open, read_all, read_tags, Rng, TempDir};
 use pop3d::maildrop::lock::{try_lock_ofd, unlock_ofd};
 use pop3d::maildrop::MaildropError;
 
@@ -110,18 +110,6 @@ fn procmail_available() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok()
-}
-
-/// A small deterministic PRNG (xorshift64), since the tests have no rand.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 /// One POP3 session: open, RETR every message (checked whole), DELE some, QUIT.

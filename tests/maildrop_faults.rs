@@ -5,7 +5,7 @@
 
 #![cfg(feature = "fault-injection")]
 
-mod maildrop_support;
+use crate::maildrop_support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,8 +18,8 @@ use maildrop_support::{child_role, open, open_patiently, read_all, record, run_c
 use pop3d::maildrop::journal::journal_path;
 use pop3d::maildrop::MaildropError;
 
-const TEST: &str = "update_killed_at_each_point_loses_nothing";
-const ERROR_TEST: &str = "io_error_at_each_point_loses_nothing";
+const TEST: &str = "maildrop_faults::update_killed_at_each_point_loses_nothing";
+const ERROR_TEST: &str = "maildrop_faults::io_error_at_each_point_loses_nothing";
 
 /// SIGABRT, what std::process::abort ends a process with.
 const SIGABRT: i32 = 6;

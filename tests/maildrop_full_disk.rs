@@ -4,7 +4,7 @@
 //! space. Without root, the same error is injected at the journal's write through the
 //! fault-injection feature.
 
-mod maildrop_support;
+use crate::maildrop_support;
 
 use std::fs;
 use std::io::{self, Write};

@@ -3,7 +3,7 @@
 //! cannot write to (root:mail 2775 /var/mail, say) is refused the lock instead of going on
 //! without it (run as user nobody through setpriv, since the tests run as root).
 
-mod maildrop_support;
+use crate::maildrop_support;
 
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -12,10 +12,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use maildrop_support::{child_role, open, record, run_child, run_child_via, TempDir};
+use pop3d::maildrop::lock::LockError;
 use pop3d::maildrop::{Maildrop, MaildropError, SessionLock};
 
-const CROSS: &str = "second_session_in_another_process_is_in_use";
-const DENIED: &str = "unprivileged_pop3d_without_a_writable_spool_is_denied";
+const CROSS: &str = "maildrop_locks::second_session_in_another_process_is_in_use";
+const DENIED: &str = "maildrop_locks::unprivileged_pop3d_without_a_writable_spool_is_denied";
 
 fn mbox_from_env() -> String {
     std::env::var("POP3D_TEST_MBOX").expect("mbox")
@@ -78,13 +79,13 @@ fn run_as_nobody(role: &str, mbox: &Path) -> bool {
 fn unprivileged_pop3d_without_a_writable_spool_is_denied() {
     match child_role().as_deref() {
         Some("acquire") => {
-            let got = SessionLock::acquire(Path::new(&mbox_from_env()));
-            assert!(matches!(got, Err(MaildropError::LockDenied(_))), "{got:?}");
+            let got = SessionLock::try_acquire(Path::new(&mbox_from_env()));
+            assert!(matches!(got, Err(LockError::Denied(_))), "{got:?}");
             return;
         }
         Some("open") => {
             let path = mbox_from_env();
-            let lock = SessionLock::acquire(Path::new(&path)).expect("session lock");
+            let lock = SessionLock::try_acquire(Path::new(&path)).expect("session lock");
             let got = Maildrop::open(Path::new(&path), lock, &Default::default());
             assert!(matches!(got, Err(MaildropError::LockDenied(_))), "{got:?}");
             return;

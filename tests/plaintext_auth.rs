@@ -3,7 +3,7 @@
 //! or a PROXY v2 header says it used TLS. Non-loopback clients are played by a PROXY header
 //! from 127.0.0.1, a trusted proxy, naming 192.0.2.7 (TEST-NET-1).
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -174,7 +174,7 @@ fn secure_listener_takes_user_pass_from_a_client_off_this_host() {
         "{log}"
     );
     assert!(
-        log.contains("(secure)"),
+        log.contains(&format!("listening on {}, secure", s.secure)),
         "the secure listener is not logged: {log}"
     );
 }

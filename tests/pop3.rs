@@ -2,7 +2,7 @@
 //! wrong state, sizes, byte-stuffing, TOP, UIDL stability, UPDATE only on QUIT, autologout,
 //! the session lock, the session cap, a missing mbox and a malformed users file.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -107,6 +107,43 @@ fn from_quoted_lines_are_sent_as_they_are() {
 }
 
 #[test]
+fn body_lines_beginning_from_stay_in_their_message() {
+    // Written by a tool that does not quote: "From " body lines, and the next separator
+    // straight after a last line, with no empty line before it.
+    let mbox = "From a@x Sat Jan  3 01:05:34 1996\n\
+                Subject: one\n\n\
+                From here on, we use the new server.\n\
+                From me to you on Monday\n\
+                From: not a header here\n\
+                end\n\
+                From MAILER-DAEMON  Sat Jan  3 01:05:35 1996\n\
+                Subject: two\n\n\
+                bounce\n";
+    let s = ServerBuilder::new("bodyfrom")
+        .user("alice", "secret")
+        .mbox("alice", mbox)
+        .start();
+    let mut c = s.login("alice", "secret");
+    assert!(c.ok("STAT").starts_with("2 "));
+    assert_eq!(c.multi("UIDL").len(), 2);
+    let one = String::from_utf8(c.retr(1)).unwrap();
+    assert_eq!(
+        one,
+        "Subject: one\r\n\r\nFrom here on, we use the new server.\r\n\
+         From me to you on Monday\r\nFrom: not a header here\r\nend\r\n"
+    );
+    let size: usize = c.ok("LIST 1").split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(one.len(), size);
+    assert_eq!(c.retr(2), b"Subject: two\r\n\r\nbounce\r\n");
+    c.ok("DELE 2");
+    c.ok("QUIT");
+
+    let mut c = s.login("alice", "secret");
+    assert!(c.ok("STAT").starts_with("1 "));
+    assert_eq!(String::from_utf8(c.retr(1)).unwrap(), one);
+}
+
+#[test]
 fn top_zero_sends_headers_and_blank_line() {
     let s = server();
     let mut c = s.login("alice", "secret");
@@ -150,6 +187,44 @@ fn uidl_is_stable_across_sessions_and_after_deletion() {
     assert_eq!(after.len(), 2);
     assert_eq!(uid(&after[0]), uid(&before[1]));
     assert_eq!(uid(&after[1]), uid(&before[2]));
+}
+
+#[test]
+fn uidl_of_a_deleted_message_is_never_handed_to_one_with_the_same_headers() {
+    // Same "From " line, headers and size; only the bodies differ (a mailing list's copies,
+    // automated reports).
+    let headers = "Subject: daily report\nMessage-ID: <report@x>\n\n";
+    let mbox = [
+        mbox_message("cron@x", &format!("{headers}disk 41% full\n")),
+        mbox_message("cron@x", &format!("{headers}disk 97% full\n")),
+    ]
+    .concat();
+    let s = ServerBuilder::new("uidl-collide")
+        .user("alice", "secret")
+        .mbox("alice", &mbox)
+        .start();
+    let uid = |l: &String| l.split(' ').nth(1).unwrap().to_string();
+    let mut c = s.login("alice", "secret");
+    let first: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
+    assert_eq!(first.len(), 2);
+    assert_ne!(first[0], first[1]);
+    assert!(first.iter().all(|id| !id.contains('-')), "{first:?}");
+    assert_eq!(c.ok("UIDL 2"), format!("2 {}", first[1]));
+    c.ok("QUIT");
+
+    // The ids do not depend on file order between sessions either.
+    let mut c = s.login("alice", "secret");
+    let again: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
+    assert_eq!(again, first);
+    c.ok("DELE 1");
+    c.ok("QUIT");
+
+    // A client that fetched message 1 under its id must not take message 2 for it.
+    let mut c = s.login("alice", "secret");
+    let after: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0], first[0], "message 1's id was handed to message 2");
+    assert!(String::from_utf8(c.retr(1)).unwrap().contains("97%"));
 }
 
 #[test]
@@ -434,9 +509,19 @@ fn help_lists_options() {
 }
 
 #[test]
-fn md5_helper_matches_rfc_1321() {
-    assert_eq!(support::md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
-    assert_eq!(support::md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+fn hmac_md5_helper_matches_rfc_2202() {
+    // RFC 2202 section 2, test cases 1 and 6 (a key longer than the block).
+    assert_eq!(
+        support::hmac_md5_hex(&[0x0b; 16], b"Hi There"),
+        "9294727a3638bb1c13f48ef8158bfc9d"
+    );
+    assert_eq!(
+        support::hmac_md5_hex(
+            &[0xaa; 80],
+            b"Test Using Larger Than Block-Size Key - Hash Key First"
+        ),
+        "6b1ab7fe4bd7bf8f0b62e6ce61b9d0cd"
+    );
 }
 
 #[test]

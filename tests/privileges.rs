@@ -2,7 +2,7 @@
 //! with /var/mail root:mail 2775 and pop3d running as neither), the login is refused with
 //! [SYS/TEMP] and the mbox is left alone; pop3d never goes on without the lock.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! --trusted-proxy: connections from a trusted proxy open with a PROXY protocol header whose
 //! client address pop3d then uses for its log and its per-address cap.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use support::{mbox_message, Client, Server, ServerBuilder};

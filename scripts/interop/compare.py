@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compares what a client stored with the fixtures; prints "ok - ..." / "not ok - ..." lines
+"""Compares what a client stored with the fixtures; prints "ok   ..." / "FAIL ..." lines
 and exits 1 if any check failed.
 
   compare.py messages LABEL FIXTURES [--lf] [--added HEADER] [--only NN,NN] FILE...
@@ -26,7 +26,7 @@ failed = False
 
 def check(ok, text, detail=None):
     global failed
-    print(("ok - " if ok else "not ok - ") + text)
+    print(("ok   " if ok else "FAIL ") + text)
     if not ok:
         failed = True
         if detail:

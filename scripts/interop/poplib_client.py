@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drives pop3d with Python's poplib, through every poplib method that maps to a command
 pop3d has (user, pass_, apop, stat, list, retr, top, uidl, dele, rset, noop, capa, quit),
-and compares what it gets with the fixtures. Prints "ok - ..." / "not ok - ..." lines; exits
+and compares what it gets with the fixtures. Prints "ok   ..." / "FAIL ..." lines; exits
 1 if any check failed.
 
 Usage: poplib_client.py LABEL HOST PORT USER PASSWORD FIXTURES
@@ -17,7 +17,7 @@ failed = False
 
 def check(ok, text, detail=None):
     global failed
-    print(("ok - " if ok else "not ok - ") + text)
+    print(("ok   " if ok else "FAIL ") + text)
     sys.stdout.flush()
     if not ok:
         failed = True

@@ -1,5 +1,6 @@
-# The scale-out site on loopback, for scripts/scale-demo.sh and scripts/scale-test.sh (sourced
-# from the repository root, after scripts/lib/packages.sh):
+# The scale-out site on loopback, for scripts/scale-demo.sh and scripts/scale-out/run.sh
+# (sourced from the repository root, after scripts/lib/common.sh and scripts/lib/packages.sh,
+# and run after pop3d_build, whose POP3D and POP3D_ROUTER it starts):
 #
 #   two pop3d backends (A: the default route, B: bob and dave), each trusting nginx's address
 #   (127.0.0.1) as a PROXY protocol sender; pop3d-router in one of its two modes; and nginx in
@@ -22,40 +23,9 @@ scale_need_packages() {
         "$SCALE_MODULES/ngx_stream_module.so:libnginx-mod-stream"
 }
 
-# Prints N free loopback ports (held together while chosen, so they differ).
-scale_free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-held = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    held.append(s)
-ports = [s.getsockname()[1] for s in held]
-# Closed before printing: the caller reads the ports through a pipe and binds them at once,
-# while this process could otherwise still be holding them.
-for s in held:
-    s.close()
-print(" ".join(map(str, ports)))
-PY
-}
-
-# Waits until HOST:PORT accepts a connection (at most 10 s). The connection is made from
-# 127.0.0.3, which no backend trusts, so that probing a backend is not a headerless proxy.
+# scale_wait_port PORT: wait_port, and a line on stderr when nothing came to listen.
 scale_wait_port() {
-    python3 - "$1" <<'PY'
-import socket, sys, time
-host, port = sys.argv[1].rsplit(":", 1)
-deadline = time.time() + 10
-while True:
-    try:
-        socket.create_connection((host, int(port)), 1, ("127.0.0.3", 0)).close()
-        sys.exit(0)
-    except OSError:
-        if time.time() > deadline:
-            sys.exit("nothing listens on " + sys.argv[1])
-        time.sleep(0.05)
-PY
+    wait_port "$1" || { echo "nothing listens on 127.0.0.1:$1" >&2; return 1; }
 }
 
 # Starts a program in the background with its output in a file, and records it.
@@ -78,41 +48,40 @@ scale_stop_all() {
     SCALE_PIDS=()
 }
 
-# scale_start_backends DIR BIN_DIR PORT_A PORT_B [pop3d options...]
+# scale_start_backends DIR PORT_A PORT_B [pop3d options...]
 # Writes the site's users and mboxes under DIR and starts pop3d for A and B, with the given
 # options (--trusted-proxy 127.0.0.1, for nginx's address, among them). Each listens with
 # --secure-listen: nginx has checked TLS (or a loopback client) before it logs in there.
 scale_start_backends() {
-    local dir=$1 bin=$2 port_a=$3 port_b=$4
-    shift 4
+    local dir=$1 port_a=$2 port_b=$3
+    shift 3
     python3 scripts/scale-out/fixture.py setup "$dir"
     sed -e "s/@BACKEND_A@/127.0.0.1:$port_a/" -e "s/@BACKEND_B@/127.0.0.1:$port_b/" \
         "$dir/routes.in" >"$dir/routes"
     local backend port
     for backend in a b; do
         [ "$backend" = a ] && port=$port_a || port=$port_b
-        scale_spawn "$dir/$backend/stderr" "$bin/pop3d" \
+        scale_spawn "$dir/$backend/stderr" "$POP3D" \
             --secure-listen "127.0.0.1:$port" --users "$dir/$backend/users" \
             --maildrop "$dir/$backend/mail/%u" --hostname "backend-$backend.test" \
             --log-file "$dir/$backend/pop3d.log" "$@"
     done
-    scale_wait_port "127.0.0.1:$port_a"
-    scale_wait_port "127.0.0.1:$port_b"
+    scale_wait_port "$port_a" && scale_wait_port "$port_b"
 }
 
-# scale_start_router DIR BIN_DIR NAME PORT [--users FILE]
+# scale_start_router DIR NAME PORT [--users FILE]
 scale_start_router() {
-    local dir=$1 bin=$2 name=$3 port=$4
-    shift 4
-    scale_spawn "$dir/$name.stderr" "$bin/pop3d-router" --listen "127.0.0.1:$port" \
+    local dir=$1 name=$2 port=$3
+    shift 3
+    scale_spawn "$dir/$name.stderr" "$POP3D_ROUTER" --listen "127.0.0.1:$port" \
         --routes "$dir/routes" --log-file "$dir/$name.log" "$@"
-    scale_wait_port "127.0.0.1:$port"
+    scale_wait_port "$port"
 }
 
 # scale_start_nginx PREFIX PUBLIC_PORT MAIL_PORT ROUTER_PORT POP3_AUTH PER_ADDRESS CAPABILITIES
 #                   PUBLIC_TLS_PORT MAIL_TLS_PORT
-# Renders scripts/scale-out/nginx.conf into PREFIX, with a certificate for localhost from a
-# CA made for it (PREFIX/certs/ca.pem), and runs nginx there in the foreground.
+# Renders scripts/deploy/scale-out/nginx.conf into PREFIX, with a certificate for localhost
+# from a CA made for it (PREFIX/certs/ca.pem), and runs nginx there in the foreground.
 scale_start_nginx() {
     local prefix=$1 public=$2 mail=$3 router=$4 pop3_auth=$5 per_address=$6 capabilities=$7
     local public_tls=$8 mail_tls=$9
@@ -134,10 +103,9 @@ scale_start_nginx() {
         -e "s|@CERT@|$prefix/certs/server.pem|g" \
         -e "s|@KEY@|$prefix/certs/server.key|g" \
         -e "s|@STARTTLS@|on|g" \
-        scripts/scale-out/nginx.conf >"$prefix/nginx.conf"
+        scripts/deploy/scale-out/nginx.conf >"$prefix/nginx.conf"
     nginx -t -q -p "$prefix" -c "$prefix/nginx.conf" -g "pid $prefix/nginx.pid;"
     scale_spawn "$prefix/stderr" nginx -p "$prefix" -c "$prefix/nginx.conf" \
         -g "daemon off; pid $prefix/nginx.pid;"
-    scale_wait_port "127.0.0.1:$public"
-    scale_wait_port "127.0.0.1:$public_tls"
+    scale_wait_port "$public" && scale_wait_port "$public_tls"
 }

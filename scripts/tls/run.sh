@@ -145,7 +145,7 @@ mkdir -p "$T/mail"
 for u in $USERS; do echo "$u:$PW"; done >"$T/users"
 chmod 600 "$T/users"
 for u in $USERS; do fresh_mbox "$u"; done
-PORTS=$(free_ports 7)
+PORTS=$(free_port 7)
 read -r DIRECT SECURE ROUTER STUNNEL NGINX_S NGINX_P NS_STUNNEL <<<"$PORTS"
 # Direct clients on loopback and, for the namespace, on 10.203.0.1; the fronts on the
 # secure listener. 127.0.0.1 (stunnel, nginx) must send a PROXY header.

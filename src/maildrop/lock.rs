@@ -1,7 +1,7 @@
 //! Locks on a maildrop: the delivery locks (OFD fcntl, dotlock, flock) that pop3d shares with
 //! delivery agents while it scans or rewrites an mbox, and the session lock that keeps two
-//! POP3 sessions off one maildrop. Every guard releases its locks on Drop. Holds the crate's
-//! only unsafe code: the one `fcntl` call for OFD locks.
+//! POP3 sessions off one maildrop. Every guard releases its locks on Drop. The OFD `fcntl`
+//! call itself is in `sys`, with the crate's other FFI.
 
 use std::error::Error;
 use std::fmt;
@@ -26,6 +26,17 @@ pub const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// Most bytes read from someone else's dotlock: a pid and a newline fit easily.
 const MAX_DOTLOCK_CONTENT: u64 = 64;
 
+/// The words for a lock not obtained, shared with `MaildropError`, which carries the same
+/// failures once a `LockError` has passed through `?`: one wording in the log either way.
+pub(super) mod text {
+    pub const IN_USE: &str = "maildrop is in use by another session";
+    pub const TIMED_OUT: &str = "maildrop is locked by another program";
+    /// Followed by ": " and the system's reason.
+    pub const DENIED: &str = "cannot create lock file";
+    /// After the path and ": ".
+    pub const NOT_A_FILE: &str = "not a regular file";
+}
+
 /// Why a lock was not obtained.
 #[derive(Debug)]
 pub enum LockError {
@@ -44,10 +55,10 @@ pub enum LockError {
 impl fmt::Display for LockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LockError::InUse => write!(f, "maildrop is in use by another session"),
-            LockError::TimedOut => write!(f, "maildrop is locked by another program"),
-            LockError::Denied(e) => write!(f, "cannot create lock file: {e}"),
-            LockError::NotAFile(p) => write!(f, "{}: not a regular file", p.display()),
+            LockError::InUse => f.write_str(text::IN_USE),
+            LockError::TimedOut => f.write_str(text::TIMED_OUT),
+            LockError::Denied(e) => write!(f, "{}: {e}", text::DENIED),
+            LockError::NotAFile(p) => write!(f, "{}: {}", p.display(), text::NOT_A_FILE),
             LockError::Io(e) => write!(f, "cannot lock maildrop: {e}"),
         }
     }
@@ -96,121 +107,16 @@ pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Open-file-description fcntl locks (Linux `F_OFD_SETLK`). A classic POSIX record lock
-/// belongs to the whole process and is dropped when any thread closes any descriptor of the
-/// file, which a threaded server cannot rule out; an OFD lock belongs to one open file
-/// description, and conflicts both with other OFD locks and with the classic fcntl locks that
-/// delivery agents take.
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod ofd {
-    use std::ffi::{c_int, c_short};
-    use std::fs::File;
-    use std::io;
-    use std::os::fd::AsRawFd;
-
-    /// From <fcntl.h> on Linux x86_64 and aarch64.
-    const F_OFD_SETLK: c_int = 37;
-    const F_WRLCK: c_short = 1;
-    const F_UNLCK: c_short = 2;
-    const SEEK_SET: c_short = 0;
-    const EACCES: i32 = 13;
-    const EAGAIN: i32 = 11;
-
-    /// `struct flock` of Linux x86_64 and aarch64 (glibc and musl alike): two shorts, two
-    /// 64-bit offsets, a pid; 32 bytes with padding.
-    #[repr(C)]
-    struct Flock {
-        l_type: c_short,
-        l_whence: c_short,
-        l_start: i64,
-        l_len: i64,
-        l_pid: c_int,
-    }
-
-    const _: () = assert!(std::mem::size_of::<Flock>() == 32);
-
-    extern "C" {
-        fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
-    }
-
-    pub(super) const SUPPORTED: bool = true;
-
-    /// One non-blocking `F_OFD_SETLK` over the whole file. Ok(false): held elsewhere.
-    #[allow(unsafe_code)]
-    fn set(file: &File, l_type: c_short) -> io::Result<bool> {
-        // l_start 0 with l_len 0 covers the whole file, including bytes appended later;
-        // OFD locks require l_pid 0.
-        let lock = Flock {
-            l_type,
-            l_whence: SEEK_SET,
-            l_start: 0,
-            l_len: 0,
-            l_pid: 0,
-        };
-        // SAFETY: `fcntl` is the C library's, declared with its real variadic signature;
-        // F_OFD_SETLK reads exactly one `struct flock` through the pointer, which points at
-        // a live, correctly laid out (asserted 32-byte repr(C)) value for the whole call and
-        // is not kept afterwards; the descriptor stays open because `file` is borrowed.
-        let rc = unsafe { fcntl(file.as_raw_fd(), F_OFD_SETLK, &lock as *const Flock) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(EACCES) | Some(EAGAIN) => Ok(false),
-            _ => Err(e),
-        }
-    }
-
-    /// Takes a write lock on all of `file` (which must be open for writing).
-    pub(super) fn try_lock(file: &File) -> io::Result<bool> {
-        set(file, F_WRLCK)
-    }
-
-    pub(super) fn unlock(file: &File) -> io::Result<()> {
-        set(file, F_UNLCK).map(|_| ())
-    }
-}
-
-#[cfg(not(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
-mod ofd {
-    use std::fs::File;
-    use std::io;
-    use std::sync::Once;
-
-    pub(super) const SUPPORTED: bool = false;
-
-    pub(super) fn try_lock(_file: &File) -> io::Result<bool> {
-        static WARN: Once = Once::new();
-        WARN.call_once(|| {
-            log::warn!(
-                "no OFD fcntl locks on this platform: mboxes are locked by dotlock and flock only"
-            )
-        });
-        Ok(true)
-    }
-
-    pub(super) fn unlock(_file: &File) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Takes a non-blocking OFD write lock on all of `file`; Ok(false) if another open file
 /// description (or a classic fcntl lock of another process) holds a conflicting lock. On
 /// platforms without OFD locks this always succeeds without locking (and logs that once).
 pub fn try_lock_ofd(file: &File) -> io::Result<bool> {
-    ofd::try_lock(file)
+    crate::sys::try_lock_ofd(file)
 }
 
 /// Releases an OFD lock taken by `try_lock_ofd` through the same open file description.
 pub fn unlock_ofd(file: &File) -> io::Result<()> {
-    ofd::unlock(file)
+    crate::sys::unlock_ofd(file)
 }
 
 /// A dotlock `PATH.lock`, created exclusively and holding our pid; removed on Drop.
@@ -379,7 +285,7 @@ impl<'a> DeliveryLocks<'a> {
             if !try_lock_ofd(f).map_err(LockError::Io)? {
                 return Ok(None);
             }
-            locks.ofd = ofd::SUPPORTED;
+            locks.ofd = crate::sys::OFD_SUPPORTED;
         }
         match DotLock::try_acquire(mbox)? {
             Some(d) => locks.dotlock = Some(d),
@@ -526,13 +432,14 @@ impl SessionLock {
         &self.mbox
     }
 
-    /// When the previous successful login happened (as of taking the lock), None if never.
-    pub fn last_login_at_acquire(&self) -> Option<SystemTime> {
+    /// When the previous successful login happened (as of taking the lock, so not this
+    /// session's own), None if never: what RFC 2449 LOGIN-DELAY counts from.
+    pub fn previous_login(&self) -> Option<SystemTime> {
         self.previous
     }
 
-    /// Sets the companion's mtime to now.
-    pub fn touch(&self) -> io::Result<()> {
+    /// Records this session's login as successful: sets the companion's mtime to now.
+    pub fn record_login(&self) -> io::Result<()> {
         self.file.set_modified(SystemTime::now())
     }
 }
@@ -719,7 +626,7 @@ mod tests {
             DeliveryLocks::acquire(Some(&file), &path, Duration::from_secs(1)).expect("locks");
         assert!(sibling(&path, ".lock").exists());
         assert!(flock_held_elsewhere(&path));
-        if ofd::SUPPORTED {
+        if crate::sys::OFD_SUPPORTED {
             assert!(ofd_held_elsewhere(&path));
         }
         drop(locks);
@@ -832,11 +739,13 @@ mod tests {
             fs::metadata(&companion).expect("meta").mode() & 0o777,
             0o600
         );
-        assert_eq!(lock.last_login_at_acquire(), None);
-        lock.touch().expect("touch");
+        assert_eq!(lock.previous_login(), None);
+        lock.record_login().expect("record");
+        // The previous login is the one before this session, not this one.
+        assert_eq!(lock.previous_login(), None);
         drop(lock);
         let again = SessionLock::try_acquire(&path).expect("again");
-        let when = again.last_login_at_acquire().expect("a login was recorded");
+        let when = again.previous_login().expect("a login was recorded");
         let age = SystemTime::now()
             .duration_since(when)
             .unwrap_or(Duration::ZERO);

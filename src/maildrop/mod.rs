@@ -6,6 +6,8 @@
 //! rewrites it, so a slow client never holds up delivery; in between, the session lock keeps
 //! other POP3 sessions away, and every read checks that the bytes are still those scanned.
 
+mod fault;
+pub mod from_line;
 pub mod journal;
 pub mod lock;
 pub mod scan;
@@ -16,8 +18,11 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+#[cfg(test)]
+pub(crate) use fault::crash;
+use fault::fault_point;
 use journal::{CompactError, JournalError, Plan};
 use lock::{DeliveryLocks, LockError};
 use scan::ScanError;
@@ -67,6 +72,8 @@ pub enum MaildropError {
     Changed,
     /// The mbox holds more messages than pop3d serves.
     TooLarge { messages: usize },
+    /// The mbox belongs to someone other than the user it is served to (--system-users).
+    NotOwned(PathBuf),
     /// Reading or writing failed.
     Io(io::Error),
 }
@@ -74,13 +81,16 @@ pub enum MaildropError {
 impl fmt::Display for MaildropError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MaildropError::InUse => write!(f, "maildrop is in use by another session"),
-            MaildropError::Locked => write!(f, "maildrop is locked by another program"),
-            MaildropError::LockDenied(e) => write!(f, "cannot create lock file: {e}"),
-            MaildropError::NotAFile(p) => write!(f, "{}: not a regular file", p.display()),
+            MaildropError::InUse => f.write_str(lock::text::IN_USE),
+            MaildropError::Locked => f.write_str(lock::text::TIMED_OUT),
+            MaildropError::LockDenied(e) => write!(f, "{}: {e}", lock::text::DENIED),
+            MaildropError::NotAFile(p) => write!(f, "{}: {}", p.display(), lock::text::NOT_A_FILE),
             MaildropError::Changed => write!(f, "mbox was changed by another program"),
             MaildropError::TooLarge { messages } => {
                 write!(f, "maildrop holds more than {messages} messages")
+            }
+            MaildropError::NotOwned(p) => {
+                write!(f, "{}: not owned by the mailbox's user", p.display())
             }
             MaildropError::Io(e) => write!(f, "maildrop i/o error: {e}"),
         }
@@ -135,26 +145,6 @@ impl From<JournalError> for MaildropError {
     }
 }
 
-impl SessionLock {
-    /// Takes the session lock (an fs2 exclusive lock, non-blocking, on the companion file
-    /// "<mbox path>.pop3d", created 0600 if missing). Err(MaildropError::InUse) if another
-    /// POP3 session (this process or another one) holds it.
-    pub fn acquire(mbox: &Path) -> Result<SessionLock, MaildropError> {
-        Ok(SessionLock::try_acquire(mbox)?)
-    }
-
-    /// When the previous successful login happened (the companion file's mtime when the
-    /// lock was taken), None if never.
-    pub fn previous_login(&self) -> Option<SystemTime> {
-        self.last_login_at_acquire()
-    }
-
-    /// Records this login as successful (sets the companion file's mtime to now).
-    pub fn record_login(&self) -> Result<(), MaildropError> {
-        Ok(self.touch()?)
-    }
-}
-
 /// What an UPDATE removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommitStats {
@@ -172,11 +162,12 @@ pub struct Maildrop {
     file: Option<File>,
     lock_timeout: Duration,
     messages: Vec<MessageInfo>,
+    /// How many bytes of the mbox the scan covered; UPDATE keeps everything after them.
     scanned_len: u64,
     /// Set once UPDATE has rewritten (or begun rewriting) the mbox: the scan is stale.
     stale: bool,
-    /// Held until the maildrop is dropped.
-    _session: SessionLock,
+    /// Held until the maildrop is dropped; records the login once the open succeeded.
+    session: SessionLock,
 }
 
 impl Maildrop {
@@ -202,7 +193,13 @@ impl Maildrop {
             match &file {
                 Some(f) => {
                     let octets = f.metadata()?.len();
-                    scan::scan_sized(BufReader::new(ReadAt::new(f, 0, u64::MAX)), octets)?
+                    let mut scan =
+                        scan::scan_sized(BufReader::new(ReadAt::new(f, 0, u64::MAX)), octets)?;
+                    // Still under the delivery locks: the bodies read are the ones scanned.
+                    scan::distinguish(&mut scan.messages, |m| {
+                        scan::body_digest(ReadAt::new(f, m.content_start, m.content_len))
+                    })?;
+                    scan
                 }
                 None => scan::Scan {
                     messages: Vec::new(),
@@ -225,14 +222,14 @@ impl Maildrop {
             messages: scan.messages,
             scanned_len: scan.scanned_len,
             stale: false,
-            _session: session,
+            session,
         })
     }
 
     /// Records this login as successful (the session lock file's mtime, for LOGIN-DELAY):
     /// called once the maildrop is open, so a login that failed to open it does not count.
     pub fn record_login(&self) -> Result<(), MaildropError> {
-        self._session.record_login()
+        Ok(self.session.record_login()?)
     }
 
     /// The messages as scanned at open, in file order.
@@ -243,11 +240,6 @@ impl Maildrop {
     /// The mbox's path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// How many bytes of the mbox the scan covered; UPDATE keeps everything after them.
-    pub fn scanned_len(&self) -> u64 {
-        self.scanned_len
     }
 
     /// The raw on-disk content of message `index` (0-based): exactly content_len bytes,
@@ -423,13 +415,15 @@ impl Maildrop {
         if deleted.last() != Some(&true) {
             return Ok(0);
         }
-        let mut head = [0u8; 7];
+        let mut head = [0u8; 2];
         let n = file.read_at(&mut head, self.scanned_len)?;
-        let head = &head[..n];
-        Ok(if head.starts_with(b"\nFrom ") {
-            1
-        } else if head.starts_with(b"\r\nFrom ") {
-            2
+        let sep = match &head[..n] {
+            [b'\n', ..] => 1,
+            [b'\r', b'\n'] => 2,
+            _ => return Ok(0),
+        };
+        Ok(if separator_at(file, self.scanned_len + sep)? {
+            sep
         } else {
             0
         })
@@ -487,20 +481,40 @@ fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
     Ok(Some(file))
 }
 
-/// Whether a "From " line starts at `at` (at the file's start or after a LF).
+/// Whether a separator line starts at `at`: at the file's start or after a LF, and parsing as
+/// one by the scanner's rule (`from_line::is_separator`).
 fn from_line_at(file: &File, at: u64) -> io::Result<bool> {
-    let (want, from): (&[u8], u64) = if at == 0 {
-        (b"From ", 0)
-    } else {
-        (b"\nFrom ", at - 1)
-    };
-    let mut got = [0u8; 6];
-    let got = &mut got[..want.len()];
-    match file.read_exact_at(got, from) {
-        Ok(()) => Ok(got == want),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
+    if at > 0 {
+        let mut before = [0u8; 1];
+        match file.read_exact_at(&mut before, at - 1) {
+            Ok(()) if before[0] == b'\n' => {}
+            Ok(()) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        }
     }
+    separator_at(file, at)
+}
+
+/// Whether the line at `at` (known to start a line) is a separator: reads at most a
+/// separator line's length, and decides as the scanner does at that place.
+fn separator_at(file: &File, at: u64) -> io::Result<bool> {
+    let mut line = vec![0u8; from_line::MAX_SEPARATOR_LINE];
+    let mut got = 0;
+    while got < line.len() {
+        match file.read_at(&mut line[got..], at + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let line = &line[..got];
+    Ok(match line.iter().position(|&b| b == b'\n') {
+        Some(i) => from_line::is_separator(&line[..i]),
+        // No LF within the limit: text, unless the file ends first (as at the scan's end).
+        None => got < from_line::MAX_SEPARATOR_LINE && from_line::is_separator(line),
+    })
 }
 
 /// Keeps a long rewrite's dotlock fresh, so no agent takes it for stale.
@@ -541,87 +555,6 @@ impl Read for ReadAt<'_> {
     }
 }
 
-/// A named place in UPDATE where the fault tests stop the process. With the
-/// fault-injection feature it aborts when the environment variable POP3D_FAULT_POINT names
-/// it (at its POP3D_FAULT_HIT-th visit, default the first), and fails with a "storage full"
-/// error when POP3D_FAULT_ERROR names it. In unit tests it panics where `crash::during` says,
-/// which unwinds out of UPDATE without any cleanup, as a crash would. Otherwise it is empty.
-#[inline]
-pub(crate) fn fault_point(name: &str) -> io::Result<()> {
-    #[cfg(test)]
-    crash::check(name);
-    #[cfg(feature = "fault-injection")]
-    {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static HITS: AtomicU64 = AtomicU64::new(0);
-        if std::env::var_os("POP3D_FAULT_POINT").is_some_and(|p| p == name) {
-            let nth = std::env::var("POP3D_FAULT_HIT")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
-            if HITS.fetch_add(1, Ordering::SeqCst) + 1 >= nth {
-                std::process::abort();
-            }
-        }
-        if std::env::var_os("POP3D_FAULT_ERROR").is_some_and(|p| p == name) {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                format!("injected fault at {name}"),
-            ));
-        }
-    }
-    let _ = name;
-    Ok(())
-}
-
-/// Simulated crashes for the unit tests, per thread since tests run in parallel.
-#[cfg(test)]
-pub(crate) mod crash {
-    use std::cell::RefCell;
-
-    thread_local! {
-        static AT: RefCell<Option<(String, u64)>> = const { RefCell::new(None) };
-    }
-
-    /// The message of a simulated crash's panic.
-    pub(crate) const CRASH: &str = "simulated crash";
-
-    /// Makes the `nth` visit (from 1) of fault point `name` on this thread panic.
-    fn at(name: &str, nth: u64) {
-        AT.with(|a| *a.borrow_mut() = Some((name.to_owned(), nth)));
-    }
-
-    /// Runs `f` with the `nth` visit of fault point `name` crashing; true if it crashed.
-    pub(crate) fn during<T>(name: &str, nth: u64, f: impl FnOnce() -> T) -> bool {
-        at(name, nth);
-        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
-        clear();
-        crashed
-    }
-
-    /// No more simulated crashes on this thread.
-    pub(crate) fn clear() {
-        AT.with(|a| *a.borrow_mut() = None);
-    }
-
-    pub(super) fn check(name: &str) {
-        let fire = AT.with(|a| {
-            let mut a = a.borrow_mut();
-            match a.as_mut() {
-                Some((point, nth)) if point == name => {
-                    *nth -= 1;
-                    *nth == 0
-                }
-                _ => false,
-            }
-        });
-        if fire {
-            clear();
-            std::panic::panic_any(CRASH);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -629,6 +562,9 @@ mod tests {
     use super::scan::model::{self, Rng};
     use super::*;
     use crate::testing::TempDir;
+
+    /// The date delivery agents write on the separator line.
+    const DATE: &str = "Mon Jan  1 00:00:00 2024";
 
     const TWO: &[u8] = b"From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nfirst body\n\n\
 From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
@@ -640,7 +576,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
     }
 
     fn open(path: &Path) -> Result<Maildrop, MaildropError> {
-        let lock = SessionLock::acquire(path)?;
+        let lock = SessionLock::try_acquire(path)?;
         Maildrop::open(
             path,
             lock,
@@ -690,6 +626,20 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         let sub = dir.path().join("sub");
         fs::create_dir(&sub).expect("mkdir");
         assert!(matches!(open(&sub), Err(MaildropError::NotAFile(_))));
+    }
+
+    #[test]
+    fn lock_failures_read_alike_after_becoming_maildrop_errors() {
+        let denied = || io::Error::from(io::ErrorKind::PermissionDenied);
+        for e in [
+            LockError::InUse,
+            LockError::TimedOut,
+            LockError::Denied(denied()),
+            LockError::NotAFile(PathBuf::from("/m.lock")),
+        ] {
+            let text = e.to_string();
+            assert_eq!(MaildropError::from(e).to_string(), text);
+        }
     }
 
     #[test]
@@ -864,7 +814,11 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         let mut data = Vec::new();
         for i in 0..50 {
             data.extend_from_slice(
-                format!("From s{i}@x\nSubject: {i}\n\n{}\n\n", "body ".repeat(i)).as_bytes(),
+                format!(
+                    "From s{i}@x {DATE}\nSubject: {i}\n\n{}\n\n",
+                    "body ".repeat(i)
+                )
+                .as_bytes(),
             );
         }
         let path = mbox(&dir, &data);
@@ -888,29 +842,38 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
     }
 
     #[test]
+    fn body_line_beginning_from_is_read_with_its_message_and_kept_by_update() {
+        let dir = TempDir::new("md-bodyfrom");
+        let data = format!(
+            "From a@x {DATE}\nSubject: one\n\nFrom here on, a body line\nend\n\n\
+             From b@x {DATE}\nSubject: two\n\nFrom me to you\n"
+        );
+        let path = mbox(&dir, data.as_bytes());
+        let mut md = open(&path).expect("open");
+        assert_eq!(md.messages().len(), 2);
+        assert_eq!(
+            read(&mut md, 0).expect("read"),
+            b"Subject: one\n\nFrom here on, a body line\nend\n"
+        );
+        md.commit(&[true, false]).expect("commit");
+        drop(md);
+        let mut md = open(&path).expect("reopen");
+        assert_eq!(md.messages().len(), 1);
+        assert_eq!(
+            read(&mut md, 0).expect("read"),
+            b"Subject: two\n\nFrom me to you\n"
+        );
+    }
+
+    #[test]
     fn too_many_messages_is_too_large() {
         let dir = TempDir::new("md-toolarge");
-        let path = mbox(&dir, &b"From a\n".repeat(scan::MAX_MESSAGES + 1));
+        let one = format!("From a {DATE}\n");
+        let path = mbox(&dir, &one.as_bytes().repeat(scan::MAX_MESSAGES + 1));
         assert!(matches!(
             open(&path),
             Err(MaildropError::TooLarge { messages }) if messages == scan::MAX_MESSAGES
         ));
-    }
-
-    #[test]
-    fn session_lock_records_logins() {
-        let dir = TempDir::new("md-login");
-        let path = mbox(&dir, TWO);
-        let lock = SessionLock::acquire(&path).expect("lock");
-        assert_eq!(lock.previous_login(), None);
-        lock.record_login().expect("record");
-        // The previous login is the one before this session, not this one.
-        assert_eq!(lock.previous_login(), None);
-        drop(lock);
-        assert!(SessionLock::acquire(&path)
-            .expect("lock")
-            .previous_login()
-            .is_some());
     }
 
     /// Random mboxes and random DELE / RSET sequences, with mail arriving during the
@@ -943,9 +906,9 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             }
             let late: &[u8] = match rng.below(4) {
                 0 => b"",
-                1 => b"From late@x\nSubject: late\n\nlate body\n",
-                2 => b"\nFrom late@x\nSubject: lf\n\n",
-                _ => b"\r\nFrom late@x\r\nSubject: crlf\r\n\r\n",
+                1 => b"From late@x Mon Jan  1 00:00:00 2024\nSubject: late\n\nlate body\n",
+                2 => b"\nFrom late@x Mon Jan  1 00:00:00 2024\nSubject: lf\n\n",
+                _ => b"\r\nFrom late@x Mon Jan  1 00:00:00 2024\r\nSubject: crlf\r\n\r\n",
             };
             append(&path, late);
             md.commit(&deleted).unwrap_or_else(|e| panic!("{ctx}: {e}"));
@@ -970,12 +933,12 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             let mut md = open(&path).expect("reopen");
             let (_, now) = model::parse(&expect);
             assert_eq!(md.messages().len(), now.len(), "{ctx}");
+            let ids = model::uids(&now);
             for (i, m) in now.iter().enumerate() {
                 assert_eq!(read(&mut md, i).expect("read"), m.content, "{ctx}");
                 let uid = &md.messages()[i].uid;
                 assert_eq!(uid.digest(), &m.digest, "{ctx}");
-                let dups = now[..i].iter().filter(|o| o.digest == m.digest).count();
-                assert_eq!(uid.dup() as usize, dups, "{ctx}");
+                assert_eq!(uid.to_string(), ids[i], "{ctx}");
             }
             // And every kept message is the same message with the same id, except that new
             // mail may change how the last scanned one ends (a line break completing its

@@ -2,11 +2,23 @@
 //!
 //! The scanner streams any reader through one large buffer and keeps per-message metadata
 //! only, so memory grows with the number of messages, never with their bytes. Message
-//! boundaries follow DESIGN.md "mbox rules"; octets follow the session's dot-writer (every
-//! line ends in CRLF on the wire); unique ids hash only the "From " line, the header block
-//! and the size, never a body.
+//! boundaries follow DESIGN.md "mbox rules": a message starts at a line that begins "From "
+//! at the start of the file or after a LF, and only if that line parses as a separator
+//! (`from_line::is_separator`: a sender and a whole date, as delivery agents write them); no
+//! empty line is demanded before it, but one empty line just before it (or at the end of
+//! the file) is the separator's, not content. Any other line, "From here on, ..." included,
+//! is content. Octets follow the session's dot-writer (every line ends in CRLF on the wire).
+//!
+//! Unique ids: the scan hashes only the "From " line, the header block and the size, never a
+//! body. Messages whose digests collide are then told apart by `distinguish`, which the
+//! maildrop runs with the file at hand and which reads the bodies of those messages only:
+//! byte-identical copies keep the digest with "-N" suffixes in file order; a group whose
+//! bodies differ gets ids from the digest and each body, so no member's id is the one the
+//! others would take alone, and deleting one never hands its id to another. A message
+//! alone keeps the plain digest, so its id changes (once) when a colliding message arrives
+//! or leaves: a client fetches it again, which a duplicate costs, never a lost message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::fmt;
 use std::io::{self, Read};
@@ -15,14 +27,15 @@ use std::thread;
 
 use md5::{Digest, Md5};
 
+use super::from_line::{is_separator, FROM, MAX_SEPARATOR_LINE};
 use crate::bytes::find_byte;
 
 /// Read buffer of the scanner: large enough that a 1 GB mbox takes about a thousand reads,
 /// small enough to stay well inside the server's memory budget.
 pub const SCAN_BUFFER: usize = 1 << 20;
 
-/// Smallest buffer the scanner accepts: it must hold the 5 bytes of "From " at a line start
-/// plus at least as many again, so every refill makes progress.
+/// Smallest buffer the scanner starts with; it grows when a line that begins "From " does not
+/// fit, so that the whole line can be parsed (up to `MAX_SEPARATOR_LINE`).
 const MIN_SCAN_BUFFER: usize = 16;
 
 /// Most messages one maildrop may hold: bounds the scan's memory (about 64 bytes of metadata
@@ -40,35 +53,43 @@ const HASH_BATCH: usize = 256 * 1024;
 /// Batches queued for the hashing thread: bounds the memory when hashing lags behind.
 const HASH_QUEUE: usize = 4;
 
-/// The line that starts every message.
-const FROM: &[u8] = b"From ";
-
-/// A message's unique id (UIDL): the md-5 digest of its "From " line, header block and size,
-/// plus a counter that tells identical messages apart in file order.
+/// A message's unique id (UIDL): the md-5 digest of its "From " line, header block and size;
+/// for a message whose digest collides with that of a different message, a digest of that
+/// digest and its body instead; then a counter that tells byte-identical messages apart in
+/// file order.
 ///
 /// Displayed as 32 lowercase hex digits, then "-N" for the N-th later copy of an identical
 /// message, so it is 32 to 43 characters in 0x21..0x7E.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Uid {
     digest: [u8; 16],
+    /// md-5 of `digest` and the body digest, set only when another message of the scan has
+    /// the same `digest` but another body.
+    distinct: Option<[u8; 16]>,
     dup: u32,
 }
 
 impl Uid {
-    /// The md-5 digest the id is made of (without the duplicate counter).
+    /// The md-5 digest of the "From " line, header block and size (never of the body): what
+    /// a re-scan of the message alone finds again.
     pub fn digest(&self) -> &[u8; 16] {
         &self.digest
     }
 
-    /// How many earlier messages of the same scan have the same digest.
+    /// How many earlier messages of the same scan have the same id without the counter.
     pub fn dup(&self) -> u32 {
         self.dup
+    }
+
+    /// Whether the id was told apart from a colliding message by its body.
+    pub fn is_distinct(&self) -> bool {
+        self.distinct.is_some()
     }
 }
 
 impl fmt::Display for Uid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.digest {
+        for byte in self.distinct.unwrap_or(self.digest) {
             write!(f, "{byte:02x}")?;
         }
         if self.dup > 0 {
@@ -193,6 +214,105 @@ pub fn scan_with_buffer<R: Read>(reader: R, buffer_len: usize) -> Result<Scan, S
     partial.with_digests(digests)
 }
 
+/// Tells apart the messages whose digests collide (same "From " line, header block and
+/// size) but whose bodies differ: `body` gives the body digest of a message (`body_digest`
+/// of its content, read by whoever holds the file). The scan itself never reads a body; this
+/// reads only the bodies of colliding messages, so in the common case it costs nothing.
+///
+/// In a group whose bodies are all the same, the ids stay the digest with "-N" suffixes in
+/// file order (a later copy inheriting an id then names the same bytes). Otherwise every
+/// member's id becomes md-5 of the digest and its body digest, with suffixes only among
+/// members with the same body, so no id of the group follows the file order.
+pub fn distinguish<E>(
+    messages: &mut [MessageInfo],
+    mut body: impl FnMut(&MessageInfo) -> Result<[u8; 16], E>,
+) -> Result<(), E> {
+    let collided: HashSet<[u8; 16]> = messages
+        .iter()
+        .filter(|m| m.uid.dup > 0)
+        .map(|m| m.uid.digest)
+        .collect();
+    if collided.is_empty() {
+        return Ok(());
+    }
+    let mut groups: HashMap<[u8; 16], Vec<usize>> = HashMap::new();
+    for (index, m) in messages.iter().enumerate() {
+        if collided.contains(&m.uid.digest) {
+            groups.entry(m.uid.digest).or_default().push(index);
+        }
+    }
+    for (digest, members) in groups {
+        let bodies = members
+            .iter()
+            .map(|&i| body(&messages[i]))
+            .collect::<Result<Vec<_>, E>>()?;
+        if bodies.iter().all(|b| *b == bodies[0]) {
+            continue;
+        }
+        let mut seen: HashMap<[u8; 16], u32> = HashMap::new();
+        for (&index, body) in members.iter().zip(&bodies) {
+            let mut h = Md5::new();
+            h.update(digest);
+            h.update(body);
+            let dup = seen.entry(*body).or_insert(0);
+            messages[index].uid.distinct = Some(h.finalize().into());
+            messages[index].uid.dup = *dup;
+            *dup += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Read size of `body_digest`.
+const BODY_BLOCK: usize = 64 * 1024;
+
+/// The md-5 of a message's content as it reads on the wire: every line without its line
+/// break (LF or CRLF) and then one LF, so a last line hashes the same once a later append
+/// ends it, as in the header digest.
+pub fn body_digest<R: Read>(mut reader: R) -> io::Result<[u8; 16]> {
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; BODY_BLOCK];
+    // A CR at the end of a read, held back until the next byte shows whether a LF follows.
+    let mut held_cr = false;
+    let mut last = b'\n';
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for seg in buf[..n].split_inclusive(|&b| b == b'\n') {
+            if held_cr && seg[0] != b'\n' {
+                h.update(b"\r");
+            }
+            held_cr = false;
+            let text = seg.strip_suffix(b"\n");
+            match text {
+                Some(t) => {
+                    h.update(t.strip_suffix(b"\r").unwrap_or(t));
+                    h.update(b"\n");
+                }
+                None => match seg.strip_suffix(b"\r") {
+                    Some(t) => {
+                        h.update(t);
+                        held_cr = true;
+                    }
+                    None => h.update(seg),
+                },
+            }
+            last = seg[seg.len() - 1];
+        }
+    }
+    if held_cr {
+        h.update(b"\r");
+    }
+    if last != b'\n' {
+        h.update(b"\n");
+    }
+    Ok(h.finalize().into())
+}
+
 /// A scan whose digests are still being computed.
 struct Partial {
     messages: Vec<MessageInfo>,
@@ -210,7 +330,11 @@ impl Partial {
         let mut seen: HashMap<[u8; 16], u32> = HashMap::with_capacity(self.messages.len());
         for (info, digest) in self.messages.iter_mut().zip(digests) {
             let dup = seen.entry(digest).or_insert(0);
-            info.uid = Uid { digest, dup: *dup };
+            info.uid = Uid {
+                digest,
+                distinct: None,
+                dup: *dup,
+            };
             *dup += 1;
         }
         Ok(Scan {
@@ -245,9 +369,13 @@ fn run_scan<R: Read>(
         if eof && consumed == filled {
             break;
         }
-        // Only the few bytes of an undecided line start are carried over.
+        // Only an undecided line start is carried over: at most a separator line, so the
+        // buffer grows (once, to about twice `MAX_SEPARATOR_LINE`) only when it is smaller.
         buf.copy_within(consumed..filled, 0);
         filled -= consumed;
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
     }
     scanner.finish(base)
 }
@@ -464,6 +592,7 @@ impl Current {
             octets,
             uid: Uid {
                 digest: [0; 16],
+                distinct: None,
                 dup: 0,
             },
         }
@@ -500,18 +629,17 @@ impl Scanner {
     }
 
     /// Processes `buf`, whose first byte is at file offset `base`. Returns how many bytes it
-    /// consumed: all of them, except at most 4 when a line start is too close to the end of
-    /// `buf` to tell whether it is "From " and more input may follow.
+    /// consumed: all of them, except when `buf` ends inside a line that begins "From " (or a
+    /// prefix of it) and more input may follow: that line, shorter than
+    /// `MAX_SEPARATOR_LINE`, is left for the next call, which sees it whole.
     fn process(&mut self, buf: &[u8], base: u64, eof: bool) -> Result<usize, ScanError> {
         let mut pos = 0;
         while pos < buf.len() {
             if self.at_line_start && self.phase != Phase::FromLine {
-                let rest = &buf[pos..];
-                if rest.len() < FROM.len() && !eof && FROM.starts_with(rest) {
-                    return Ok(pos);
-                }
-                if rest.starts_with(FROM) {
-                    self.start_message(base + pos as u64)?;
+                match separator_ahead(&buf[pos..], eof) {
+                    Ahead::Undecided => return Ok(pos),
+                    Ahead::Separator => self.start_message(base + pos as u64)?,
+                    Ahead::Text => {}
                 }
             }
             pos += match self.phase {
@@ -661,6 +789,44 @@ impl Scanner {
     }
 }
 
+/// What the line starting at a line start is, as far as the bytes at hand tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ahead {
+    /// A separator: a new message starts here.
+    Separator,
+    /// Text of the current message (or of the preamble).
+    Text,
+    /// It begins like "From " but ends beyond the bytes at hand.
+    Undecided,
+}
+
+/// Classifies the line at the start of `rest` (which starts a line) by `from_line`'s rule;
+/// `eof` says no more bytes follow `rest`.
+fn separator_ahead(rest: &[u8], eof: bool) -> Ahead {
+    if rest.len() < FROM.len() {
+        return if !eof && FROM.starts_with(rest) {
+            Ahead::Undecided
+        } else {
+            Ahead::Text
+        };
+    }
+    if !rest.starts_with(FROM) {
+        return Ahead::Text;
+    }
+    let window = &rest[..rest.len().min(MAX_SEPARATOR_LINE)];
+    let line = match find_byte(window, b'\n') {
+        Some(i) => &rest[..i],
+        None if rest.len() >= MAX_SEPARATOR_LINE => return Ahead::Text,
+        None if eof => rest,
+        None => return Ahead::Undecided,
+    };
+    if is_separator(line) {
+        Ahead::Separator
+    } else {
+        Ahead::Text
+    }
+}
+
 /// LFs in `seg` not preceded by CR, where `prev` is the byte before `seg`.
 fn count_bare_lf(prev: u8, seg: &[u8]) -> u64 {
     let Some(&first) = seg.first() else {
@@ -723,6 +889,7 @@ pub(crate) mod model {
     use md5::{Digest, Md5};
 
     use super::MAX_HASHED_HEADER;
+    use crate::maildrop::from_line::is_separator;
 
     /// One message as the model sees it.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -737,7 +904,7 @@ pub(crate) mod model {
     /// Splits `data` into the preamble length and its messages.
     pub(crate) fn parse(data: &[u8]) -> (usize, Vec<ModelMessage>) {
         let starts: Vec<usize> = (0..data.len())
-            .filter(|&i| (i == 0 || data[i - 1] == b'\n') && data[i..].starts_with(b"From "))
+            .filter(|&i| (i == 0 || data[i - 1] == b'\n') && is_separator(line_at(data, i)))
             .collect();
         let preamble = starts.first().copied().unwrap_or(data.len());
         let mut out = Vec::new();
@@ -766,6 +933,13 @@ pub(crate) mod model {
             });
         }
         (preamble, out)
+    }
+
+    /// The line starting at `at`, without its LF: to the end of `data` if none follows.
+    fn line_at(data: &[u8], at: usize) -> &[u8] {
+        let rest = &data[at..];
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        &rest[..end]
     }
 
     /// Wire size: every line sent with CRLF.
@@ -806,27 +980,71 @@ pub(crate) mod model {
         h.finalize().into()
     }
 
-    /// A small deterministic PRNG (xorshift64*), since the crate has no rand.
-    pub(crate) struct Rng(pub u64);
-
-    impl Rng {
-        pub(crate) fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    /// The md-5 of a body as sent: every line without its line break, then LF; a CR is
+    /// part of the break only before a LF.
+    pub(crate) fn body_digest(content: &[u8]) -> [u8; 16] {
+        let mut h = Md5::new();
+        for line in content.split_inclusive(|&b| b == b'\n') {
+            let text = match line.strip_suffix(b"\n") {
+                Some(t) => t.strip_suffix(b"\r").unwrap_or(t),
+                None => line,
+            };
+            h.update(text);
+            h.update(b"\n");
         }
-
-        pub(crate) fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
+        h.finalize().into()
     }
 
-    /// Pieces that random mboxes are made of: odd From lines, quoted From, CRLF, empty lines,
-    /// lines starting with F, a header block and fragments without a line break.
+    /// The unique ids of `messages` (one scan, file order) as UIDL shows them: the digest,
+    /// or, when a message shares its digest with one of another body, md-5 of the digest
+    /// and the body digest; then "-N" for the N-th earlier message with the same id.
+    pub(crate) fn uids(messages: &[ModelMessage]) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let body = body_digest(&m.content);
+            let group: Vec<&ModelMessage> =
+                messages.iter().filter(|o| o.digest == m.digest).collect();
+            let differ = group.iter().any(|o| body_digest(&o.content) != body);
+            let key = |o: &ModelMessage| -> [u8; 16] {
+                if differ {
+                    let mut h = Md5::new();
+                    h.update(o.digest);
+                    h.update(body_digest(&o.content));
+                    h.finalize().into()
+                } else {
+                    o.digest
+                }
+            };
+            let id = key(m);
+            let dup = messages[..i]
+                .iter()
+                .filter(|o| o.digest == m.digest && key(o) == id)
+                .count();
+            let mut text: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            if dup > 0 {
+                text.push_str(&format!("-{dup}"));
+            }
+            out.push(text);
+        }
+        out
+    }
+
+    /// The random mboxes' generator, which the maildrop and journal tests import from here.
+    pub(crate) use crate::testing::Rng;
+
+    /// Pieces that random mboxes are made of: separators of several agents, body lines that
+    /// begin "From " and pieces of separators, quoted From, CRLF, empty lines, lines starting
+    /// with F, a header block and fragments without a line break.
     const PIECES: &[&[u8]] = &[
         b"From alice@example.org Mon Jan  1 00:00:00 2024\n",
         b"From bob@example.org Tue Jan  2 00:00:00 2024\r\n",
+        b"From MAILER-DAEMON  Thu Jan  1 00:00 96 +0000\n",
+        b"From \"a b\"@x Wed Aug  2 00:39:12 MET DST 1995\n",
+        b"From here on, a body line\n",
+        b"From me to you on Monday\n",
+        b"From x@y Mon Jan  1 00:00:0",
+        b"0 2024\n",
+        b"From x@y ",
         b"From \n",
         b"From\n",
         b"From x",
@@ -855,7 +1073,14 @@ pub(crate) mod model {
             // Favour whole messages so that most files hold several.
             if rng.below(6) == 0 {
                 data.extend_from_slice(b"\nFrom carol@example.org Wed Jan  3 00:00:00 2024\n");
-                data.extend_from_slice(b"Subject: m\n\nbody\n");
+                // Same headers and size, two bodies: colliding digests.
+                let body: &[u8] = if rng.below(2) == 0 {
+                    b"body\n"
+                } else {
+                    b"bodx\n"
+                };
+                data.extend_from_slice(b"Subject: m\n\n");
+                data.extend_from_slice(body);
             } else {
                 data.extend_from_slice(piece);
             }
@@ -878,6 +1103,34 @@ mod tests {
                 data[start..start + m.content_len as usize].to_vec()
             })
             .collect()
+    }
+
+    /// The date a delivery agent writes after the sender.
+    const DATE: &[u8] = b" Mon Jan  1 00:00:00 2024";
+
+    /// `data` with a date after every one-word "From x" line, so that the cases stay short
+    /// and their "From x" lines are separators.
+    fn dated(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            let text = line.strip_suffix(b"\n").unwrap_or(line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            let one_word = text
+                .strip_prefix(b"From ")
+                .is_some_and(|w| !w.is_empty() && !w.contains(&b' '));
+            if one_word {
+                out.extend_from_slice(text);
+                out.extend_from_slice(DATE);
+                out.extend_from_slice(&line[text.len()..]);
+            } else {
+                out.extend_from_slice(line);
+            }
+        }
+        out
+    }
+
+    fn scan_dated(data: &[u8]) -> Scan {
+        scan_all_ways(&dated(data))
     }
 
     /// Scans `data` whole, one byte per read, and with a minimal buffer; all must agree.
@@ -957,10 +1210,39 @@ mod tests {
                 b"From a\r\n\r\nFrom b\r\n",
                 &[b"", b""],
             ),
+            (
+                "body lines beginning From are content",
+                b"From a\nS: x\n\nFrom here on, text\nFrom me to you on Monday\n\nFrom b\nB\n",
+                &[
+                    b"S: x\n\nFrom here on, text\nFrom me to you on Monday\n",
+                    b"B\n",
+                ],
+            ),
+            (
+                "From line in the header block is content",
+                b"From a\nFrom the desk of x\n\nbody\n",
+                &[b"From the desk of x\n\nbody\n"],
+            ),
+            (
+                "From line without a whole date is content",
+                b"From a\nA\n\nFrom alice@example.org Thu Jan  1\nB\n",
+                &[b"A\n\nFrom alice@example.org Thu Jan  1\nB\n"],
+            ),
+            (
+                "separator straight after a last line",
+                b"From a\nno empty line before the next\nFrom b\nB\n",
+                &[b"no empty line before the next\n", b"B\n"],
+            ),
+            (
+                "text From line at end of file without LF",
+                b"From a\nA\n\nFrom here on",
+                &[b"A\n\nFrom here on"],
+            ),
             ("preamble is no message", b"junk\n\nFrom a\nA\n", &[b"A\n"]),
             ("file without From line", b"just text\n", &[]),
         ];
         for (name, data, want) in cases {
+            let data = &dated(data);
             let scan = scan_all_ways(data);
             assert_eq!(contents(data, &scan), want.to_vec(), "{name}");
             assert_eq!(scan.scanned_len, data.len() as u64, "{name}");
@@ -968,22 +1250,39 @@ mod tests {
     }
 
     #[test]
+    fn separator_lines_of_any_length_are_seen_across_refills() {
+        let long = "s".repeat(MAX_SEPARATOR_LINE - 40);
+        let data = format!(
+            "From a Mon Jan  1 00:00:00 2024\nA\n\nFrom {long} Mon Jan  1 00:00:00 2024\nB\n"
+        );
+        let scan = scan_all_ways(data.as_bytes());
+        assert_eq!(contents(data.as_bytes(), &scan), [&b"A\n"[..], b"B\n"]);
+
+        let too_long = "s".repeat(MAX_SEPARATOR_LINE);
+        let data = format!(
+            "From a Mon Jan  1 00:00:00 2024\nA\n\nFrom {too_long} Mon Jan  1 00:00:00 2024\nB\n"
+        );
+        let scan = scan_all_ways(data.as_bytes());
+        assert_eq!(scan.messages.len(), 1, "an over-long line is text");
+    }
+
+    #[test]
     fn preamble_length_counts_bytes_before_first_from() {
-        assert_eq!(scan_all_ways(b"junk\nFrom a\n").preamble_len, 5);
-        assert_eq!(scan_all_ways(b"From a\n").preamble_len, 0);
-        assert_eq!(scan_all_ways(b"no mbox").preamble_len, 7);
+        assert_eq!(scan_dated(b"junk\nFrom a\n").preamble_len, 5);
+        assert_eq!(scan_dated(b"From a\n").preamble_len, 0);
+        assert_eq!(scan_dated(b"no mbox").preamble_len, 7);
     }
 
     #[test]
     fn record_offsets_point_at_from_lines() {
-        let data = b"x\nFrom a\nA\n\nFrom bb\nB\n";
+        let data = &dated(b"x\nFrom a\nA\n\nFrom bb\nB\n");
         let scan = scan_all_ways(data);
         let offsets: Vec<(u64, u64)> = scan
             .messages
             .iter()
             .map(|m| (m.record_start, m.content_start))
             .collect();
-        assert_eq!(offsets, [(2, 9), (12, 20)]);
+        assert_eq!(offsets, [(2, 34), (37, 70)]);
     }
 
     #[test]
@@ -999,6 +1298,7 @@ mod tests {
             ("empty line after crlf", b"From a\nab\r\n\n\nFrom b\n", 6),
         ];
         for (name, data, want) in cases {
+            let data = &dated(data);
             let scan = scan_all_ways(data);
             assert_eq!(scan.messages[0].octets, *want, "{name}");
         }
@@ -1006,17 +1306,17 @@ mod tests {
 
     #[test]
     fn uid_is_stable_when_mail_is_appended() {
-        let before: &[u8] = b"From a\nSubject: x\nMessage-ID: <1@x>\n\nbody";
+        let before = &dated(b"From a\nSubject: x\nMessage-ID: <1@x>\n\nbody");
         let mut after = before.to_vec();
-        after.extend_from_slice(b"\n\nFrom b\nSubject: y\n\n");
+        after.extend_from_slice(&dated(b"\n\nFrom b\nSubject: y\n\n"));
         let a = scan_all_ways(before);
         let b = scan_all_ways(&after);
         assert_eq!(a.messages[0].uid, b.messages[0].uid);
         assert_eq!(a.messages[0].octets, b.messages[0].octets);
 
-        let headers_only: &[u8] = b"From a\nSubject: x\n";
+        let headers_only = &dated(b"From a\nSubject: x\n");
         let mut appended = headers_only.to_vec();
-        appended.extend_from_slice(b"\nFrom b\n");
+        appended.extend_from_slice(&dated(b"\nFrom b\n"));
         assert_eq!(
             scan_all_ways(headers_only).messages[0].uid,
             scan_all_ways(&appended).messages[0].uid
@@ -1025,19 +1325,19 @@ mod tests {
 
     #[test]
     fn uid_depends_on_from_line_headers_and_size_only() {
-        let base = scan_all_ways(b"From a\nSubject: x\n\nbody one\n").messages[0]
+        let base = scan_dated(b"From a\nSubject: x\n\nbody one\n").messages[0]
             .uid
             .clone();
-        let same_size_body = scan_all_ways(b"From a\nSubject: x\n\nbody two\n").messages[0]
+        let same_size_body = scan_dated(b"From a\nSubject: x\n\nbody two\n").messages[0]
             .uid
             .clone();
-        let other_size = scan_all_ways(b"From a\nSubject: x\n\nbody three\n").messages[0]
+        let other_size = scan_dated(b"From a\nSubject: x\n\nbody three\n").messages[0]
             .uid
             .clone();
-        let other_header = scan_all_ways(b"From a\nSubject: y\n\nbody one\n").messages[0]
+        let other_header = scan_dated(b"From a\nSubject: y\n\nbody one\n").messages[0]
             .uid
             .clone();
-        let other_from = scan_all_ways(b"From b\nSubject: x\n\nbody one\n").messages[0]
+        let other_from = scan_dated(b"From b\nSubject: x\n\nbody one\n").messages[0]
             .uid
             .clone();
         assert_eq!(base, same_size_body, "bodies are not hashed");
@@ -1048,8 +1348,9 @@ mod tests {
 
     #[test]
     fn identical_messages_get_suffixes_in_file_order() {
-        let data =
-            b"From a\nS: 1\n\nx\n\nFrom a\nS: 1\n\nx\n\nFrom a\nS: 2\n\nx\n\nFrom a\nS: 1\n\nx\n";
+        let data = &dated(
+            b"From a\nS: 1\n\nx\n\nFrom a\nS: 1\n\nx\n\nFrom a\nS: 2\n\nx\n\nFrom a\nS: 1\n\nx\n",
+        );
         let scan = scan_all_ways(data);
         let ids: Vec<String> = scan.messages.iter().map(|m| m.uid.to_string()).collect();
         assert_eq!(ids[1], format!("{}-1", ids[0]));
@@ -1059,9 +1360,80 @@ mod tests {
         assert_eq!(unique.len(), ids.len());
     }
 
+    /// The ids of `data` as the maildrop shows them: the scan, then `distinguish` with the
+    /// bodies read from `data`.
+    fn ids(data: &[u8]) -> Vec<String> {
+        let mut scan = scan_dated(data);
+        let data = dated(data);
+        distinguish(&mut scan.messages, |m| {
+            let start = m.content_start as usize;
+            body_digest(&data[start..start + m.content_len as usize])
+        })
+        .expect("bodies");
+        scan.messages.iter().map(|m| m.uid.to_string()).collect()
+    }
+
+    #[test]
+    fn colliding_messages_with_different_bodies_get_ids_from_their_bodies() {
+        let one = b"From a\nSubject: x\n\nbody one\n\n";
+        let two = b"From a\nSubject: x\n\nbody two\n\n";
+        let both = ids(&[&one[..], two].concat());
+        let alone_one = ids(one);
+        let alone_two = ids(two);
+        assert_eq!(alone_one, alone_two, "alone, the header digest is the id");
+        assert_ne!(both[0], both[1]);
+        for id in &both {
+            assert_eq!(id.len(), 32, "no file-order suffix: {id}");
+            // No id of the pair is the one either message has alone, so deleting one
+            // never hands its id to the other.
+            assert_ne!(id, &alone_one[0]);
+        }
+        // The ids follow the bodies, not the file order.
+        let swapped = ids(&[&two[..], one].concat());
+        assert_eq!(swapped, [both[1].clone(), both[0].clone()]);
+    }
+
+    #[test]
+    fn mixed_collisions_suffix_only_byte_identical_copies() {
+        let a = b"From a\nSubject: x\n\nbody one\n\n";
+        let b = b"From a\nSubject: x\n\nbody two\n\n";
+        let other = b"From c\nSubject: y\n\nother\n\n";
+        let got = ids(&[&a[..], other, b, a].concat());
+        assert_eq!(got[3], format!("{}-1", got[0]));
+        assert_ne!(got[0], got[2]);
+        assert_eq!(
+            got[1],
+            ids(other)[0],
+            "a message outside the collision keeps its id"
+        );
+        let identical = ids(&[&a[..], a].concat());
+        assert_eq!(identical, [alone(a), format!("{}-1", alone(a))]);
+    }
+
+    fn alone(data: &[u8]) -> String {
+        ids(data).remove(0)
+    }
+
+    #[test]
+    fn body_digest_reads_the_body_as_sent() {
+        let lf = body_digest(&b"a\nb\n"[..]).expect("digest");
+        assert_eq!(body_digest(&b"a\r\nb\r\n"[..]).expect("digest"), lf);
+        assert_eq!(body_digest(&b"a\nb"[..]).expect("digest"), lf);
+        assert_eq!(body_digest(OneByte(b"a\r\nb\r\n")).expect("digest"), lf);
+        assert_ne!(body_digest(&b"a\rb\n"[..]).expect("digest"), lf);
+        assert_ne!(body_digest(&b"a\nc\n"[..]).expect("digest"), lf);
+        let bare_cr = body_digest(&b"a\r"[..]).expect("digest");
+        assert_eq!(bare_cr, model::body_digest(b"a\r"));
+        assert_eq!(body_digest(OneByte(b"a\r")).expect("digest"), bare_cr);
+        assert_eq!(
+            body_digest(&b""[..]).expect("digest"),
+            model::body_digest(b"")
+        );
+    }
+
     #[test]
     fn uid_is_printable_and_short() {
-        let scan = scan_all_ways(b"From a\n\nFrom a\n\n");
+        let scan = scan_dated(b"From a\n\nFrom a\n\n");
         for m in &scan.messages {
             let id = m.uid.to_string();
             assert!((1..=70).contains(&id.len()), "{id}");
@@ -1071,7 +1443,7 @@ mod tests {
 
     #[test]
     fn endless_header_block_is_hashed_only_up_to_the_limit() {
-        let mut a = b"From a\n".to_vec();
+        let mut a = dated(b"From a\n");
         a.extend(std::iter::repeat_n(b'h', MAX_HASHED_HEADER + 10));
         let mut b = a.clone();
         let n = b.len();
@@ -1084,7 +1456,7 @@ mod tests {
 
     #[test]
     fn too_many_messages_is_an_error() {
-        let data = b"From a\n".repeat(MAX_MESSAGES + 1);
+        let data = dated(b"From a\n").repeat(MAX_MESSAGES + 1);
         match scan(&data[..]) {
             Err(ScanError::TooManyMessages { messages }) => assert_eq!(messages, MAX_MESSAGES),
             other => panic!("expected TooManyMessages, got {other:?}"),
@@ -1111,6 +1483,14 @@ mod tests {
                 assert_eq!(got.octets, want.octets, "{ctx}");
                 assert_eq!(got.uid.digest(), &want.digest, "{ctx}");
             }
+            let mut scan = scan;
+            distinguish(&mut scan.messages, |m| {
+                let start = m.content_start as usize;
+                body_digest(&data[start..start + m.content_len as usize])
+            })
+            .expect("bodies");
+            let got: Vec<String> = scan.messages.iter().map(|m| m.uid.to_string()).collect();
+            assert_eq!(got, model::uids(&want), "{ctx}");
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::bytes::is_digits;
 pub const MAX_LINE: usize = 255;
 
 /// RFC 1939 section 3: each argument of the base commands is at most 40 octets.
-pub const MAX_ARG: usize = 40;
+const MAX_ARG: usize = 40;
 
 /// A message number as the client sees it: 1-based, never 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

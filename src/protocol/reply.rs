@@ -8,16 +8,16 @@ use std::io::{self, Write};
 use crate::bytes::find_byte;
 
 /// RFC 2449 section 4: a response line is at most 512 octets including the CRLF.
-pub const MAX_REPLY: usize = 512;
+const MAX_REPLY: usize = 512;
 
-/// RFC 2449 / RFC 3206 extended response codes.
+/// RFC 2449 / RFC 3206 extended response codes. RFC 3206's AUTH is not here: the one reply
+/// that carries it is `session::LOGIN_FAILED`, written whole because the router shares it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
     InUse,
     LoginDelay,
     SysTemp,
     SysPerm,
-    Auth,
 }
 
 impl Code {
@@ -27,7 +27,6 @@ impl Code {
             Code::LoginDelay => "LOGIN-DELAY",
             Code::SysTemp => "SYS/TEMP",
             Code::SysPerm => "SYS/PERM",
-            Code::Auth => "AUTH",
         }
     }
 }

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use pop3d::maildrop::{Maildrop, MaildropError, OpenOptions, SessionLock};
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
-pub use support::TempDir;
+pub(crate) use support::{Rng, TempDir};
 
 /// Set in a child process: names the role it plays.
 pub const CHILD_ROLE: &str = "POP3D_TEST_CHILD";
@@ -58,7 +57,7 @@ pub fn options(timeout: Duration) -> OpenOptions {
 
 /// Opens `path` as a session would.
 pub fn open(path: &Path, timeout: Duration) -> Result<Maildrop, MaildropError> {
-    let lock = SessionLock::acquire(path)?;
+    let lock = SessionLock::try_acquire(path)?;
     Maildrop::open(path, lock, &options(timeout))
 }
 

@@ -19,21 +19,14 @@ use std::time::Duration;
 
 use pop3d::auth;
 use pop3d::security::{PlaintextAuth, Security};
-use pop3d::session::MAX_AUTH_FAILURES;
+use pop3d::session::{LOGIN_FAILED, MAX_AUTH_FAILURES, PLAINTEXT_REFUSED};
 use pop3d::users::UsersDb;
 
 use crate::http::{Answer, AuthRequest, Method};
 use crate::routes::Routes;
 
-/// What the client reads after "-ERR " for a wrong password or an unknown user: pop3d's own
-/// words, so that a client sees the same refusal through the proxy as direct.
-pub const LOGIN_FAILED: &str = "[AUTH] invalid user name or password";
-
 const NOT_POP3: &str = "[SYS/PERM] this server routes pop3 only";
 const METHOD_UNAVAILABLE: &str = "[SYS/PERM] authentication method not available";
-/// pop3d's own refusal (session.rs), so a client reads the same words through nginx.
-const PLAINTEXT_REFUSED: &str =
-    "[AUTH] plaintext authentication disallowed on non-secure (SSL/TLS) connections, use TLS";
 const PASSWORD_NOT_PASSABLE: &str =
     "[SYS/PERM] this account cannot use apop or cram-md5 through the proxy, use user and pass";
 
@@ -109,14 +102,19 @@ pub fn decide(
     // A name that is not UTF-8 is no user's: looked up as "", it still costs a check.
     let name = std::str::from_utf8(&request.user).unwrap_or("");
     let user = match (&request.method, salt) {
-        (Method::Plain | Method::Login, _) => users.checked_user(name, |secret| {
-            given.is_some_and(|given| auth::check_password(secret, given))
+        (Method::Plain | Method::Login, _) => users.checked_user(name, |stored| {
+            given.is_some_and(|given| stored.check(given))
         }),
-        (Method::Apop, Some(salt)) => users.checked_user(name, |secret| {
-            given.is_some_and(|given| auth::check_apop(salt, secret, given))
+        // A hashed password is no shared secret: APOP and CRAM-MD5 fail for its user.
+        (Method::Apop, Some(salt)) => users.checked_user(name, |stored| {
+            stored.shared_secret().is_some_and(|secret| {
+                given.is_some_and(|given| auth::check_apop(salt, secret, given))
+            })
         }),
-        (Method::CramMd5, Some(salt)) => users.checked_user(name, |secret| {
-            given.is_some_and(|given| auth::check_cram_md5(salt, secret, given))
+        (Method::CramMd5, Some(salt)) => users.checked_user(name, |stored| {
+            stored.shared_secret().is_some_and(|secret| {
+                given.is_some_and(|given| auth::check_cram_md5(salt, secret, given))
+            })
         }),
         // A digest without the challenge it answers cannot be right.
         (Method::Apop | Method::CramMd5, None) => None,
@@ -127,10 +125,11 @@ pub fn decide(
     };
     let pass = match request.method {
         Method::Apop | Method::CramMd5 => {
-            if !passable(&user.password) {
+            // Only a clear password can have passed the digest check above.
+            let Some(secret) = user.password.shared_secret().filter(|s| passable(s)) else {
                 return Verdict::PasswordNotPassable { user: user.name };
-            }
-            Some(user.password)
+            };
+            Some(secret.to_owned())
         }
         // nginx logs in with what the client typed, which is the password.
         _ => None,
@@ -322,6 +321,56 @@ mod tests {
             (
                 request(Method::Other("external".into()), b"alice", b"", None),
                 Verdict::MethodUnavailable,
+            ),
+        ];
+        for (request, verdict) in table {
+            assert_eq!(
+                decide(&request, &routes, Some(&users), PlaintextAuth::Secure),
+                verdict,
+                "{request:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hashed_password_logs_in_with_plain_and_login_only() {
+        let hash = pop3d::sys::crypt("crypted", "$6$saltsalt$").unwrap();
+        let users = UsersDb::parse(&format!("dora:{{CRYPT}}{hash}\neve:{{PLAIN}}{{x}}\n")).unwrap();
+        let routes = Routes::parse(ROUTES).unwrap();
+        let table = [
+            (
+                request(Method::Plain, b"dora", b"crypted", None),
+                routed("dora", "127.0.0.1:1101", None),
+            ),
+            (
+                request(Method::Login, b"dora", b"crypted", None),
+                routed("dora", "127.0.0.1:1101", None),
+            ),
+            (
+                request(Method::Plain, b"dora", hash.as_bytes(), None),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(
+                    Method::Apop,
+                    b"dora",
+                    auth::apop_digest(SALT, "crypted").as_bytes(),
+                    Some(SALT),
+                ),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(
+                    Method::CramMd5,
+                    b"dora",
+                    hmac_hex(&hash, SALT).as_bytes(),
+                    Some(SALT),
+                ),
+                Verdict::LoginFailed,
+            ),
+            (
+                request(Method::Plain, b"eve", b"{x}", None),
+                routed("eve", "127.0.0.1:1101", None),
             ),
         ];
         for (request, verdict) in table {

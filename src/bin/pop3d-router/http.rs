@@ -384,22 +384,7 @@ pub fn write_answer<W: Write>(output: &mut W, answer: &Answer) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A reader that hands out one octet per read, as a slow network would.
-    struct OneByte<'a>(&'a [u8]);
-
-    impl Read for OneByte<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            match (self.0.split_first(), buf.is_empty()) {
-                (Some((&first, rest)), false) => {
-                    buf[0] = first;
-                    self.0 = rest;
-                    Ok(1)
-                }
-                _ => Ok(0),
-            }
-        }
-    }
+    use crate::testing::OneByte;
 
     const NGINX_PLAIN: &str = "GET /auth HTTP/1.0\r\n\
         Host: 127.0.0.1\r\n\

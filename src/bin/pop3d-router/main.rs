@@ -11,29 +11,37 @@
 mod decide;
 mod http;
 mod routes;
+/// The package's one set of test helpers (see its doc), compiled into this binary's tests.
+#[cfg(test)]
+#[path = "../../testing.rs"]
+#[allow(dead_code)]
+mod testing;
 
-use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{self, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::io::BufReader;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use env_logger::{Builder, Env, Target};
 use getopts::Options;
-use pop3d::bytes::is_digits;
+use pop3d::cli::{self, Parsed, StartError, UsageError};
 use pop3d::listener;
-use pop3d::logging;
+use pop3d::logging::{self, Destination};
 use pop3d::security::PlaintextAuth;
-use pop3d::users::{UsersError, UsersFile};
+use pop3d::users::UsersFile;
 
 use crate::decide::Verdict;
 use crate::http::Answer;
-use crate::routes::{RoutesError, RoutesFile};
+use crate::routes::RoutesFile;
+
+/// The name on log lines, messages and --version.
+const PROGRAM: &str = "pop3d-router";
+
+/// Default of --listen: loopback, where nginx on the same host reaches it.
+const DEFAULT_LISTEN: &str = "127.0.0.1:9110";
 
 /// nginx writes its request at once on a fresh connection and reads the answer at once: a
 /// peer slower than this is not nginx, and must not hold a thread.
@@ -63,50 +71,9 @@ enum Action {
     Version,
 }
 
-/// Start-up failures; each is one line on stderr.
-#[derive(Debug)]
-enum Error {
-    Usage(String),
-    LogFile { path: PathBuf, error: io::Error },
-    Routes { path: PathBuf, error: RoutesError },
-    Users { path: PathBuf, error: UsersError },
-    Bind { addr: SocketAddr, error: io::Error },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Usage(why) => f.write_str(why),
-            Error::LogFile { path, error } => {
-                write!(f, "cannot open log file {}: {error}", path.display())
-            }
-            Error::Routes { path, error } => write!(f, "{}: {error}", path.display()),
-            Error::Users { path, error } => write!(f, "{}: {error}", path.display()),
-            Error::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Usage(_) => None,
-            Error::LogFile { error, .. } => Some(error),
-            Error::Routes { error, .. } => Some(error),
-            Error::Users { error, .. } => Some(error),
-            Error::Bind { error, .. } => Some(error),
-        }
-    }
-}
-
 fn options() -> Options {
     let mut o = Options::new();
-    o.optmulti(
-        "l",
-        "listen",
-        "listen on ADDR (host:port); may be repeated; default 127.0.0.1:9110",
-        "ADDR",
-    );
+    cli::add_listen(&mut o, DEFAULT_LISTEN);
     o.optopt(
         "r",
         "routes",
@@ -143,8 +110,7 @@ fn options() -> Options {
         "where clear-text logins (plain, login) are routed: secure (client on TLS, Auth-SSL: on, or on loopback) or always; default secure",
         "always|secure",
     );
-    o.optflag("h", "help", "print this help and exit");
-    o.optflag("V", "version", "print the version and exit");
+    cli::add_help_and_version(&mut o);
     o
 }
 
@@ -155,125 +121,82 @@ fn usage() -> String {
     )
 }
 
-fn parse_args(args: &[String]) -> Result<Action, String> {
-    let m = options().parse(args).map_err(|e| e.to_string())?;
-    if m.opt_present("h") {
-        return Ok(Action::Help);
-    }
-    if m.opt_present("V") {
-        return Ok(Action::Version);
-    }
-    if let Some(extra) = m.free.first() {
-        return Err(format!("unexpected argument: {extra}"));
-    }
-    let mut listen = Vec::new();
-    let addrs = m.opt_strs("l");
-    let addrs = if addrs.is_empty() {
-        vec!["127.0.0.1:9110".to_string()]
-    } else {
-        addrs
+fn parse_args(args: &[String]) -> Result<Action, UsageError> {
+    let m = match cli::parse(&options(), args)? {
+        Parsed::Help => return Ok(Action::Help),
+        Parsed::Version => return Ok(Action::Version),
+        Parsed::Run(m) => m,
     };
-    for a in &addrs {
-        let resolved = a
-            .to_socket_addrs()
-            .map_err(|e| format!("--listen: {a}: {e}"))?;
-        for r in resolved {
-            if !listen.contains(&r) {
-                listen.push(r);
-            }
-        }
-    }
-    let wait = number(&m, "w", "wait", 1)?;
-    if wait == 0 {
-        // Without Auth-Wait nginx closes the connection, and with 0 it would answer at once.
-        return Err("--wait: must be at least 1 second".into());
-    }
-    let max_connections = number(&m, "c", "max-connections", 100)?;
-    if max_connections == 0 {
-        return Err("--max-connections: must be at least 1".into());
-    }
-    let plaintext_auth = plaintext_auth(&m)?;
     Ok(Action::Run(Config {
-        listen,
-        routes: PathBuf::from(m.opt_str("r").unwrap_or_else(|| "/etc/pop3d/routes".into())),
-        users: m.opt_str("u").map(PathBuf::from),
-        wait: Duration::from_secs(wait),
-        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        listen: cli::listen(&m, DEFAULT_LISTEN)?,
+        routes: PathBuf::from(
+            m.opt_str("routes")
+                .unwrap_or_else(|| "/etc/pop3d/routes".into()),
+        ),
+        users: m.opt_str("users").map(PathBuf::from),
+        wait: wait(&m)?,
+        max_connections: cli::cap(&m, "max-connections", 100)?,
         log_file: m.opt_str("log-file").map(PathBuf::from),
-        plaintext_auth,
+        plaintext_auth: plaintext_auth(&m)?,
     }))
 }
 
-fn plaintext_auth(m: &getopts::Matches) -> Result<PlaintextAuth, String> {
+/// --plaintext-auth always|secure, default secure.
+fn plaintext_auth(m: &getopts::Matches) -> Result<PlaintextAuth, UsageError> {
     match m.opt_str("plaintext-auth") {
         None => Ok(PlaintextAuth::Secure),
-        Some(text) => text.parse().map_err(|e| format!("--plaintext-auth: {e}")),
+        Some(text) => text
+            .parse()
+            .map_err(|e| cli::bad("plaintext-auth", format!("{e}"))),
     }
 }
 
-fn number(m: &getopts::Matches, short: &str, option: &str, default: u64) -> Result<u64, String> {
-    match m.opt_str(short) {
-        None => Ok(default),
-        Some(text) if is_digits(&text) => text
-            .parse()
-            .map_err(|_| format!("--{option}: {text}: too large")),
-        Some(text) => Err(format!("--{option}: {text}: not a number")),
+/// --wait: at least a second, since without Auth-Wait nginx closes the connection, and with 0
+/// it would answer at once.
+fn wait(m: &getopts::Matches) -> Result<Duration, UsageError> {
+    let wait = cli::number(m, "wait", 1)?;
+    if wait == 0 {
+        return Err(cli::bad("wait", "must be at least 1 second"));
     }
+    Ok(Duration::from_secs(wait))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match try_main(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pop3d-router: {e}");
-            if let Error::Usage(_) = e {
-                eprintln!("{}", usage());
-                return ExitCode::from(2);
-            }
-            ExitCode::from(1)
-        }
+        Err(e) => cli::fail(PROGRAM, &e, usage),
     }
 }
 
-fn try_main(args: &[String]) -> Result<(), Error> {
-    let config = match parse_args(args).map_err(Error::Usage)? {
+fn try_main(args: &[String]) -> Result<(), StartError> {
+    let config = match parse_args(args).map_err(StartError::Usage)? {
         Action::Help => {
             println!("{}", usage());
             return Ok(());
         }
         Action::Version => {
-            println!("pop3d-router {}", env!("CARGO_PKG_VERSION"));
+            cli::print_version(PROGRAM);
             return Ok(());
         }
         Action::Run(config) => config,
     };
-    init_logging(config.log_file.as_deref())?;
-    let routes = RoutesFile::load(&config.routes).map_err(|error| Error::Routes {
-        path: config.routes.clone(),
-        error,
-    })?;
+    let destination = config
+        .log_file
+        .clone()
+        .map_or(Destination::Stderr, Destination::File);
+    logging::init(PROGRAM, destination).map_err(StartError::Logging)?;
+    let routes = RoutesFile::load(&config.routes)
+        .map_err(|error| StartError::file(&config.routes, error))?;
     let users = match &config.users {
-        Some(path) => Some(UsersFile::load(path).map_err(|error| Error::Users {
-            path: path.clone(),
-            error,
-        })?),
+        Some(path) => Some(UsersFile::load(path).map_err(|error| StartError::file(path, error))?),
         None => None,
     };
-    let mut listeners = Vec::new();
-    for addr in &config.listen {
-        let listener =
-            TcpListener::bind(addr).map_err(|error| Error::Bind { addr: *addr, error })?;
-        log::info!(
-            "listening on {}, {}",
-            listener.local_addr().unwrap_or(*addr),
-            match &config.users {
-                Some(path) => format!("checking passwords against {}", path.display()),
-                None => "route only (the backends check passwords)".into(),
-            }
-        );
-        listeners.push(listener);
-    }
+    let mode = match &config.users {
+        Some(path) => format!("checking passwords against {}", path.display()),
+        None => "route only (the backends check passwords)".into(),
+    };
+    let listeners = cli::bind(&config.listen, Some(&mode))?;
     let router = Arc::new(Router {
         routes,
         users,
@@ -285,42 +208,6 @@ fn try_main(args: &[String]) -> Result<(), Error> {
     listener::accept_forever(listeners, "router-accept", move |stream, peer| {
         router.admit(stream, peer)
     });
-    Ok(())
-}
-
-/// Log lines go to stderr or, with --log-file, are appended to a file; both name the program,
-/// since the router's lines often end up next to pop3d's. Levels come from RUST_LOG.
-fn init_logging(log_file: Option<&Path>) -> Result<(), Error> {
-    let mut builder = Builder::from_env(Env::default().default_filter_or("info"));
-    // Once, not per line: getpid is a system call.
-    let pid = std::process::id();
-    builder.format(move |buf, record| {
-        writeln!(
-            buf,
-            "{} pop3d-router[{pid}] {:<5} {}",
-            logging::timestamp(),
-            record.level(),
-            record.args()
-        )
-    });
-    match log_file {
-        Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|error| Error::LogFile {
-                    path: path.to_owned(),
-                    error,
-                })?;
-            builder.target(Target::Pipe(Box::new(file)));
-        }
-        None => {
-            builder.target(Target::Stderr);
-        }
-    }
-    // Only fails if a logger is already installed, which only a test could have done.
-    let _ = builder.try_init();
     Ok(())
 }
 
@@ -447,7 +334,7 @@ impl Router {
 mod tests {
     use super::*;
 
-    fn run(args: &[&str]) -> Result<Config, String> {
+    fn run(args: &[&str]) -> Result<Config, UsageError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         match parse_args(&args)? {
             Action::Run(c) => Ok(c),

@@ -25,7 +25,6 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -112,15 +111,17 @@ fn parse_route(line: &str) -> Result<(&str, SocketAddr), &'static str> {
     Ok((user, SocketAddr::new(ip, port)))
 }
 
+/// Why a version of the routes file does not parse. Reading the file fails with the
+/// `WatchError` that carries this one: see `LoadError`.
 #[derive(Debug)]
 pub enum RoutesError {
     Malformed { line: usize, reason: &'static str },
     NotUtf8 { line: usize },
     NoDefault,
-    TooLarge,
-    NotAFile,
-    Io(io::Error),
 }
+
+/// Why `RoutesFile::load` failed: the file's own errors, or `Parse` with a `RoutesError`.
+pub type LoadError = WatchError<RoutesError>;
 
 impl fmt::Display for RoutesError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -128,38 +129,11 @@ impl fmt::Display for RoutesError {
             RoutesError::Malformed { line, reason } => write!(f, "line {line}: {reason}"),
             RoutesError::NotUtf8 { line } => write!(f, "line {line}: not utf-8"),
             RoutesError::NoDefault => write!(f, "no default route ({DEFAULT_ROUTE}:address:port)"),
-            RoutesError::TooLarge => write!(f, "larger than {MAX_ROUTES_FILE_OCTETS} octets"),
-            RoutesError::NotAFile => f.write_str("not a regular file"),
-            RoutesError::Io(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl Error for RoutesError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            RoutesError::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<io::Error> for RoutesError {
-    fn from(error: io::Error) -> Self {
-        RoutesError::Io(error)
-    }
-}
-
-impl From<WatchError<RoutesError>> for RoutesError {
-    fn from(error: WatchError<RoutesError>) -> Self {
-        match error {
-            WatchError::Parse(error) => error,
-            WatchError::TooLarge { .. } => RoutesError::TooLarge,
-            WatchError::NotAFile => RoutesError::NotAFile,
-            WatchError::Io(error) => RoutesError::Io(error),
-        }
-    }
-}
+impl Error for RoutesError {}
 
 /// How `watched` reads the routes file.
 const FORMAT: Format<Routes, RoutesError> = Format {
@@ -180,7 +154,7 @@ pub struct RoutesFile {
 
 impl RoutesFile {
     /// Loads it at start-up; Err if unreadable or malformed (the router then does not start).
-    pub fn load(path: &Path) -> Result<RoutesFile, RoutesError> {
+    pub fn load(path: &Path) -> Result<RoutesFile, LoadError> {
         Ok(RoutesFile {
             file: WatchedFile::load(path, FORMAT)?,
         })
@@ -195,7 +169,9 @@ impl RoutesFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
     use std::fs;
+    use std::io;
     use std::time::Duration;
 
     fn addr(text: &str) -> SocketAddr {
@@ -278,8 +254,8 @@ mod tests {
     /// format, and that a route is moved by renaming a new file over the old.
     #[test]
     fn the_file_is_reread_when_it_changes_and_kept_when_broken() {
-        let dir = std::env::temp_dir().join(format!("pop3d-router-routes-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let temp = TempDir::new("router-routes");
+        let dir = temp.path();
         let path = dir.join("routes");
         fs::write(&path, "*:127.0.0.1:110\n").unwrap();
         let file = RoutesFile {
@@ -296,31 +272,29 @@ mod tests {
         fs::write(&next, "alice:nowhere\n").unwrap();
         fs::rename(&next, &path).unwrap();
         assert_eq!(file.current().route("alice"), addr("127.0.0.2:111"));
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn load_maps_file_errors_to_routes_errors() {
-        let dir = std::env::temp_dir().join(format!("pop3d-router-load-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let temp = TempDir::new("router-load");
+        let dir = temp.path();
         let path = dir.join("routes");
         assert!(matches!(
             RoutesFile::load(&path),
-            Err(RoutesError::Io(e)) if e.kind() == io::ErrorKind::NotFound
+            Err(WatchError::Io(e)) if e.kind() == io::ErrorKind::NotFound
         ));
-        assert!(matches!(RoutesFile::load(&dir), Err(RoutesError::NotAFile)));
+        assert!(matches!(RoutesFile::load(dir), Err(WatchError::NotAFile)));
         fs::write(&path, "alice:127.0.0.1:110\n").unwrap();
         assert!(matches!(
             RoutesFile::load(&path),
-            Err(RoutesError::NoDefault)
+            Err(WatchError::Parse(RoutesError::NoDefault))
         ));
         fs::File::create(&path)
             .unwrap()
             .set_len(MAX_ROUTES_FILE_OCTETS + 1)
             .unwrap();
         let error = RoutesFile::load(&path).unwrap_err();
-        assert!(matches!(error, RoutesError::TooLarge), "{error:?}");
+        assert!(matches!(error, WatchError::TooLarge { .. }), "{error:?}");
         assert_eq!(error.to_string(), "larger than 4194304 octets");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

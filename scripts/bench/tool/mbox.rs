@@ -40,7 +40,7 @@ impl Rng {
     }
 }
 
-/// `gen-mbox --out FILE --messages N --octets N [--vary] [--tag T]`: N messages of about
+/// `bench mbox --out FILE --messages N --octets N [--vary] [--tag T]`: N messages of about
 /// `octets` each on disk (between half and one and a half times that with --vary).
 pub fn run(args: &Args) -> Outcome<()> {
     let out = args.text("out")?;

@@ -4,28 +4,26 @@
 # fetchmail, mpop, getmail6, curl and Python's poplib fetch a fixture mbox (dot lines, ">From "
 # lines, an empty body, CRLF on disk, 8-bit bytes, a several-MB message, no final newline)
 # from a standalone pop3d, and poplib and curl again from pop3d run by openbsd-inetd with the
-# example line of scripts/inetd.conf. Every stored message is compared byte for byte with the
-# fixture. Each check prints "ok - ..." or "not ok - ..."; the last line is "N passed,
+# example line of scripts/deploy/inetd.conf. Every stored message is compared byte for byte
+# with the fixture. Each check prints "ok   ..." or "FAIL ..."; the last line is "N passed,
 # M failed" and the exit status is 1 if anything failed.
 #
 # Installs what it needs when missing (Debian packages); run as root in CI.
 set -uo pipefail
 shopt -s nullglob
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-HERE=$ROOT/scripts/interop
+cd "$(dirname "$0")/../.."
+HERE=$PWD/scripts/interop
 
+. scripts/lib/common.sh
 . scripts/lib/packages.sh
 need_packages curl:curl fetchmail:fetchmail mpop:mpop getmail:getmail6 inetd:openbsd-inetd python3:python3
 
-if ! cargo build --release --quiet; then
-    echo "not ok - cargo build --release"
-    echo "0 passed, 1 failed"
+if ! pop3d_build; then
+    fail "cargo build --release"
+    summary
     exit 1
 fi
-TARGET=${CARGO_TARGET_DIR:-target}
-case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-BIN=$TARGET/release/pop3d
+BIN=$POP3D
 T=$(mktemp -d /tmp/pop3d-interop.XXXXXX)
 SERVER_PID=
 INETD_PID=
@@ -40,30 +38,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PASSED=0
-FAILED=0
-ok() { echo "ok - $*"; PASSED=$((PASSED + 1)); }
-not_ok() { echo "not ok - $*"; FAILED=$((FAILED + 1)); }
 # expect DESCRIPTION COMMAND...: one check, passed when COMMAND succeeds.
 expect() {
     local desc=$1
     shift
-    if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+    if "$@"; then pass "$desc"; else fail "$desc"; fi
 }
 # show FILE: a client's output after a failure, as comment lines.
 show() { sed -e 's/^/#   /' "$1" | tail -n 40; }
-# checks COMMAND...: runs a helper that prints ok / not ok lines itself, and counts them.
+# checks COMMAND...: runs a helper that prints "ok   ..." / "FAIL ..." lines itself; each one
+# is counted as a pass or a failure, other lines are passed through.
 checks() {
-    local out rc passed failed
+    local out rc line failed_before=$FAILED
     out=$(timeout 60 "$@" 2>&1)
     rc=$?
-    printf '%s\n' "$out"
-    passed=$(grep -c '^ok - ' <<<"$out")
-    failed=$(grep -c '^not ok - ' <<<"$out")
-    PASSED=$((PASSED + passed))
-    FAILED=$((FAILED + failed))
-    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-        not_ok "$(basename "$1") ${2:-} ended with status $rc"
+    while IFS= read -r line; do
+        case $line in
+            "ok   "*) pass "${line#ok   }" ;;
+            "FAIL "*) fail "${line#FAIL }" ;;
+            *) printf '%s\n' "$line" ;;
+        esac
+    done <<<"$out"
+    if [ "$rc" -ne 0 ] && [ "$FAILED" -eq "$failed_before" ]; then
+        fail "$(basename "$2") ${3:-} ended with status $rc"
     fi
 }
 # run LABEL WANT_STATUS LOG COMMAND...: a client run, bounded, that must exit with WANT_STATUS.
@@ -73,9 +70,9 @@ run() {
     timeout 60 "$@" >"$log" 2>&1
     rc=$?
     if [ "$rc" -eq "$want" ]; then
-        ok "$label (exit $rc)"
+        pass "$label (exit $rc)"
     else
-        not_ok "$label (exit $rc, expected $want)"
+        fail "$label (exit $rc, expected $want)"
         show "$log"
     fi
 }
@@ -87,18 +84,6 @@ messages() {
     checks python3 "$HERE/compare.py" messages "$label" "$FIX" "$@"
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# wait_port PORT: until something accepts on 127.0.0.1:PORT (at most 10 s).
-wait_port() {
-    local i
-    for i in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
 # fresh_mbox USER: the user's maildrop holds exactly the fixture mbox.
 fresh_mbox() { cp "$FIX/mbox" "$T/mail/$1"; }
 # new_files DIR LISTING: the files in DIR that LISTING (an earlier `ls DIR`) lacks.
@@ -141,9 +126,9 @@ PORT=$(free_port)
     --hostname interop.test --log-file "$T/pop3d.log" &
 SERVER_PID=$!
 if ! wait_port "$PORT"; then
-    not_ok "pop3d listens on 127.0.0.1:$PORT"
+    fail "pop3d listens on 127.0.0.1:$PORT"
     show "$T/pop3d.log"
-    echo "$PASSED passed, $FAILED failed"
+    summary
     exit 1
 fi
 
@@ -340,18 +325,18 @@ run "getmail: retrieve all, keep" 0 "$G/run.log" getmail --rcfile "$G/rc" --getm
 messages "getmail" --lf --added Return-Path "$G/maildir/new"/*
 expect "getmail: the mbox is unchanged" cmp -s "$FIX/mbox" "$T/mail/getmail"
 
-# --- openbsd-inetd, with the example line of scripts/inetd.conf --------------------------------
+# --- openbsd-inetd, with the example line of scripts/deploy/inetd.conf -------------------------
 # (Debian's xinetd and openbsd-inetd packages exclude each other, so only one runs here.)
 # through_superserver NAME PORT PID: poplib and curl fetch through pop3d started by the
 # superserver NAME (process PID) listening on 127.0.0.1:PORT.
 through_superserver() {
     local name=$1 port=$2 pid=$3
     if ! wait_port "$port"; then
-        not_ok "$name listens on 127.0.0.1:$port"
+        fail "$name listens on 127.0.0.1:$port"
         show "$T/$name.log"
         return
     fi
-    ok "$name listens on 127.0.0.1:$port"
+    pass "$name listens on 127.0.0.1:$port"
     fresh_mbox "${name}py"
     checks python3 "$HERE/poplib_client.py" "$name poplib" 127.0.0.1 "$port" "${name}py" "$PW" "$FIX"
     fresh_mbox "${name}curl"
@@ -372,7 +357,7 @@ sed -e "s|^pop3[[:space:]]|127.0.0.1:$IPORT\t|" \
     -e "s|/usr/local/sbin/pop3d|$BIN|" \
     -e "s|/etc/pop3d/users|$T/users|" \
     -e "s|/var/mail/%u|$T/mail/%u|" \
-    scripts/inetd.conf >"$T/inetd.conf"
+    scripts/deploy/inetd.conf >"$T/inetd.conf"
 expect "inetd: the example line was adapted (address, port, user, paths)" \
     grep -q "^127.0.0.1:$IPORT[[:space:]].*[[:space:]]$ME[[:space:]]$BIN[[:space:]].*--inetd.* $T/users .*$T/mail/%u" \
     "$T/inetd.conf"
@@ -382,12 +367,11 @@ INETD_PID=$!
 through_superserver inetd "$IPORT" "$INETD_PID"
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    not_ok "pop3d still running at the end"
+    fail "pop3d still running at the end"
 fi
 if [ "$FAILED" -gt 0 ]; then
     echo "# pop3d log (last lines):"
     show "$T/pop3d.log"
 fi
 echo "# $((SECONDS - START)) s"
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+summary

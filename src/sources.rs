@@ -1,5 +1,6 @@
-//! Binds the session's sources to the real things: users from the users file, maildrops from
-//! mbox files named by the --maildrop pattern. The session itself never sees a path.
+//! The session's sources (its seam traits `UserSource`, `MaildropSource`, `Mailbox`) served
+//! by the real things: users from the users file, maildrops from mbox files named by the
+//! --maildrop pattern. The session itself never sees a path.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -9,10 +10,10 @@ use std::time::SystemTime;
 use crate::maildrop::{
     CommitStats, Maildrop, MaildropError, MessageInfo, OpenOptions, SessionLock,
 };
-use crate::session::{LockedMaildrop, Mailbox, MaildropSource, UserSource};
+use crate::session::{LockedMaildrop, Mailbox, MaildropSource, UsersDbSource};
 use crate::users::{self, User, UsersDb, UsersFile};
 
-impl UserSource for UsersFile {
+impl UsersDbSource for UsersFile {
     fn current(&self) -> Arc<UsersDb> {
         UsersFile::current(self)
     }
@@ -21,7 +22,7 @@ impl UserSource for UsersFile {
 /// A fixed set of users (tests, and tools that parse the file once).
 pub struct FixedUsers(pub Arc<UsersDb>);
 
-impl UserSource for FixedUsers {
+impl UsersDbSource for FixedUsers {
     fn current(&self) -> Arc<UsersDb> {
         Arc::clone(&self.0)
     }
@@ -36,7 +37,7 @@ pub struct MboxFiles {
 impl MaildropSource for MboxFiles {
     fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
         let path = users::maildrop_path(&self.pattern, user);
-        let lock = SessionLock::acquire(&path)?;
+        let lock = SessionLock::try_acquire(&path)?;
         Ok(Box::new(LockedMbox {
             path,
             lock,
@@ -86,7 +87,7 @@ mod tests {
 
     #[test]
     fn login_delay_counts_only_logins_that_opened_the_maildrop() {
-        let temp = TempDir::new("backend-login-delay");
+        let temp = TempDir::new("sources-login-delay");
         let dir = temp.path();
         let mbox = dir.join("carol");
         std::fs::write(
@@ -102,8 +103,9 @@ mod tests {
         };
         let user = User {
             name: "carol".into(),
-            password: "pw".into(),
+            password: users::Password::Clear("pw".into()),
             maildrop: None,
+            account: None,
         };
         // A delivery agent (this live process) holds the dotlock: the open fails...
         std::fs::write(dir.join("carol.lock"), format!("{}\n", std::process::id())).unwrap();

@@ -6,14 +6,14 @@
 # runs every check in scripts/scale-out/checks.py and a short sessions-per-second measurement,
 # through the proxy and direct to one backend. Ends with "N passed, M failed".
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
+. scripts/lib/common.sh
 . scripts/lib/packages.sh
 . scripts/scale-out/site.sh
 
-scale_need_packages || { echo "cannot install nginx's mail module"; echo "0 passed, 1 failed"; exit 1; }
-cargo build --release --quiet --bins || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+scale_need_packages || { fail "nginx's mail and stream modules installed"; summary; exit 1; }
+pop3d_build || { fail "cargo build --release"; summary; exit 1; }
 
 DIR=$(mktemp -d /tmp/pop3d-scale-test.XXXXXX)
 # SCALE_KEEP=1 keeps the site's directory (logs, mboxes, nginx.conf) for a look afterwards.
@@ -28,18 +28,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
-
 read -r PORT_A PORT_B ROUTER_USERS ROUTER_ONLY PUBLIC MAIL PUBLIC_RO MAIL_RO \
-    PUBLIC_TLS MAIL_TLS PUBLIC_RO_TLS MAIL_RO_TLS < <(scale_free_ports 12)
+    PUBLIC_TLS MAIL_TLS PUBLIC_RO_TLS MAIL_RO_TLS < <(free_port 12)
 
 # nginx connects to the backends from 127.0.0.1.
-scale_start_backends "$DIR" "$BIN" "$PORT_A" "$PORT_B" --trusted-proxy 127.0.0.1 --max-per-ip 2
-scale_start_router "$DIR" "$BIN" router-users "$ROUTER_USERS" --users "$DIR/router-users"
-scale_start_router "$DIR" "$BIN" router-route-only "$ROUTER_ONLY"
+scale_start_backends "$DIR" "$PORT_A" "$PORT_B" --trusted-proxy 127.0.0.1 --max-per-ip 2
+scale_start_router "$DIR" router-users "$ROUTER_USERS" --users "$DIR/router-users"
+scale_start_router "$DIR" router-route-only "$ROUTER_ONLY"
 CAPABILITIES=$(timeout 10 python3 scripts/scale-out/fixture.py capa "127.0.0.1:$PORT_A")
 # stream {}'s cap (20) above pop3d's (2), so that the per-address checks meet pop3d's.
 scale_start_nginx "$DIR/nginx-users" "$PUBLIC" "$MAIL" "$ROUTER_USERS" \
@@ -112,11 +107,10 @@ else
     fail "sessions_per_second_measured_without_errors"
 fi
 
-if [ "$failed" -gt 0 ]; then
+if [ "$FAILED" -gt 0 ]; then
     for f in "$DIR"/a/pop3d.log "$DIR"/b/pop3d.log "$DIR"/router-*.log "$DIR"/nginx-*/error.log; do
         echo "---- last lines of ${f#"$DIR"/}"
         tail -n 15 "$f" 2>/dev/null
     done
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

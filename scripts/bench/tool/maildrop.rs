@@ -1,10 +1,11 @@
-//! Measures the maildrop engine on a large mbox: open + STAT time, resident memory, and the
-//! time of UPDATE after deleting the first or the last message.
+//! `bench maildrop`: measures pop3d's maildrop engine in process, without a server, on a large
+//! mbox: open + STAT time, resident memory, and the time of UPDATE after deleting the first or
+//! the last message.
 //!
-//!     cargo run --release --example maildrop_bench -- generate /tmp/big.mbox 1024 100000
-//!     cargo run --release --example maildrop_bench -- stat /tmp/big.mbox
-//!     cargo run --release --example maildrop_bench -- delete /tmp/big.mbox first
-//!     cargo run --release --example maildrop_bench -- delete /tmp/big.mbox last
+//!     cargo run --release --example bench -- maildrop generate /tmp/big.mbox 1024 100000
+//!     cargo run --release --example bench -- maildrop stat /tmp/big.mbox
+//!     cargo run --release --example bench -- maildrop delete /tmp/big.mbox first
+//!     cargo run --release --example bench -- maildrop delete /tmp/big.mbox last
 
 use std::error::Error;
 use std::fs::File;
@@ -12,24 +13,33 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
+use getopts::Options;
 use pop3d::maildrop::{Maildrop, OpenOptions, SessionLock};
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let result = match args.as_slice() {
+use crate::{fail, Outcome};
+
+const USAGE: &str =
+    "usage: bench maildrop generate PATH MB COUNT | stat PATH | delete PATH first|last";
+
+/// Runs one of the three measurements named by the words after `maildrop`.
+pub fn run(words: &[String]) -> Outcome<()> {
+    let mut options = Options::new();
+    options.optflag("h", "help", "print this help");
+    let matches = options
+        .parse(words)
+        .map_err(|e| fail!("{e}\n{}", options.usage(USAGE)))?;
+    if matches.opt_present("help") {
+        println!("{}", options.usage(USAGE));
+        return Ok(());
+    }
+    let free: Vec<&str> = matches.free.iter().map(String::as_str).collect();
+    let result = match free.as_slice() {
         ["generate", path, mb, count] => generate(Path::new(path), mb, count),
         ["stat", path] => stat(Path::new(path)),
         ["delete", path, which] => delete(Path::new(path), which),
-        _ => Err(
-            "usage: maildrop_bench generate PATH MB COUNT | stat PATH | delete PATH first|last"
-                .into(),
-        ),
+        _ => return Err(fail!("{}", options.usage(USAGE))),
     };
-    if let Err(e) = result {
-        eprintln!("maildrop_bench: {e}");
-        std::process::exit(1);
-    }
+    result.map_err(|e| fail!("maildrop: {e}"))
 }
 
 /// Writes an mbox of about `mb` MiB holding `count` messages with realistic header blocks
@@ -98,7 +108,7 @@ fn memory() -> String {
 }
 
 fn open(path: &Path) -> Result<Maildrop, Box<dyn Error>> {
-    let lock = SessionLock::acquire(path)?;
+    let lock = SessionLock::try_acquire(path)?;
     Ok(Maildrop::open(path, lock, &OpenOptions::default())?)
 }
 

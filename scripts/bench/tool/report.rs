@@ -1,6 +1,6 @@
 //! The table: every figure as the median of its runs with the range, pop3d beside the peer
-//! with the ratio pop3d / peer, and each target of issue 8 marked met or not (never in a smoke
-//! pass, whose sizes are too small to judge). Lines `meta<TAB>NAME<TAB>TEXT` fill the
+//! with the ratio pop3d / peer, and each target (set in `ROWS` below) marked met or not (never
+//! in a smoke pass, whose sizes are too small to judge). Lines `meta<TAB>NAME<TAB>TEXT` fill the
 //! `{NAME}` slots of the labels with the sizes the run used; lines `SERVER<TAB>failed<TAB>WHAT`
 //! list scenarios that failed.
 
@@ -240,7 +240,7 @@ fn fill(label: &str, meta: &HashMap<String, String>) -> String {
     text
 }
 
-/// `report --results FILE [--peer NAME] [--smoke]`: prints the table; fails when a scenario
+/// `bench report --results FILE [--peer NAME] [--smoke]`: prints the table; fails when a scenario
 /// failed or an error or loss count is not zero.
 pub fn run(args: &Args) -> Outcome<()> {
     let table = load(args.text("results")?)?;
@@ -300,7 +300,7 @@ pub fn run(args: &Args) -> Outcome<()> {
     } else {
         println!();
         for b in &bad {
-            println!("FAILED {b}");
+            println!("FAIL {b}");
         }
         Err(fail!("{} failures", bad.len()))
     }

@@ -1,0 +1,510 @@
+//! --system-users against real accounts: test users made with useradd and chpasswd (one
+//! yescrypt, one SHA-512, one locked, one below --first-uid), removed at the end even when a
+//! test fails. Checks the outcomes through `SystemUsers` itself and through the binary, and
+//! that a session's thread (standalone) or process (--inetd) runs as the user. Needs root;
+//! skipped elsewhere, but never in CI.
+
+use crate::support;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pop3d::session::UserSource;
+use pop3d::sys;
+use pop3d::system_users::{SystemUsers, DEFAULT_FIRST_UID};
+use pop3d::users::Password;
+use support::{free_port, mbox_message, Client, TempDir};
+
+/// useradd and userdel take a lock on /etc/passwd: the tests of this file add their accounts
+/// one at a time.
+static ACCOUNTS_LOCK: Mutex<()> = Mutex::new(());
+
+fn running_as_root() -> bool {
+    sys::effective_uid() == 0
+}
+
+/// Whether this test can run; in CI (root) it must.
+fn can_run() -> bool {
+    if running_as_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI runs as root; this test must run there"
+    );
+    eprintln!("skipped: needs root to create accounts and read /etc/shadow");
+    false
+}
+
+/// Test accounts, removed on drop (so also when an assertion fails).
+struct Accounts(Vec<String>);
+
+impl Accounts {
+    /// A name unique to this test process and `tag`.
+    fn name(tag: &str) -> String {
+        format!("p3t{}{tag}", std::process::id() % 100_000)
+    }
+
+    /// Adds an account with `password` hashed by `method` (chpasswd -c: YESCRYPT, SHA512).
+    fn add(&mut self, tag: &str, password: &str, method: &str, useradd_args: &[&str]) -> String {
+        let name = Self::name(tag);
+        let _guard = ACCOUNTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        run(Command::new("useradd")
+            .args(["-M", "-s", "/usr/sbin/nologin"])
+            .args(useradd_args)
+            .arg(&name));
+        self.0.push(name.clone());
+        let mut chpasswd = Command::new("chpasswd")
+            .args(["-c", method])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        writeln!(chpasswd.stdin.take().unwrap(), "{name}:{password}").unwrap();
+        assert!(chpasswd.wait().unwrap().success(), "chpasswd {name}");
+        name
+    }
+}
+
+impl Drop for Accounts {
+    fn drop(&mut self) {
+        let _guard = ACCOUNTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        for name in &self.0 {
+            let _ = Command::new("userdel").arg("-f").arg(name).status();
+        }
+    }
+}
+
+fn run(command: &mut Command) {
+    let status = command.status().expect("run");
+    assert!(status.success(), "{command:?}: {status}");
+}
+
+fn shadow_field(name: &str) -> String {
+    let shadow = fs::read_to_string("/etc/shadow").unwrap();
+    let line = shadow
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))
+        .unwrap();
+    line.split(':').nth(1).unwrap().to_owned()
+}
+
+/// The users of the tests below: yescrypt, SHA-512, locked, and a system account (low uid).
+struct Fixture {
+    accounts: Accounts,
+    yescrypt: String,
+    sha512: String,
+    locked: String,
+    low: String,
+}
+
+fn fixture(tag: &str) -> Fixture {
+    let mut accounts = Accounts(Vec::new());
+    let yescrypt = accounts.add(&format!("{tag}y"), "yes pass", "YESCRYPT", &[]);
+    let sha512 = accounts.add(&format!("{tag}s"), "sha-pass", "SHA512", &[]);
+    let locked = accounts.add(&format!("{tag}l"), "locked-pass", "SHA512", &[]);
+    run(Command::new("usermod").arg("-L").arg(&locked));
+    let low = accounts.add(&format!("{tag}r"), "low-pass", "SHA512", &["-r"]);
+    assert!(shadow_field(&yescrypt).starts_with("$y$"));
+    assert!(shadow_field(&sha512).starts_with("$6$"));
+    assert!(shadow_field(&locked).starts_with('!'));
+    Fixture {
+        accounts,
+        yescrypt,
+        sha512,
+        locked,
+        low,
+    }
+}
+
+fn uid_of(name: &str) -> u32 {
+    sys::account_by_name(name).unwrap().unwrap().uid
+}
+
+fn login(users: &SystemUsers, name: &str, password: &str) -> Option<u32> {
+    users
+        .checked_user(name, &|stored: &Password| stored.check(password))
+        .map(|user| user.account.expect("a system user has an account").uid)
+}
+
+#[test]
+fn system_users_let_in_only_a_right_password_of_an_ordinary_account() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("a");
+    let users = SystemUsers::new(DEFAULT_FIRST_UID).unwrap();
+    assert!(uid_of(&f.yescrypt) >= DEFAULT_FIRST_UID);
+    assert!(uid_of(&f.low) < DEFAULT_FIRST_UID);
+    assert_eq!(
+        login(&users, &f.yescrypt, "yes pass"),
+        Some(uid_of(&f.yescrypt))
+    );
+    assert_eq!(
+        login(&users, &f.sha512, "sha-pass"),
+        Some(uid_of(&f.sha512))
+    );
+    for (name, password) in [
+        (f.yescrypt.as_str(), "yes pass "),
+        (f.yescrypt.as_str(), "sha-pass"),
+        (f.sha512.as_str(), ""),
+        (f.locked.as_str(), "locked-pass"),
+        (f.low.as_str(), "low-pass"),
+        ("root", "anything"),
+        ("p3t-no-such-user", "yes pass"),
+    ] {
+        assert_eq!(login(&users, name, password), None, "{name} {password:?}");
+    }
+    // With the limit lowered, the system account's right password works: the refusal above
+    // was the uid, not the password.
+    let lenient = SystemUsers::new(uid_of(&f.low)).unwrap();
+    assert_eq!(login(&lenient, &f.low, "low-pass"), Some(uid_of(&f.low)));
+    // Never APOP or CRAM-MD5: the check never sees a shared secret.
+    assert!(users
+        .checked_user(&f.yescrypt, &|stored| stored.shared_secret().is_some())
+        .is_none());
+    assert!(!users.has_shared_secrets());
+    drop(f.accounts);
+    assert_eq!(sys::account_by_name(&f.yescrypt).unwrap(), None);
+}
+
+/// A spool made like Debian's /var/mail: root:mail 2775.
+fn debian_spool(dir: &Path) -> PathBuf {
+    let spool = dir.join("mail");
+    fs::create_dir(&spool).unwrap();
+    let mail = sys::group_id("mail").unwrap().expect("a group mail");
+    chown(&spool, Some(0), Some(mail)).unwrap();
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o2775)).unwrap();
+    spool
+}
+
+/// An mbox as postfix local makes it: owner the user, group mail, mode 0600.
+fn user_mbox(spool: &Path, name: &str, mode: u32, content: &str) -> PathBuf {
+    let path = spool.join(name);
+    fs::write(&path, content).unwrap();
+    let account = sys::account_by_name(name).unwrap().unwrap();
+    let mail = sys::group_id("mail").unwrap();
+    chown(&path, Some(account.uid), mail).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+struct Pop3d {
+    child: Child,
+}
+
+impl Drop for Pop3d {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The uids (real, effective, saved, fs) in a /proc status file.
+fn status_uids(path: &Path) -> Option<Vec<u32>> {
+    let status = fs::read_to_string(path).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().ok())
+        .collect()
+}
+
+/// The supplementary groups of the thread of process `pid` that runs as `uid`.
+fn groups_of_thread_as(pid: u32, uid: u32) -> Option<Vec<u32>> {
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let status = fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        let uids = status.lines().find(|l| l.starts_with("Uid:"))?;
+        if uids.split_whitespace().nth(1) != Some(&uid.to_string()) {
+            continue;
+        }
+        let groups = status.lines().find(|l| l.starts_with("Groups:"))?;
+        return groups
+            .split_whitespace()
+            .skip(1)
+            .map(|g| g.parse().ok())
+            .collect();
+    }
+    None
+}
+
+/// The uids of each thread of process `pid`.
+fn thread_uids(pid: u32) -> Vec<Vec<u32>> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| status_uids(&t.ok()?.path().join("status")))
+        .collect()
+}
+
+/// pop3d --system-users on a free loopback port, with `pattern` for --maildrop.
+fn start(pattern: &Path, log: &Path) -> (Pop3d, std::net::SocketAddr) {
+    let addr = free_port();
+    let server = Pop3d {
+        child: Command::new(support::binary())
+            .args(["--system-users", "--listen", &addr.to_string()])
+            .arg("--maildrop")
+            .arg(pattern)
+            .arg("--log-file")
+            .arg(log)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pop3d"),
+    };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "pop3d did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, addr)
+}
+
+fn pass(addr: std::net::SocketAddr, name: &str, password: &str) -> (Client, String) {
+    let mut c = Client::connect(addr);
+    c.greeting();
+    c.ok(&format!("USER {name}"));
+    c.send(&format!("PASS {password}"));
+    let reply = c.line();
+    (c, reply)
+}
+
+#[test]
+fn an_mbox_of_another_owner_or_a_symlink_in_a_sticky_spool_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("d");
+    let dir = TempDir::new("system-users-perm");
+    // A world-writable sticky spool, where any user can plant a link.
+    let spool = dir.path().join("mail");
+    fs::create_dir(&spool).unwrap();
+    let mail = sys::group_id("mail").unwrap().expect("a group mail");
+    chown(&spool, Some(0), Some(mail)).unwrap();
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o1777)).unwrap();
+    // The SHA-512 user's mbox as exim makes it (0660, group mail), and a link to it planted
+    // as the yescrypt user's mbox.
+    let content = mbox_message("a@x", "Subject: private\n\nfor sha512 only\n");
+    let victim = user_mbox(&spool, &f.sha512, 0o660, &content);
+    let link = spool.join(&f.yescrypt);
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let owner = uid_of(&f.yescrypt);
+    std::os::unix::fs::lchown(&link, Some(owner), Some(owner)).unwrap();
+    let (server, addr) = start(&spool.join("%u"), &dir.path().join("pop3d.log"));
+    let (_c, reply) = pass(addr, &f.yescrypt, "yes pass");
+    assert!(reply.starts_with("-ERR [SYS/PERM]"), "{reply}");
+    // A regular file of another owner under the user's name: refused too.
+    fs::remove_file(&link).unwrap();
+    fs::copy(&victim, &link).unwrap();
+    chown(&link, Some(uid_of(&f.sha512)), Some(mail)).unwrap();
+    let (_c, reply) = pass(addr, &f.yescrypt, "yes pass");
+    assert!(reply.starts_with("-ERR [SYS/PERM]"), "{reply}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), content);
+    // The owner of the mbox still gets in, without group mail in a world-writable spool.
+    let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let groups = groups_of_thread_as(server.child.id(), uid_of(&f.sha512)).expect("session thread");
+    assert!(!groups.contains(&mail), "{groups:?}");
+    c.ok("QUIT");
+}
+
+#[test]
+fn percent_h_is_the_users_home_directory() {
+    if !can_run() {
+        return;
+    }
+    let mut accounts = Accounts(Vec::new());
+    let dir = TempDir::new("system-users-home");
+    let home = dir.path().join("home");
+    let name = accounts.add(
+        "h",
+        "home pass",
+        "YESCRYPT",
+        &["-d", home.to_str().unwrap()],
+    );
+    fs::create_dir(&home).unwrap();
+    let account = sys::account_by_name(&name).unwrap().unwrap();
+    chown(&home, Some(account.uid), Some(account.gid)).unwrap();
+    let mbox = home.join("mbox");
+    fs::write(&mbox, mbox_message("a@x", "Subject: home\n\nat home\n")).unwrap();
+    chown(&mbox, Some(account.uid), Some(account.gid)).unwrap();
+    fs::set_permissions(&mbox, fs::Permissions::from_mode(0o600)).unwrap();
+    let (_server, addr) = start(Path::new("%h/mbox"), &dir.path().join("pop3d.log"));
+    let (mut c, reply) = pass(addr, &name, "home pass");
+    assert!(
+        reply.starts_with("+OK") && reply.contains("has 1 messages"),
+        "{reply}"
+    );
+    assert_eq!(c.retr(1), b"Subject: home\r\n\r\nat home\r\n");
+    c.ok("QUIT");
+}
+
+#[test]
+fn standalone_sessions_run_on_a_thread_of_the_mailbox_owner() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("b");
+    let dir = TempDir::new("system-users");
+    let spool = debian_spool(dir.path());
+    let message = mbox_message("a@x", "Subject: one\n\nbody one\n");
+    let content = format!(
+        "{message}{}",
+        mbox_message("b@x", "Subject: two\n\nbody two\n")
+    );
+    let mbox = user_mbox(&spool, &f.yescrypt, 0o600, &content);
+    let before = fs::metadata(&mbox).unwrap();
+    let (server, addr) = start(&spool.join("%u"), &dir.path().join("pop3d.log"));
+    // Wrong password, unknown user, root, locked and low uid: one and the same answer.
+    let mut c = Client::connect(addr);
+    c.greeting();
+    let capa = c.multi("CAPA");
+    assert!(capa.iter().any(|l| l == "SASL PLAIN"), "{capa:?}");
+    let mut answers = Vec::new();
+    for (name, password) in [
+        (f.yescrypt.as_str(), "wrong"),
+        ("p3t-no-such-user", "yes pass"),
+        ("root", "x"),
+    ] {
+        c.ok(&format!("USER {name}"));
+        answers.push(c.err(&format!("PASS {password}")));
+    }
+    c.expect_closed();
+    let mut c = Client::connect(addr);
+    c.greeting();
+    for (name, password) in [
+        (f.locked.as_str(), "locked-pass"),
+        (f.low.as_str(), "low-pass"),
+    ] {
+        c.ok(&format!("USER {name}"));
+        answers.push(c.err(&format!("PASS {password}")));
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|a| a == "-ERR [AUTH] invalid user name or password"),
+        "{answers:?}"
+    );
+    drop(c);
+
+    let uid = uid_of(&f.yescrypt);
+    let mut c = Client::connect(addr);
+    c.greeting();
+    c.ok(&format!("USER {}", f.yescrypt));
+    let ok = c.ok("PASS yes pass");
+    assert!(ok.contains("has 2 messages"), "{ok}");
+    // While the session is open, its thread is the user's, and the main thread is root's.
+    let threads = thread_uids(server.child.id());
+    assert!(threads.contains(&vec![uid; 4]), "{threads:?}");
+    // Group mail, for the dotlock in the root:mail 2775 spool; the user is no member.
+    let mail = sys::group_id("mail").unwrap().unwrap();
+    let groups = groups_of_thread_as(server.child.id(), uid).expect("session thread");
+    assert!(groups.contains(&mail), "{groups:?}");
+    let account = sys::account_by_name(&f.yescrypt).unwrap().unwrap();
+    assert!(!sys::group_list(&account).unwrap().contains(&mail));
+    assert_eq!(
+        status_uids(Path::new(&format!("/proc/{}/status", server.child.id()))),
+        Some(vec![0; 4])
+    );
+    assert_eq!(c.retr(1), b"Subject: one\r\n\r\nbody one\r\n");
+    c.ok("DELE 1");
+    let bye = c.ok("QUIT");
+    assert!(bye.contains("1 messages deleted"), "{bye}");
+    c.expect_closed();
+    // UPDATE kept the mbox's inode, owner, group and mode, and left nothing of root's behind.
+    let after = fs::metadata(&mbox).unwrap();
+    assert_eq!(
+        (after.ino(), after.uid(), after.gid(), after.mode()),
+        (before.ino(), before.uid(), before.gid(), before.mode())
+    );
+    assert!(fs::read_to_string(&mbox).unwrap().contains("body two"));
+    assert!(!fs::read_to_string(&mbox).unwrap().contains("body one"));
+    for entry in fs::read_dir(&spool).unwrap() {
+        let entry = entry.unwrap();
+        let owner = entry.metadata().unwrap().uid();
+        assert_eq!(
+            owner,
+            uid,
+            "{} belongs to uid {owner}",
+            entry.path().display()
+        );
+    }
+}
+
+#[test]
+fn an_inetd_session_runs_as_the_mailbox_owner() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("c");
+    let dir = TempDir::new("system-users-inetd");
+    let spool = debian_spool(dir.path());
+    // exim's mode: 0660.
+    user_mbox(
+        &spool,
+        &f.sha512,
+        0o660,
+        &mbox_message("a@x", "Subject: one\n\nbody\n"),
+    );
+    let mut child = Pop3d {
+        child: Command::new(support::binary())
+            .args(["--system-users", "--inetd"])
+            .arg("--maildrop")
+            .arg(spool.join("%u"))
+            .arg("--log-file")
+            .arg(dir.path().join("pop3d.log"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pop3d --inetd"),
+    };
+    let pid = child.child.id();
+    let mut input = child.child.stdin.take().unwrap();
+    let mut output = BufReader::new(child.child.stdout.take().unwrap());
+    let mut line = || {
+        let mut text = String::new();
+        output.read_line(&mut text).unwrap();
+        text
+    };
+    assert!(line().starts_with("+OK"));
+    write!(input, "USER {}\r\nPASS sha-pass\r\n", f.sha512).unwrap();
+    assert!(line().starts_with("+OK"));
+    let ok = line();
+    assert!(
+        ok.starts_with("+OK") && ok.contains("has 1 messages"),
+        "{ok}"
+    );
+    let uid = uid_of(&f.sha512);
+    let status = Path::new(&format!("/proc/{pid}/status")).to_path_buf();
+    assert_eq!(status_uids(&status), Some(vec![uid; 4]));
+    write!(input, "QUIT\r\n").unwrap();
+    assert!(line().starts_with("+OK"));
+    assert!(child.child.wait().unwrap().success());
+}
+
+#[test]
+fn system_users_refuse_to_start_without_root() {
+    if !can_run() {
+        return;
+    }
+    let output = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(support::binary())
+        .args(["--system-users", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("setpriv");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--system-users needs root"), "{stderr}");
+}
