@@ -1,8 +1,8 @@
 //! The command-line conventions pop3d and pop3d-router share: --help and --version, no stray
 //! arguments, whole numbers of digits only, listen addresses resolved once, a connection cap of
-//! at least 1, binding the listeners, the start-up errors, and a usage error that prints the
-//! usage and exits 2. Each binary declares its own options and defaults; the option texts and
-//! checks that must read alike live here.
+//! at least 1, the --plaintext-auth value, binding the listeners, the start-up errors, and a
+//! usage error that prints the usage and exits 2. Each binary declares its own options and
+//! defaults; the option texts and checks that must read alike live here.
 
 use std::error::Error;
 use std::fmt;
@@ -15,6 +15,7 @@ use getopts::{Matches, Options};
 
 use crate::bytes::is_digits;
 use crate::logging::LoggingError;
+use crate::security::PlaintextAuth;
 
 /// Exit status of a command line that cannot be used (as getopts-based tools and BSD's
 /// sysexits-free utilities do): the caller's mistake, not a failure of the program.
@@ -150,6 +151,17 @@ pub fn number(m: &Matches, option: &'static str, default: u64) -> Result<u64, Us
             .parse()
             .map_err(|_| bad(option, format!("{text}: too large"))),
         Some(text) => Err(bad(option, format!("{text}: not a number"))),
+    }
+}
+
+/// `--plaintext-auth always|secure`, default secure. Each binary says in its own help what
+/// the policy covers (pop3d's connections, the router's nginx clients); the value reads alike.
+pub fn plaintext_auth(m: &Matches) -> Result<PlaintextAuth, UsageError> {
+    match m.opt_str("plaintext-auth") {
+        None => Ok(PlaintextAuth::Secure),
+        Some(text) => text
+            .parse()
+            .map_err(|e| bad("plaintext-auth", format!("{e}"))),
     }
 }
 

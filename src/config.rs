@@ -181,7 +181,7 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
     // way in runs with --secure-listen alone.
     let default_listen = secure_listen.is_empty().then_some(DEFAULT_LISTEN);
     let listen = cli::addresses(&m, "listen", default_listen)?;
-    let plaintext_auth = plaintext_auth(&m)?;
+    let plaintext_auth = cli::plaintext_auth(&m)?;
     if let Some(warning) = plaintext_warning(plaintext_auth, inetd, &listen) {
         warnings.push(warning);
     }
@@ -301,16 +301,6 @@ fn trusted_proxies(m: &Matches) -> Result<Vec<TrustedNet>, ConfigError> {
                 .map_err(|e| cli::bad("trusted-proxy", format!("{e}")))
         })
         .collect()
-}
-
-/// `--plaintext-auth always|secure`, default secure.
-fn plaintext_auth(m: &Matches) -> Result<PlaintextAuth, ConfigError> {
-    match m.opt_str("plaintext-auth") {
-        None => Ok(PlaintextAuth::Secure),
-        Some(text) => text
-            .parse()
-            .map_err(|e| cli::bad("plaintext-auth", format!("{e}"))),
-    }
 }
 
 /// `--plaintext-auth always` on an address other hosts reach lets passwords cross the

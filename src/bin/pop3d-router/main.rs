@@ -137,18 +137,8 @@ fn parse_args(args: &[String]) -> Result<Action, UsageError> {
         wait: wait(&m)?,
         max_connections: cli::cap(&m, "max-connections", 100)?,
         log_file: m.opt_str("log-file").map(PathBuf::from),
-        plaintext_auth: plaintext_auth(&m)?,
+        plaintext_auth: cli::plaintext_auth(&m)?,
     }))
-}
-
-/// --plaintext-auth always|secure, default secure.
-fn plaintext_auth(m: &getopts::Matches) -> Result<PlaintextAuth, UsageError> {
-    match m.opt_str("plaintext-auth") {
-        None => Ok(PlaintextAuth::Secure),
-        Some(text) => text
-            .parse()
-            .map_err(|e| cli::bad("plaintext-auth", format!("{e}"))),
-    }
 }
 
 /// --wait: at least a second, since without Auth-Wait nginx closes the connection, and with 0
