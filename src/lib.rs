@@ -14,6 +14,7 @@ pub mod maildrop;
 pub mod owner;
 pub mod protocol;
 pub mod proxy;
+pub mod security;
 pub mod session;
 pub mod sources;
 pub mod sys;
