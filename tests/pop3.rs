@@ -219,12 +219,50 @@ fn uidl_of_a_deleted_message_is_never_handed_to_one_with_the_same_headers() {
     c.ok("DELE 1");
     c.ok("QUIT");
 
-    // A client that fetched message 1 under its id must not take message 2 for it.
+    // A client that fetched message 1 under its id must not take message 2 for it, and
+    // one that fetched message 2 must not fetch it again: it keeps exactly its id.
     let mut c = s.login("alice", "secret");
     let after: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
     assert_eq!(after.len(), 1);
     assert_ne!(after[0], first[0], "message 1's id was handed to message 2");
+    assert_eq!(after[0], first[1], "message 2 changed its id");
     assert!(String::from_utf8(c.retr(1)).unwrap().contains("97%"));
+}
+
+#[test]
+fn uidl_of_a_deleted_message_is_not_handed_to_one_delivered_after_it() {
+    // A alone, fetched under its id; deleted; then B arrives with the same "From " line,
+    // headers and size, and no session ever saw both.
+    let headers = "Subject: daily report\nMessage-ID: <report@x>\n\n";
+    let a = mbox_message("cron@x", &format!("{headers}disk 41% full\n"));
+    let b = mbox_message("cron@x", &format!("{headers}disk 97% full\n"));
+    let s = ServerBuilder::new("uidl-retired")
+        .user("alice", "secret")
+        .mbox("alice", &a)
+        .start();
+    let uid = |l: &String| l.split(' ').nth(1).unwrap().to_string();
+    let mut c = s.login("alice", "secret");
+    let seen: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
+    assert_eq!(seen.len(), 1);
+    c.ok("DELE 1");
+    c.ok("QUIT");
+    assert!(s.mbox("alice").is_empty(), "message A was not deleted");
+
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.mbox_path("alice"))
+        .and_then(|mut f| f.write_all(b.as_bytes()))
+        .unwrap();
+    let mut c = s.login("alice", "secret");
+    let now: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0], seen[0], "message A's id was handed to message B");
+    assert!(String::from_utf8(c.retr(1)).unwrap().contains("97%"));
+    c.ok("QUIT");
+    // And B keeps its id from then on.
+    let mut c = s.login("alice", "secret");
+    let again: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
+    assert_eq!(again, now);
 }
 
 #[test]
