@@ -48,8 +48,9 @@ impl Error for AuthError {}
 
 /// RFC 1939 user names as pop3d accepts them: 1..=40 octets of printable ASCII (0x21..0x7E),
 /// no '/', no leading '.', and not named like another name's companion file (".lock",
-/// ".pop3d", ".pop3d-journal" and the journal's temporary and set-aside names: the list is
-/// `maildrop::companion::ALL`), so a user's mbox can never be another user's lock or journal.
+/// ".pop3d", ".pop3d-journal" and the journal's temporary and set-aside names, ".pop3d-uidl"
+/// and its temporary name: the list is `maildrop::companion::ALL`), so a user's mbox can never
+/// be another user's lock, journal or unique id record.
 pub fn valid_user_name(name: &str) -> bool {
     let octets = name.as_bytes();
     if octets.is_empty() || octets.len() > MAX_USER_NAME_OCTETS {
@@ -362,6 +363,8 @@ mod tests {
             "bob.pop3d-journal.new",
             "bob.pop3d-journal.stale-1700000000",
             "bob.POP3D-JOURNAL.STALE-1",
+            "bob.pop3d-uidl",
+            "bob.pop3d-uidl.new",
         ] {
             assert!(!valid_user_name(name), "{name:?} should be refused");
         }

@@ -241,12 +241,17 @@ fn uidl_of_a_deleted_message_is_not_handed_to_one_delivered_after_it() {
         .mbox("alice", &a)
         .start();
     let uid = |l: &String| l.split(' ').nth(1).unwrap().to_string();
+    let record = s.mbox_path("alice").with_file_name("alice.pop3d-uidl");
     let mut c = s.login("alice", "secret");
     let seen: Vec<String> = c.multi("UIDL").iter().map(uid).collect();
     assert_eq!(seen.len(), 1);
+    c.ok("QUIT");
+    assert!(!record.exists(), "no collision, no deletion: no record");
+    let mut c = s.login("alice", "secret");
     c.ok("DELE 1");
     c.ok("QUIT");
     assert!(s.mbox("alice").is_empty(), "message A was not deleted");
+    assert!(record.exists(), "the deleted message's id is recorded");
 
     std::fs::OpenOptions::new()
         .append(true)

@@ -1,6 +1,6 @@
 //! The names of the files that live beside an mbox: the delivery agents' dotlock and every
 //! file pop3d itself may create there. One list, from which both the file names (lock.rs,
-//! journal.rs) and the user-name check (auth.rs) follow: a user named like a companion would
+//! journal.rs, uid_owners.rs) and the user-name check (auth.rs) follow: a user named like a companion would
 //! otherwise get another user's lock or journal as a maildrop.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +20,11 @@ const JOURNAL_TEMP_EXTENSION: &str = ".new";
 /// ("alice.pop3d-journal.stale-..."): what follows varies.
 pub const JOURNAL_SET_ASIDE: &str = ".pop3d-journal.stale-";
 
+/// The record of who owns a unique id ("alice.pop3d-uidl", see uid_owners.rs).
+pub const UIDL: &str = ".pop3d-uidl";
+/// The record being replaced by rename ("alice.pop3d-uidl.new").
+pub const UIDL_TEMP: &str = ".pop3d-uidl.new";
+
 /// How a companion's suffix is matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Suffix {
@@ -30,12 +35,14 @@ pub enum Suffix {
 }
 
 /// Every companion pop3d may create or take, and so every reserved user-name suffix.
-pub const ALL: [Suffix; 5] = [
+pub const ALL: [Suffix; 7] = [
     Suffix::Exact(DOTLOCK),
     Suffix::Exact(SESSION),
     Suffix::Exact(JOURNAL),
     Suffix::Exact(JOURNAL_TEMP),
     Suffix::Prefix(JOURNAL_SET_ASIDE),
+    Suffix::Exact(UIDL),
+    Suffix::Exact(UIDL_TEMP),
 ];
 
 /// `mbox` with `suffix` appended to its file name ("/var/mail/alice" -> "/var/mail/alice.lock").
@@ -110,6 +117,7 @@ mod tests {
             "a.pop3d-journalx",
             "a.pop3d-journal.newer",
             "a.pop3d-journal.stale",
+            "a.pop3d-uidlx",
         ] {
             assert!(!is_companion_name(name.as_bytes()), "{name}");
         }

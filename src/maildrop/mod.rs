@@ -16,6 +16,7 @@ pub mod from_line;
 pub mod journal;
 pub mod lock;
 pub mod scan;
+pub mod uid_owners;
 
 use std::error::Error;
 use std::fmt;
@@ -31,6 +32,7 @@ use fault::fault_point;
 use journal::{CompactError, JournalError, Plan};
 use lock::{DeliveryLocks, LockError};
 use scan::ScanError;
+use uid_owners::Owners;
 
 pub use lock::SessionLock;
 pub use scan::{MessageInfo, Uid};
@@ -198,6 +200,9 @@ pub struct Maildrop {
     stale: bool,
     /// Held until the maildrop is dropped; records the login once the open succeeded.
     session: SessionLock,
+    /// Who owns the plain unique ids (uid_owners.rs), as written at open: UPDATE adds the
+    /// ids of the messages it deletes.
+    owners: Owners,
 }
 
 impl Maildrop {
@@ -215,12 +220,15 @@ impl Maildrop {
             )));
         }
         let file = open_mbox(path)?;
+        // Under the session lock, which every writer of the record holds.
+        let recorded = uid_owners::load(path);
+        let now = uid_owners::now();
         let optimistic = match &file {
-            Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout)?,
+            Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout, &recorded)?,
             None => None,
         };
-        let scan = if let Some(scan) = optimistic {
-            scan
+        let (scan, mut owners) = if let Some(scanned) = optimistic {
+            scanned
         } else {
             let locks = DeliveryLocks::acquire(file.as_ref(), path, opts.lock_timeout)?;
             let keepalive = || refresh(&locks);
@@ -228,14 +236,18 @@ impl Maildrop {
             journal::recover(path, file.as_ref(), &keepalive)?;
             match &file {
                 // Under the delivery locks: the bodies read are the ones scanned.
-                Some(f) => scan_file(f, f.metadata()?.len(), u64::MAX)?,
-                None => scan::Scan {
-                    messages: Vec::new(),
-                    scanned_len: 0,
-                    preamble_len: 0,
-                },
+                Some(f) => scan_file(f, f.metadata()?.len(), u64::MAX, &recorded, now)?,
+                None => (
+                    scan::Scan {
+                        messages: Vec::new(),
+                        scanned_len: 0,
+                        preamble_len: 0,
+                    },
+                    recorded,
+                ),
             }
         };
+        save_owners(path, file.as_ref(), &mut owners, &scan.messages, now);
         if scan.preamble_len > 0 {
             log::warn!(
                 "{}: {} bytes before the first \"From \" line belong to no message",
@@ -251,6 +263,7 @@ impl Maildrop {
             scanned_len: scan.scanned_len,
             stale: false,
             session,
+            owners,
         })
     }
 
@@ -323,6 +336,21 @@ impl Maildrop {
             Ok(()) => true,
             Err((_, touched)) => *touched,
         };
+        if self.stale {
+            // The deleted messages' plain ids pass to nobody else (an interrupted rewrite is
+            // completed at the next login).
+            let now = uid_owners::now();
+            for (m, _) in self.messages.iter().zip(deleted).filter(|(_, &d)| d) {
+                self.owners.retire(*m.uid.digest(), now);
+            }
+            save_owners(
+                &self.path,
+                self.file.as_ref(),
+                &mut self.owners,
+                &self.messages,
+                now,
+            );
+        }
         result.map(|()| stats).map_err(|(e, _)| e)
     }
 
@@ -526,13 +554,14 @@ fn scan_without_holding_up_delivery(
     file: &File,
     path: &Path,
     timeout: Duration,
-) -> Result<Option<scan::Scan>, MaildropError> {
+    recorded: &Owners,
+) -> Result<Option<(scan::Scan, Owners)>, MaildropError> {
     if journal_pending(path)? {
         return Ok(None);
     }
     let before = Fingerprint::of(file)?;
     // The bodies that `distinguish` reads are checked by the same fingerprint as the scan.
-    let Ok(scan) = scan_file(file, before.len, before.len) else {
+    let Ok(scan) = scan_file(file, before.len, before.len, recorded, uid_owners::now()) else {
         // Perhaps a half-written delivery: the locked scan says what is really there.
         return Ok(None);
     };
@@ -543,13 +572,47 @@ fn scan_without_holding_up_delivery(
 }
 
 /// Scans `file` (`octets` long, read up to `limit`), then tells apart messages whose header
-/// digests collide by their bodies, so their unique ids never pass from one to another.
-fn scan_file(file: &File, octets: u64, limit: u64) -> Result<scan::Scan, scan::ScanError> {
+/// digests collide, or are in the `recorded` owners, by their bodies, so their unique ids
+/// never pass from one to another. Returns the scan and the owners with the collisions first
+/// seen now (the record is only written once a scan is the one kept).
+fn scan_file(
+    file: &File,
+    octets: u64,
+    limit: u64,
+    recorded: &Owners,
+    now: u64,
+) -> Result<(scan::Scan, Owners), scan::ScanError> {
     let mut scan = scan::scan_sized(BufReader::new(ReadAt::new(file, 0, limit)), octets)?;
-    scan::distinguish(&mut scan.messages, |m| {
+    let mut owners = recorded.clone();
+    scan::distinguish(&mut scan.messages, &mut owners, now, |m| {
         scan::body_digest(ReadAt::new(file, m.content_start, m.content_len))
     })?;
-    Ok(scan)
+    Ok((scan, owners))
+}
+
+/// Drops the old entries of `owners` and writes the record of `mbox` if it changed, under
+/// the session lock. Failing to is logged, not an error: the record holds only ids, and
+/// without it they follow the stateless rule (a re-download, never lost mail).
+fn save_owners(
+    mbox: &Path,
+    file: Option<&File>,
+    owners: &mut Owners,
+    messages: &[MessageInfo],
+    now: u64,
+) {
+    if owners.is_empty() && !owners.is_changed() {
+        // The common case: no collision ever, nothing deleted yet; no work at all.
+        return;
+    }
+    let present = messages.iter().map(|m| *m.uid.digest()).collect();
+    owners.prune(&present, now);
+    let like = file.and_then(|f| f.metadata().ok());
+    if let Err(e) = uid_owners::save(mbox, owners, like.as_ref()) {
+        log::warn!(
+            "{}: cannot write the unique id record, ids of colliding messages may change: {e}",
+            mbox.display()
+        );
+    }
 }
 
 /// Whether an interrupted UPDATE left a journal beside the mbox.
@@ -1170,8 +1233,12 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             let (preamble, want) = model::parse(&data);
             let mut md = open(&path).expect("open");
             assert_eq!(md.messages().len(), want.len(), "{ctx}");
+            // The record of id owners as the model keeps it: a fresh maildrop has none.
+            let mut owners = std::collections::HashMap::new();
+            let first_ids = model::uids(&want, &mut owners);
             for (i, m) in want.iter().enumerate() {
                 assert_eq!(read(&mut md, i).expect("read"), m.content, "{ctx}");
+                assert_eq!(md.messages()[i].uid.to_string(), first_ids[i], "{ctx}");
             }
             // The session: DELE and RSET in random order.
             let mut deleted = vec![false; want.len()];
@@ -1191,6 +1258,10 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             append(&path, late);
             md.commit(&deleted).unwrap_or_else(|e| panic!("{ctx}: {e}"));
             drop(md);
+            // A deleted message's plain id passes to nobody, unless an owner is recorded.
+            for (m, _) in want.iter().zip(&deleted).filter(|(_, &d)| d) {
+                owners.entry(m.digest).or_insert(None);
+            }
 
             let mut expect = data[..preamble].to_vec();
             for (m, &gone) in want.iter().zip(&deleted) {
@@ -1211,7 +1282,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             let mut md = open(&path).expect("reopen");
             let (_, now) = model::parse(&expect);
             assert_eq!(md.messages().len(), now.len(), "{ctx}");
-            let ids = model::uids(&now);
+            let ids = model::uids(&now, &mut owners);
             for (i, m) in now.iter().enumerate() {
                 assert_eq!(read(&mut md, i).expect("read"), m.content, "{ctx}");
                 let uid = &md.messages()[i].uid;
@@ -1229,6 +1300,10 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
                         now[new].digest, want[old].digest,
                         "{ctx}: id must be stable"
                     );
+                    // Exactly the same id; only a suffix among identical copies may move.
+                    if !first_ids[old].contains('-') {
+                        assert_eq!(ids[new], first_ids[old], "{ctx}: id changed");
+                    }
                 }
             }
         }

@@ -28,6 +28,7 @@ use std::thread;
 use md5::{Digest, Md5};
 
 use super::from_line::{is_separator, FROM, MAX_SEPARATOR_LINE};
+use super::uid_owners::{Owner, Owners};
 use crate::bytes::find_byte;
 
 /// Read buffer of the scanner: large enough that a 1 GB mbox takes about a thousand reads,
@@ -215,29 +216,42 @@ pub fn scan_with_buffer<R: Read>(reader: R, buffer_len: usize) -> Result<Scan, S
 }
 
 /// Tells apart the messages whose digests collide (same "From " line, header block and
-/// size) but whose bodies differ: `body` gives the body digest of a message (`body_digest`
-/// of its content, read by whoever holds the file). The scan itself never reads a body; this
-/// reads only the bodies of colliding messages, so in the common case it costs nothing.
+/// size), and the messages whose digest `owners` records: `body` gives the body digest of a
+/// message (`body_digest` of its content, read by whoever holds the file). The scan itself
+/// never reads a body; this reads only the bodies of those messages, so with no collision
+/// and an empty record it costs nothing.
 ///
-/// In a group whose bodies are all the same, the ids stay the digest with "-N" suffixes in
-/// file order (a later copy inheriting an id then names the same bytes). Otherwise every
-/// member's id becomes md-5 of the digest and its body digest, with suffixes only among
-/// members with the same body, so no id of the group follows the file order.
+/// For each such digest D, the message whose body is the recorded owner's keeps the plain
+/// id D; every other one gets md-5 of D and its body digest. When D collides and is not
+/// recorded, the first message in file order owns D and is recorded in `owners` (stamped
+/// `now`): it is the one a client most likely fetched as D while it was alone. "-N"
+/// suffixes in file order tell apart only byte-identical copies (a later copy inheriting an
+/// id then names the same bytes).
 pub fn distinguish<E>(
     messages: &mut [MessageInfo],
+    owners: &mut Owners,
+    now: u64,
     mut body: impl FnMut(&MessageInfo) -> Result<[u8; 16], E>,
 ) -> Result<(), E> {
-    let collided: HashSet<[u8; 16]> = messages
+    let mut chosen: HashSet<[u8; 16]> = messages
         .iter()
         .filter(|m| m.uid.dup > 0)
         .map(|m| m.uid.digest)
         .collect();
-    if collided.is_empty() {
+    if !owners.is_empty() {
+        chosen.extend(
+            messages
+                .iter()
+                .map(|m| m.uid.digest)
+                .filter(|d| owners.owner(d).is_some()),
+        );
+    }
+    if chosen.is_empty() {
         return Ok(());
     }
     let mut groups: HashMap<[u8; 16], Vec<usize>> = HashMap::new();
     for (index, m) in messages.iter().enumerate() {
-        if collided.contains(&m.uid.digest) {
+        if chosen.contains(&m.uid.digest) {
             groups.entry(m.uid.digest).or_default().push(index);
         }
     }
@@ -246,16 +260,26 @@ pub fn distinguish<E>(
             .iter()
             .map(|&i| body(&messages[i]))
             .collect::<Result<Vec<_>, E>>()?;
-        if bodies.iter().all(|b| *b == bodies[0]) {
-            continue;
-        }
+        let owner = match owners.owner(&digest) {
+            Some(owner) => owner,
+            None => {
+                // Not recorded, so in the group because it collides: the first one owns D.
+                owners.claim(digest, bodies[0], now);
+                Owner::Body(bodies[0])
+            }
+        };
         let mut seen: HashMap<[u8; 16], u32> = HashMap::new();
         for (&index, body) in members.iter().zip(&bodies) {
-            let mut h = Md5::new();
-            h.update(digest);
-            h.update(body);
+            let distinct = if owner == Owner::Body(*body) {
+                None
+            } else {
+                let mut h = Md5::new();
+                h.update(digest);
+                h.update(body);
+                Some(h.finalize().into())
+            };
             let dup = seen.entry(*body).or_insert(0);
-            messages[index].uid.distinct = Some(h.finalize().into());
+            messages[index].uid.distinct = distinct;
             messages[index].uid.dup = *dup;
             *dup += 1;
         }
@@ -886,6 +910,8 @@ fn body_run(prev: u8, rest: &[u8]) -> (usize, u64) {
 /// the scanner's tests and the maildrop's model tests compare against.
 #[cfg(test)]
 pub(crate) mod model {
+    use std::collections::HashMap;
+
     use md5::{Digest, Md5};
 
     use super::MAX_HASHED_HEADER;
@@ -995,24 +1021,38 @@ pub(crate) mod model {
         h.finalize().into()
     }
 
-    /// The unique ids of `messages` (one scan, file order) as UIDL shows them: the digest,
-    /// or, when a message shares its digest with one of another body, md-5 of the digest
-    /// and the body digest; then "-N" for the N-th earlier message with the same id.
-    pub(crate) fn uids(messages: &[ModelMessage]) -> Vec<String> {
+    /// The owners record as the model keeps it: header digest to the owner's body digest,
+    /// None for nobody.
+    pub(crate) type ModelOwners = HashMap<[u8; 16], Option<[u8; 16]>>;
+
+    /// The unique ids of `messages` (one scan, file order) as UIDL shows them, given the
+    /// owners recorded before the scan (to which the collisions first seen are added): the
+    /// digest for a message alone whose digest is not recorded or for the owner's body;
+    /// md-5 of the digest and the body digest for the others; then "-N" for the N-th
+    /// earlier message with the same id.
+    pub(crate) fn uids(messages: &[ModelMessage], owners: &mut ModelOwners) -> Vec<String> {
         let mut out = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            let body = body_digest(&m.content);
             let group: Vec<&ModelMessage> =
                 messages.iter().filter(|o| o.digest == m.digest).collect();
-            let differ = group.iter().any(|o| body_digest(&o.content) != body);
+            let owner = match owners.get(&m.digest) {
+                Some(owner) => *owner,
+                None if group.len() > 1 => {
+                    let first = Some(body_digest(&group[0].content));
+                    owners.insert(m.digest, first);
+                    first
+                }
+                None => Some(body_digest(&m.content)),
+            };
             let key = |o: &ModelMessage| -> [u8; 16] {
-                if differ {
+                let body = body_digest(&o.content);
+                if owner == Some(body) {
+                    o.digest
+                } else {
                     let mut h = Md5::new();
                     h.update(o.digest);
-                    h.update(body_digest(&o.content));
+                    h.update(body);
                     h.finalize().into()
-                } else {
-                    o.digest
                 }
             };
             let id = key(m);
@@ -1361,11 +1401,17 @@ mod tests {
     }
 
     /// The ids of `data` as the maildrop shows them: the scan, then `distinguish` with the
-    /// bodies read from `data`.
+    /// bodies read from `data` and an empty record.
     fn ids(data: &[u8]) -> Vec<String> {
+        ids_with(data, &mut Owners::new())
+    }
+
+    /// The ids of `data` with the owners recorded in `owners`, which records the collisions
+    /// first seen.
+    fn ids_with(data: &[u8], owners: &mut Owners) -> Vec<String> {
         let mut scan = scan_dated(data);
         let data = dated(data);
-        distinguish(&mut scan.messages, |m| {
+        distinguish(&mut scan.messages, owners, 0, |m| {
             let start = m.content_start as usize;
             body_digest(&data[start..start + m.content_len as usize])
         })
@@ -1373,41 +1419,94 @@ mod tests {
         scan.messages.iter().map(|m| m.uid.to_string()).collect()
     }
 
+    /// The header digest of the one message of `data`.
+    fn header_digest(data: &[u8]) -> [u8; 16] {
+        *scan_dated(data).messages[0].uid.digest()
+    }
+
+    /// The id of a message with header digest `digest` told apart by its body `content`.
+    fn body_id(digest: [u8; 16], content: &[u8]) -> String {
+        let mut h = Md5::new();
+        h.update(digest);
+        h.update(body_digest(content).expect("digest"));
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    const ONE: &[u8] = b"From a\nSubject: x\n\nbody one\n\n";
+    const TWO: &[u8] = b"From a\nSubject: x\n\nbody two\n\n";
+
     #[test]
-    fn colliding_messages_with_different_bodies_get_ids_from_their_bodies() {
-        let one = b"From a\nSubject: x\n\nbody one\n\n";
-        let two = b"From a\nSubject: x\n\nbody two\n\n";
-        let both = ids(&[&one[..], two].concat());
-        let alone_one = ids(one);
-        let alone_two = ids(two);
-        assert_eq!(alone_one, alone_two, "alone, the header digest is the id");
-        assert_ne!(both[0], both[1]);
-        for id in &both {
-            assert_eq!(id.len(), 32, "no file-order suffix: {id}");
-            // No id of the pair is the one either message has alone, so deleting one
-            // never hands its id to the other.
-            assert_ne!(id, &alone_one[0]);
-        }
-        // The ids follow the bodies, not the file order.
-        let swapped = ids(&[&two[..], one].concat());
-        assert_eq!(swapped, [both[1].clone(), both[0].clone()]);
+    fn the_first_of_a_new_collision_keeps_its_id_and_is_recorded() {
+        let alone_one = alone(ONE);
+        assert_eq!(alone_one, alone(TWO), "alone, the header digest is the id");
+        let d = header_digest(ONE);
+        let mut owners = Owners::new();
+        let both = ids_with(&[ONE, TWO].concat(), &mut owners);
+        assert_eq!(
+            both[0], alone_one,
+            "a client that fetched it alone keeps it"
+        );
+        assert_eq!(both[1], body_id(d, b"Subject: x\n\nbody two\n"));
+        assert_eq!(
+            owners.owner(&d),
+            Some(Owner::Body(
+                body_digest(&b"Subject: x\n\nbody one\n"[..]).expect("digest")
+            ))
+        );
+        assert!(owners.is_changed());
+    }
+
+    #[test]
+    fn recorded_owners_keep_every_id_whatever_is_deleted_or_reordered() {
+        let mut owners = Owners::new();
+        let both = ids_with(&[ONE, TWO].concat(), &mut owners);
+        // The first deleted: the second keeps exactly its id, never the first's.
+        assert_eq!(ids_with(TWO, &mut owners), [both[1].clone()]);
+        // The second deleted: the first keeps the plain id.
+        assert_eq!(ids_with(ONE, &mut owners), [both[0].clone()]);
+        // File order no longer matters once recorded.
+        assert_eq!(
+            ids_with(&[TWO, ONE].concat(), &mut owners),
+            [both[1].clone(), both[0].clone()]
+        );
+    }
+
+    #[test]
+    fn a_retired_id_passes_to_nobody() {
+        let d = header_digest(ONE);
+        let mut owners = Owners::new();
+        let first = ids_with(ONE, &mut owners);
+        assert!(!owners.is_changed(), "a message alone needs no record");
+        owners.retire(d, 0);
+        let later = ids_with(TWO, &mut owners);
+        assert_ne!(later, first, "the deleted message's id was handed on");
+        assert_eq!(later, [body_id(d, b"Subject: x\n\nbody two\n")]);
+        // Another message with the same headers later: both keep ids from their bodies.
+        let three = b"From a\nSubject: x\n\nbody 333\n\n";
+        let both = ids_with(&[TWO, three].concat(), &mut owners);
+        assert_eq!(both[0], later[0]);
+        assert_eq!(both[1], body_id(d, b"Subject: x\n\nbody 333\n"));
     }
 
     #[test]
     fn mixed_collisions_suffix_only_byte_identical_copies() {
-        let a = b"From a\nSubject: x\n\nbody one\n\n";
-        let b = b"From a\nSubject: x\n\nbody two\n\n";
         let other = b"From c\nSubject: y\n\nother\n\n";
-        let got = ids(&[&a[..], other, b, a].concat());
+        let got = ids(&[ONE, other, TWO, ONE].concat());
+        assert_eq!(got[0], alone(ONE), "the first owns the plain id");
         assert_eq!(got[3], format!("{}-1", got[0]));
         assert_ne!(got[0], got[2]);
+        assert_eq!(got[2].len(), 32, "no file-order suffix: {}", got[2]);
         assert_eq!(
             got[1],
             ids(other)[0],
             "a message outside the collision keeps its id"
         );
-        let identical = ids(&[&a[..], a].concat());
-        assert_eq!(identical, [alone(a), format!("{}-1", alone(a))]);
+        let identical = ids(&[ONE, ONE].concat());
+        assert_eq!(identical, [alone(ONE), format!("{}-1", alone(ONE))]);
+        // Copies of a message that is not the owner are suffixed among themselves.
+        let mut owners = Owners::new();
+        let got = ids_with(&[ONE, TWO, TWO].concat(), &mut owners);
+        assert_eq!(got[2], format!("{}-1", got[1]));
     }
 
     fn alone(data: &[u8]) -> String {
@@ -1484,13 +1583,13 @@ mod tests {
                 assert_eq!(got.uid.digest(), &want.digest, "{ctx}");
             }
             let mut scan = scan;
-            distinguish(&mut scan.messages, |m| {
+            distinguish(&mut scan.messages, &mut Owners::new(), 0, |m| {
                 let start = m.content_start as usize;
                 body_digest(&data[start..start + m.content_len as usize])
             })
             .expect("bodies");
             let got: Vec<String> = scan.messages.iter().map(|m| m.uid.to_string()).collect();
-            assert_eq!(got, model::uids(&want), "{ctx}");
+            assert_eq!(got, model::uids(&want, &mut HashMap::new()), "{ctx}");
         }
     }
 }
