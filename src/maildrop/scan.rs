@@ -10,14 +10,27 @@
 //! is content. Octets follow the session's dot-writer (every line ends in CRLF on the wire).
 //!
 //! Unique ids: the scan hashes only the "From " line, the header block and the size, never a
-//! body. Messages whose digests collide are then told apart by `distinguish`, which the
-//! maildrop runs with the file at hand and which reads the bodies of those messages only:
-//! byte-identical copies keep the digest with "-N" suffixes in file order; a group whose
-//! bodies differ gets ids from the digest and each body, so no member's id is the one the
-//! others would take alone, and deleting one never hands its id to another. A message
-//! alone keeps the plain digest, so its id changes (once) when a colliding message arrives
-//! or leaves: a client fetches it again, which a duplicate costs, never a lost message.
-
+//! body. `distinguish`, which the maildrop runs with the file at hand, then reads the bodies
+//! of two kinds of messages only: those whose digests collide in this scan, and those whose
+//! digest D is in the owners record (uid_owners.rs, the companion "MBOX.pop3d-uidl"). For
+//! each such D the message whose body the record names keeps the plain id D, and every
+//! other one gets md-5 of D and its body digest; "-N" suffixes in file order tell apart only
+//! byte-identical copies. A D that collides and is not recorded is owned by the first
+//! message in file order (the one a client most likely fetched as D while it was alone), and
+//! recorded; UPDATE records the D of every deleted message it had not recorded as owned by
+//! nobody. So no id ever passes to a message with another body: not after either of two
+//! colliding messages is deleted (each keeps exactly its id), and not to mail delivered
+//! after a deleted message with the same headers, even when no session saw both.
+//!
+//! No stateless rule can do this, so the record is the state; it holds ids only. When it is
+//! lost (removed, damaged, torn: it reads as empty and is logged) the stateless rule returns:
+//! a message that is not the first of its collision changes its id once (a re-download), and
+//! a message alone takes D, which a client that fetched a deleted message as D within the
+//! record's retention would take for that one; unavoidable without the record. An entry
+//! leaves the record 30 days after its D was last in the mbox, or, beyond 10,000 entries,
+//! oldest first: that same risk then returns for that D. After an upgrade from a pop3d
+//! without the record, the first message of each collision present takes the plain id D
+//! (fetched once more).
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::fmt;
@@ -55,7 +68,7 @@ const HASH_BATCH: usize = 256 * 1024;
 const HASH_QUEUE: usize = 4;
 
 /// A message's unique id (UIDL): the md-5 digest of its "From " line, header block and size;
-/// for a message whose digest collides with that of a different message, a digest of that
+/// for a message whose digest another body owns (see `distinguish`), a digest of that
 /// digest and its body instead; then a counter that tells byte-identical messages apart in
 /// file order.
 ///
@@ -64,8 +77,8 @@ const HASH_QUEUE: usize = 4;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Uid {
     digest: [u8; 16],
-    /// md-5 of `digest` and the body digest, set only when another message of the scan has
-    /// the same `digest` but another body.
+    /// md-5 of `digest` and the body digest, set when the message does not own the plain id
+    /// `digest` (another body shares or shared it: see `distinguish`).
     distinct: Option<[u8; 16]>,
     dup: u32,
 }
