@@ -332,11 +332,12 @@ impl Maildrop {
         };
         let result = self.rewrite(deleted, first);
         // After a rewrite, or an interrupted one, the scan no longer describes the file.
-        self.stale = match &result {
+        let touched = match &result {
             Ok(()) => true,
             Err((_, touched)) => *touched,
         };
-        if self.stale {
+        self.stale = touched;
+        if touched {
             // The deleted messages' plain ids pass to nobody else (an interrupted rewrite is
             // completed at the next login).
             let now = uid_owners::now();
@@ -604,7 +605,12 @@ fn save_owners(
         // The common case: no collision ever, nothing deleted yet; no work at all.
         return;
     }
-    let present = messages.iter().map(|m| *m.uid.digest()).collect();
+    // Only whether a recorded digest is present matters: no set of every message's digest.
+    let present = messages
+        .iter()
+        .map(|m| *m.uid.digest())
+        .filter(|d| owners.owner(d).is_some())
+        .collect();
     owners.prune(&present, now);
     let like = file.and_then(|f| f.metadata().ok());
     if let Err(e) = uid_owners::save(mbox, owners, like.as_ref()) {
@@ -1204,6 +1210,59 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             read(&mut md, 0).expect("read"),
             b"Subject: two\n\nFrom me to you\n"
         );
+    }
+
+    /// Two messages that differ only in their bodies (same "From " line, headers and size).
+    fn colliding_pair() -> Vec<u8> {
+        format!(
+            "From r@x {DATE}\nSubject: report\n\ndisk 41%\n\n\
+             From r@x {DATE}\nSubject: report\n\ndisk 97%\n"
+        )
+        .into_bytes()
+    }
+
+    fn uids(md: &Maildrop) -> Vec<String> {
+        md.messages().iter().map(|m| m.uid.to_string()).collect()
+    }
+
+    #[test]
+    fn a_collision_is_recorded_once_and_a_damaged_record_is_rebuilt() {
+        let dir = TempDir::new("md-uidl-record");
+        let path = mbox(&dir, &colliding_pair());
+        let record = companion::path(&path, companion::UIDL);
+        let first = uids(&open(&path).expect("open"));
+        assert_ne!(first[0], first[1]);
+        let ino = fs::metadata(&record).expect("recorded").ino();
+        assert_eq!(uids(&open(&path).expect("open")), first);
+        assert_eq!(
+            fs::metadata(&record).expect("record").ino(),
+            ino,
+            "an unchanged record is not rewritten"
+        );
+        // Damaged: the ids follow the file order again, and the record is whole again.
+        fs::write(&record, b"pop3d-uidl 1\ngarbage\n").expect("damage");
+        assert_eq!(uids(&open(&path).expect("open")), first);
+        assert!(uid_owners::read(&path).expect("read").is_some());
+    }
+
+    #[test]
+    fn ids_survive_deleting_either_of_a_colliding_pair() {
+        for gone in 0..2 {
+            let dir = TempDir::new("md-uidl-keep");
+            let path = mbox(&dir, &colliding_pair());
+            let mut md = open(&path).expect("open");
+            let first = uids(&md);
+            let mut deleted = [false; 2];
+            deleted[gone] = true;
+            md.commit(&deleted).expect("commit");
+            drop(md);
+            let kept = first[1 - gone].clone();
+            assert_eq!(
+                uids(&open(&path).expect("reopen")),
+                [kept],
+                "deleted {gone}"
+            );
+        }
     }
 
     #[test]
