@@ -32,7 +32,7 @@ use fault::fault_point;
 use journal::{CompactError, JournalError, Plan};
 use lock::{DeliveryLocks, LockError};
 use scan::ScanError;
-use uid_owners::Owners;
+use uid_owners::{Claims, Owners};
 
 pub use lock::SessionLock;
 pub use scan::{MessageInfo, Uid};
@@ -221,13 +221,13 @@ impl Maildrop {
         }
         let file = open_mbox(path)?;
         // Under the session lock, which every writer of the record holds.
-        let recorded = uid_owners::load(path);
+        let mut owners = uid_owners::load(path);
         let now = uid_owners::now();
         let optimistic = match &file {
-            Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout, &recorded)?,
+            Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout, &owners)?,
             None => None,
         };
-        let (scan, mut owners) = if let Some(scanned) = optimistic {
+        let (scan, claims) = if let Some(scanned) = optimistic {
             scanned
         } else {
             let locks = DeliveryLocks::acquire(file.as_ref(), path, opts.lock_timeout)?;
@@ -236,17 +236,20 @@ impl Maildrop {
             journal::recover(path, file.as_ref(), &keepalive)?;
             match &file {
                 // Under the delivery locks: the bodies read are the ones scanned.
-                Some(f) => scan_file(f, f.metadata()?.len(), u64::MAX, &recorded, now)?,
+                Some(f) => scan_file(f, f.metadata()?.len(), u64::MAX, &owners)?,
                 None => (
                     scan::Scan {
                         messages: Vec::new(),
                         scanned_len: 0,
                         preamble_len: 0,
                     },
-                    recorded,
+                    Vec::new(),
                 ),
             }
         };
+        for (digest, body) in claims {
+            owners.claim(digest, body, now);
+        }
         save_owners(path, file.as_ref(), &mut owners, &scan.messages, now);
         if scan.preamble_len > 0 {
             log::warn!(
@@ -556,13 +559,13 @@ fn scan_without_holding_up_delivery(
     path: &Path,
     timeout: Duration,
     recorded: &Owners,
-) -> Result<Option<(scan::Scan, Owners)>, MaildropError> {
+) -> Result<Option<(scan::Scan, Claims)>, MaildropError> {
     if journal_pending(path)? {
         return Ok(None);
     }
     let before = Fingerprint::of(file)?;
     // The bodies that `distinguish` reads are checked by the same fingerprint as the scan.
-    let Ok(scan) = scan_file(file, before.len, before.len, recorded, uid_owners::now()) else {
+    let Ok(scan) = scan_file(file, before.len, before.len, recorded) else {
         // Perhaps a half-written delivery: the locked scan says what is really there.
         return Ok(None);
     };
@@ -574,21 +577,19 @@ fn scan_without_holding_up_delivery(
 
 /// Scans `file` (`octets` long, read up to `limit`), then tells apart messages whose header
 /// digests collide, or are in the `recorded` owners, by their bodies, so their unique ids
-/// never pass from one to another. Returns the scan and the owners with the collisions first
-/// seen now (the record is only written once a scan is the one kept).
+/// never pass from one to another. Returns the scan and the owners of the collisions first
+/// seen (recorded only once a scan is the one kept).
 fn scan_file(
     file: &File,
     octets: u64,
     limit: u64,
     recorded: &Owners,
-    now: u64,
-) -> Result<(scan::Scan, Owners), scan::ScanError> {
+) -> Result<(scan::Scan, Claims), scan::ScanError> {
     let mut scan = scan::scan_sized(BufReader::new(ReadAt::new(file, 0, limit)), octets)?;
-    let mut owners = recorded.clone();
-    scan::distinguish(&mut scan.messages, &mut owners, now, |m| {
+    let claims = scan::distinguish(&mut scan.messages, recorded, |m| {
         scan::body_digest(ReadAt::new(file, m.content_start, m.content_len))
     })?;
-    Ok((scan, owners))
+    Ok((scan, claims))
 }
 
 /// Drops the old entries of `owners` and writes the record of `mbox` if it changed, under

@@ -41,7 +41,7 @@ use std::thread;
 use md5::{Digest, Md5};
 
 use super::from_line::{is_separator, FROM, MAX_SEPARATOR_LINE};
-use super::uid_owners::{Owner, Owners};
+use super::uid_owners::{Claims, Owner, Owners};
 use crate::bytes::find_byte;
 
 /// Read buffer of the scanner: large enough that a 1 GB mbox takes about a thousand reads,
@@ -236,16 +236,16 @@ pub fn scan_with_buffer<R: Read>(reader: R, buffer_len: usize) -> Result<Scan, S
 ///
 /// For each such digest D, the message whose body is the recorded owner's keeps the plain
 /// id D; every other one gets md-5 of D and its body digest. When D collides and is not
-/// recorded, the first message in file order owns D and is recorded in `owners` (stamped
-/// `now`): it is the one a client most likely fetched as D while it was alone. "-N"
-/// suffixes in file order tell apart only byte-identical copies (a later copy inheriting an
-/// id then names the same bytes).
+/// recorded, the first message in file order owns D: it is the one a client most likely
+/// fetched as D while it was alone. Those new owners come back as (D, body digest), for the
+/// caller to record once the scan is the one kept. "-N" suffixes in file order tell apart
+/// only byte-identical copies (a later copy inheriting an id then names the same bytes).
 pub fn distinguish<E>(
     messages: &mut [MessageInfo],
-    owners: &mut Owners,
-    now: u64,
+    owners: &Owners,
     mut body: impl FnMut(&MessageInfo) -> Result<[u8; 16], E>,
-) -> Result<(), E> {
+) -> Result<Claims, E> {
+    let mut claims = Vec::new();
     let mut chosen: HashSet<[u8; 16]> = messages
         .iter()
         .filter(|m| m.uid.dup > 0)
@@ -260,7 +260,7 @@ pub fn distinguish<E>(
         );
     }
     if chosen.is_empty() {
-        return Ok(());
+        return Ok(claims);
     }
     let mut groups: HashMap<[u8; 16], Vec<usize>> = HashMap::new();
     for (index, m) in messages.iter().enumerate() {
@@ -277,7 +277,7 @@ pub fn distinguish<E>(
             Some(owner) => owner,
             None => {
                 // Not recorded, so in the group because it collides: the first one owns D.
-                owners.claim(digest, bodies[0], now);
+                claims.push((digest, bodies[0]));
                 Owner::Body(bodies[0])
             }
         };
@@ -297,7 +297,7 @@ pub fn distinguish<E>(
             *dup += 1;
         }
     }
-    Ok(())
+    Ok(claims)
 }
 
 /// Read size of `body_digest`.
@@ -1424,11 +1424,14 @@ mod tests {
     fn ids_with(data: &[u8], owners: &mut Owners) -> Vec<String> {
         let mut scan = scan_dated(data);
         let data = dated(data);
-        distinguish(&mut scan.messages, owners, 0, |m| {
+        let claims = distinguish(&mut scan.messages, owners, |m| {
             let start = m.content_start as usize;
             body_digest(&data[start..start + m.content_len as usize])
         })
         .expect("bodies");
+        for (digest, body) in claims {
+            owners.claim(digest, body, 0);
+        }
         scan.messages.iter().map(|m| m.uid.to_string()).collect()
     }
 
@@ -1596,7 +1599,7 @@ mod tests {
                 assert_eq!(got.uid.digest(), &want.digest, "{ctx}");
             }
             let mut scan = scan;
-            distinguish(&mut scan.messages, &mut Owners::new(), 0, |m| {
+            distinguish(&mut scan.messages, &Owners::new(), |m| {
                 let start = m.content_start as usize;
                 body_digest(&data[start..start + m.content_len as usize])
             })

@@ -55,6 +55,9 @@ const CHECKSUM: &[u8] = b"md5 ";
 /// Longest line the record holds: two hex digests, a 20-digit stamp, spaces and the LF.
 const LINE_MAX: u64 = 32 + 1 + 32 + 1 + 20 + 1;
 
+/// Shortest entry line: two fields of hex digest and nobody's "-", a one-digit stamp.
+const LINE_MIN: usize = 32 + 1 + 1 + 1 + 1 + 1;
+
 /// Largest record file read: `MAX_ENTRIES` full lines and the first and last lines. A
 /// larger file is not one pop3d wrote, and is not read into memory.
 const MAX_RECORD_BYTES: u64 = (MAX_ENTRIES as u64 + 2) * LINE_MAX;
@@ -77,6 +80,10 @@ struct Entry {
     /// Seconds since the Unix epoch when D was last seen in the mbox at a write.
     seen: u64,
 }
+
+/// New owners of plain unique ids that a scan found (`scan::distinguish`): (header digest,
+/// body digest) pairs, to `claim` once the scan is the one kept.
+pub type Claims = Vec<([u8; 16], [u8; 16])>;
 
 /// The record in memory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -230,7 +237,7 @@ impl Owners {
         let lines = text
             .strip_prefix(MAGIC)
             .ok_or(RecordError::Malformed("unknown format"))?;
-        let mut entries = HashMap::new();
+        let mut entries = HashMap::with_capacity(lines.len() / LINE_MIN);
         for line in lines.split_inclusive(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\n").unwrap_or(line);
             let mut fields = line.split(|&b| b == b' ');
@@ -377,16 +384,39 @@ fn hex(bytes: &[u8; 16]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Value of each byte as a lowercase hex digit, `NOT_HEX` for every other byte: a table,
+/// because the record is read at every login and holds up to 640,000 digits.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// `HEX_VALUE` of a byte that is no hex digit.
+const NOT_HEX: u8 = 0xff;
+
+/// The 16 bytes written as 32 lowercase hex digits in `text`.
 fn unhex(text: &[u8]) -> Option<[u8; 16]> {
     if text.len() != 32 {
         return None;
     }
     let mut out = [0u8; 16];
-    for (i, pair) in text.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
+    let mut bad = 0u8;
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+        bad |= (hi | lo) & 0xf0;
+        *byte = hi << 4 | (lo & 0x0f);
     }
-    Some(out)
+    (bad == 0).then_some(out)
 }
 
 #[cfg(test)]
