@@ -15,5 +15,6 @@ pub mod proxy;
 pub mod session;
 #[cfg(test)]
 mod testing;
+pub mod uidl;
 pub mod users;
 pub mod watched;
