@@ -12,6 +12,18 @@
 //!
 //! Header values are untrusted (mail from outside may carry a forged X-UID or X-UIDL): a
 //! scheme's result is used only if it is an RFC 1939 unique id (see `valid_id`).
+//!
+//! What the scanner feeds, per message (when `UidlSpec::needs_headers`):
+//! 1. `MessageIds::new(spec, ctx)` at the message's "From " line, with `MboxContext::first()`
+//!    for the first message and `MboxContext::later(v)` after it, `v` being the first
+//!    message's `MessageIds::uid_validity()` read before its `finish`;
+//! 2. every line after the "From " line, raw (CR and LF as in the file), in order, until
+//!    `feed_header_line` says `Feed::Done` or the message ends. That is past the scanner's
+//!    own header end: popa3d and solid-pop3d end the header only at an LF-only empty line, so
+//!    after a CRLF empty line they still want lines (bounded by `MAX_SCHEME_HEADER`). The
+//!    separator's empty line may be fed or not: every scheme stops at an empty line;
+//! 3. at the message's end, `finish(pop3d_id)` gives the row of candidates; once the scan
+//!    has all rows and pop3d's own ids, `assign` gives the final ids and the log line.
 
 use std::error::Error;
 use std::fmt;
@@ -528,6 +540,25 @@ mod tests {
         assert_eq!(ids.finish("p"), [Ok("abc".into()), Ok("p".into())]);
         let mut only_pop3d = MessageIds::new(&UidlSpec::default(), MboxContext::first());
         assert_eq!(only_pop3d.feed_header_line(b"Date: x\n"), Feed::Done);
+    }
+
+    #[test]
+    fn message_ids_want_lines_until_every_scheme_is_done() {
+        // popa3d reads on past the CRLF empty line that ends x-uidl's header.
+        let spec = UidlSpec::parse("x-uidl,popa3d").unwrap();
+        let mut ids = MessageIds::new(&spec, MboxContext::first());
+        assert_eq!(ids.feed_header_line(b"Date: d\r\n"), Feed::More);
+        assert_eq!(ids.feed_header_line(b"\r\n"), Feed::More);
+        assert_eq!(ids.feed_header_line(b"X-UIDL: in-body\r\n"), Feed::More);
+        assert_eq!(ids.feed_header_line(b"Delivered-To: x\r\n"), Feed::More);
+        assert_eq!(ids.feed_header_line(b"\n"), Feed::Done);
+        let row = ids.finish("p");
+        assert_eq!(row[0], Err(Unnamed::Absent));
+        // popa3d hashed the Delivered-To line after the CRLF empty line.
+        use md5::{Digest, Md5};
+        let d = Md5::digest(b"Date: d\r\nDelivered-To: x\r\n");
+        let want = hex(&[d[3], d[2], d[1], d[0], d[7], d[6], d[5], d[4]]);
+        assert_eq!(row[1], Ok(want));
     }
 
     #[test]
