@@ -47,8 +47,8 @@ enum Collect {
 const MAX_RAW_VALUE: usize = 1024;
 
 impl FirstValue {
-    /// Looks at one header line (not an empty line), whose field name is `name` if it is not
-    /// a continuation line.
+    /// Looks at one header line (not an empty line) for the header named `wanted` (ASCII
+    /// case ignored) or, right after it, its continuation lines.
     fn feed(&mut self, wanted: &[u8], line: &[u8]) {
         let text = strip_eol(line);
         if is_continuation(line) {
