@@ -8,6 +8,7 @@
 
 mod fault;
 pub mod from_line;
+pub mod ids;
 pub mod journal;
 pub mod lock;
 pub mod scan;
@@ -26,6 +27,8 @@ use fault::fault_point;
 use journal::{CompactError, JournalError, Plan};
 use lock::{DeliveryLocks, LockError};
 use scan::ScanError;
+
+use crate::uidl::{self, UidlSpec};
 
 pub use lock::SessionLock;
 pub use scan::{MessageInfo, Uid};
@@ -46,12 +49,15 @@ const RECHECK_BUFFER: u64 = 256 * 1024;
 pub struct OpenOptions {
     /// How long to wait for the delivery locks.
     pub lock_timeout: Duration,
+    /// Whose unique ids the messages get (`--uidl`, or the user's own list).
+    pub uidl: UidlSpec,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            uidl: UidlSpec::default(),
         }
     }
 }
@@ -199,6 +205,12 @@ impl Maildrop {
                     scan::distinguish(&mut scan.messages, |m| {
                         scan::body_digest(ReadAt::new(f, m.content_start, m.content_len))
                     })?;
+                    if opts.uidl.needs_headers() {
+                        let chosen = ids::choose(&mut scan.messages, &opts.uidl, |m| {
+                            Ok(ReadAt::new(f, m.content_start, m.content_len))
+                        })?;
+                        log_ids(path, &opts.uidl, &chosen.report);
+                    }
                     scan
                 }
                 None => scan::Scan {
@@ -526,6 +538,51 @@ fn refresh(locks: &DeliveryLocks<'_>) {
     }
 }
 
+/// The dry run of `--uidl-report`: the messages of the mbox at `path` with the ids `spec`
+/// gives them, who named each, and what the list's first scheme gave each. Reads the file
+/// as it is, without the delivery locks and without replaying a crash journal, and never
+/// writes: an admin runs it on a live spool, perhaps as another user than pop3d's.
+pub fn dry_run(path: &Path, spec: &UidlSpec) -> Result<DryRun, MaildropError> {
+    // A missing file is an error here, not an empty maildrop: it is likely a typo.
+    let f = File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(MaildropError::NotAFile(path.to_owned()));
+    }
+    let octets = f.metadata()?.len();
+    let mut scan = scan::scan_sized(BufReader::new(ReadAt::new(&f, 0, octets)), octets)?;
+    scan::distinguish(&mut scan.messages, |m| {
+        scan::body_digest(ReadAt::new(&f, m.content_start, m.content_len))
+    })?;
+    let (chosen, first) = ids::choose_with_first(&mut scan.messages, spec, |m| {
+        Ok(ReadAt::new(&f, m.content_start, m.content_len))
+    })?;
+    Ok(DryRun {
+        messages: scan.messages,
+        chosen,
+        first,
+    })
+}
+
+/// What `dry_run` found.
+#[derive(Debug)]
+pub struct DryRun {
+    pub messages: Vec<MessageInfo>,
+    pub chosen: ids::Chosen,
+    /// Per message, what the list's first scheme gave.
+    pub first: Vec<Result<String, uidl::Unnamed>>,
+}
+
+/// The session's one log line on the ids of another server's scheme: a warning when a
+/// header was invalid or taken before (a forged X-UID or X-UIDL, a popa3d id shared by two
+/// messages), since those messages get ids their old server did not give.
+fn log_ids(path: &Path, spec: &UidlSpec, report: &uidl::AssignReport) {
+    if report.unusual() {
+        log::warn!("{}: --uidl {spec}: {report}", path.display());
+    } else {
+        log::info!("{}: --uidl {spec}: {report}", path.display());
+    }
+}
+
 /// Reads bytes [pos, pos + len) of a file by offset, leaving the file position alone.
 struct ReadAt<'a> {
     file: &'a File,
@@ -582,6 +639,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             lock,
             &OpenOptions {
                 lock_timeout: Duration::from_millis(300),
+                ..OpenOptions::default()
             },
         )
     }

@@ -59,7 +59,9 @@ const HASH_QUEUE: usize = 4;
 /// file order.
 ///
 /// Displayed as 32 lowercase hex digits, then "-N" for the N-th later copy of an identical
-/// message, so it is 32 to 43 characters in 0x21..0x7E.
+/// message, so it is 32 to 43 characters in 0x21..0x7E; or, under a `--uidl` list with another
+/// server's scheme, as the id that list chose (`chosen`, any RFC 1939 unique id). The digest
+/// stays either way: it is what a re-scan checks.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Uid {
     digest: [u8; 16],
@@ -67,6 +69,8 @@ pub struct Uid {
     /// the same `digest` but another body.
     distinct: Option<[u8; 16]>,
     dup: u32,
+    /// The id a `--uidl` list chose (`maildrop::ids`); None for pop3d's own id.
+    chosen: Option<Box<str>>,
 }
 
 impl Uid {
@@ -85,10 +89,19 @@ impl Uid {
     pub fn is_distinct(&self) -> bool {
         self.distinct.is_some()
     }
+
+    /// Makes `id` the id shown, in place of pop3d's own: the caller (`maildrop::ids`, from
+    /// `uidl::assign`) guarantees it is a valid unique id no other message has.
+    pub fn choose(&mut self, id: String) {
+        self.chosen = Some(id.into_boxed_str());
+    }
 }
 
 impl fmt::Display for Uid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(id) = &self.chosen {
+            return f.write_str(id);
+        }
         for byte in self.distinct.unwrap_or(self.digest) {
             write!(f, "{byte:02x}")?;
         }
@@ -334,6 +347,7 @@ impl Partial {
                 digest,
                 distinct: None,
                 dup: *dup,
+                chosen: None,
             };
             *dup += 1;
         }
@@ -594,6 +608,7 @@ impl Current {
                 digest: [0; 16],
                 distinct: None,
                 dup: 0,
+                chosen: None,
             },
         }
     }

@@ -33,7 +33,7 @@ pub struct SchemeCounts {
 }
 
 /// The counts behind the session's one log line about unique ids.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AssignReport {
     /// Per scheme of the list, in its order (schemes after the one that named a message are
     /// not counted for that message).

@@ -1,0 +1,221 @@
+//! The unique ids of a maildrop under a `--uidl` list that names another server's scheme
+//! (issue 15): reads each message's header lines, as the file holds them, for the schemes of
+//! `uidl`, and makes `uidl::assign`'s choice the ids the session shows. Runs after the scan
+//! (and `scan::distinguish`), so pop3d's own ids, the fallback, are final; with the default
+//! list (`pop3d` alone) it is never called and costs nothing.
+//!
+//! The scan itself is left as it is: its hashing stops at its own header end and at
+//! `scan::MAX_HASHED_HEADER`, while popa3d and solid-pop3d read on past a CRLF empty line, so
+//! the schemes read their lines here, at most `uidl::MAX_SCHEME_HEADER` bytes a message,
+//! from where the scan says the message starts.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use super::scan::MessageInfo;
+use crate::uidl::{assign, AssignReport, Feed, MboxContext, MessageIds, Named, UidlSpec, Unnamed};
+
+/// Read size per message: a typical header block in one read.
+const HEADER_READ: usize = 8 * 1024;
+
+/// Who named each message, and the counts for the session's log line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chosen {
+    /// Per message, in file order.
+    pub named: Vec<Named>,
+    pub report: AssignReport,
+}
+
+/// Gives `messages` the ids of `spec`: `content(m)` reads message `m`'s content (from the
+/// byte after its "From " line). Every message's `uid` shows the chosen id afterwards; its
+/// digest is untouched.
+pub fn choose<R: Read>(
+    messages: &mut [MessageInfo],
+    spec: &UidlSpec,
+    content: impl FnMut(&MessageInfo) -> io::Result<R>,
+) -> io::Result<Chosen> {
+    let (chosen, _) = choose_keeping_rows(messages, spec, content)?;
+    Ok(chosen)
+}
+
+/// `choose`, and for each message what the list's first scheme gave it (its id, taken or
+/// not, or why it gave none): the dry run shows it for messages that scheme did not name.
+pub fn choose_with_first<R: Read>(
+    messages: &mut [MessageInfo],
+    spec: &UidlSpec,
+    content: impl FnMut(&MessageInfo) -> io::Result<R>,
+) -> io::Result<(Chosen, Vec<Result<String, Unnamed>>)> {
+    let (chosen, rows) = choose_keeping_rows(messages, spec, content)?;
+    let first = rows
+        .into_iter()
+        .map(|row| row.into_iter().next().unwrap_or(Err(Unnamed::Absent)))
+        .collect();
+    Ok((chosen, first))
+}
+
+type Row = Vec<Result<String, Unnamed>>;
+
+fn choose_keeping_rows<R: Read>(
+    messages: &mut [MessageInfo],
+    spec: &UidlSpec,
+    mut content: impl FnMut(&MessageInfo) -> io::Result<R>,
+) -> io::Result<(Chosen, Vec<Row>)> {
+    let mut rows = Vec::with_capacity(messages.len());
+    let mut pop3d_ids = Vec::with_capacity(messages.len());
+    let mut validity = None;
+    let mut line = Vec::new();
+    // A line longer than the whole budget is cut at the budget; the scheme is done by then.
+    let budget = crate::uidl::MAX_SCHEME_HEADER as u64 + 1;
+    for (index, m) in messages.iter().enumerate() {
+        let ctx = if index == 0 {
+            MboxContext::first()
+        } else {
+            MboxContext::later(validity)
+        };
+        let mut ids = MessageIds::new(spec, ctx);
+        let mut reader =
+            BufReader::with_capacity(HEADER_READ, content(m)?.take(budget.min(m.content_len)));
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0
+                || ids.feed_header_line(&line) == Feed::Done
+            {
+                break;
+            }
+        }
+        if index == 0 {
+            validity = ids.uid_validity();
+        }
+        let pop3d = m.uid.to_string();
+        rows.push(ids.finish(&pop3d));
+        pop3d_ids.push(pop3d);
+    }
+    let chosen = assign(spec.schemes(), &rows, &pop3d_ids);
+    for (m, id) in messages.iter_mut().zip(chosen.ids) {
+        m.uid.choose(id);
+    }
+    Ok((
+        Chosen {
+            named: chosen.named,
+            report: chosen.report,
+        },
+        rows,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maildrop::scan::{self, scan_with_buffer};
+    use crate::uidl::Scheme;
+
+    /// The ids of `mbox` under `spec`, with who named each.
+    fn ids(mbox: &[u8], spec: &str) -> (Vec<String>, Chosen) {
+        let mut s = scan_with_buffer(mbox, 4096).expect("scan");
+        let spec = UidlSpec::parse(spec).expect("spec");
+        let chosen = choose(&mut s.messages, &spec, |m| {
+            let start = m.content_start as usize;
+            Ok(&mbox[start..start + m.content_len as usize])
+        })
+        .expect("choose");
+        let ids = s.messages.iter().map(|m| m.uid.to_string()).collect();
+        (ids, chosen)
+    }
+
+    fn pop3d_ids(mbox: &[u8]) -> Vec<String> {
+        let s = scan::scan(mbox).expect("scan");
+        s.messages.iter().map(|m| m.uid.to_string()).collect()
+    }
+
+    const DOVECOT: &[u8] = b"From a@x Mon Jan  1 00:00:00 2024\n\
+X-IMAPbase: 1700000000 4\nX-UID: 1\nSubject: one\n\nbody\n\n\
+From b@x Mon Jan  1 00:00:01 2024\nX-UID: 2\nSubject: two\n\nbody\n\n\
+From c@x Mon Jan  1 00:00:02 2024\nSubject: new, no X-UID\n\nbody\n\n\
+From d@x Mon Jan  1 00:00:03 2024\nX-UID: 2\nSubject: forged copy of 2\n\nbody\n";
+
+    #[test]
+    fn dovecot_ids_with_pop3d_for_the_rest() {
+        let (got, chosen) = ids(DOVECOT, "dovecot,pop3d");
+        let own = pop3d_ids(DOVECOT);
+        assert_eq!(got[0], "000000016553f100");
+        assert_eq!(got[1], "000000026553f100");
+        assert_eq!(got[2], own[2], "no X-UID: pop3d's id");
+        assert_eq!(got[3], own[3], "an X-UID taken before: pop3d's id");
+        assert_eq!(
+            chosen.named,
+            [
+                Named::Scheme(Scheme::Dovecot),
+                Named::Scheme(Scheme::Dovecot),
+                Named::Scheme(Scheme::Pop3d),
+                Named::Scheme(Scheme::Pop3d),
+            ]
+        );
+        assert!(chosen.report.unusual(), "a duplicate is worth a warning");
+        let line = chosen.report.to_string();
+        assert!(
+            line.contains("passed on 1 with an id taken before"),
+            "{line}"
+        );
+        assert!(line.contains("passed on 1 without its header"), "{line}");
+    }
+
+    #[test]
+    fn uw_is_the_other_order() {
+        let (got, _) = ids(DOVECOT, "uw,pop3d");
+        assert_eq!(&got[..2], ["6553f10000000001", "6553f10000000002"]);
+    }
+
+    #[test]
+    fn a_header_only_scheme_alone_still_names_every_message_uniquely() {
+        let (got, chosen) = ids(DOVECOT, "dovecot");
+        let unique: std::collections::HashSet<&String> = got.iter().collect();
+        assert_eq!(unique.len(), got.len());
+        assert_eq!(chosen.named[2], Named::Fallback);
+        assert!(got.iter().all(|id| crate::uidl::valid_id(id.as_bytes())));
+    }
+
+    #[test]
+    fn over_long_and_non_ascii_x_uidl_values_are_passed_on() {
+        let long = "y".repeat(71);
+        let mbox = format!(
+            "From a@x Mon Jan  1 00:00:00 2024\nX-UIDL: good-1\n\nb\n\n\
+From a@x Mon Jan  1 00:00:00 2024\nX-UIDL: {long}\n\nb\n\n\
+From a@x Mon Jan  1 00:00:00 2024\nX-UIDL: caf\u{e9}\n\nb\n"
+        );
+        let (got, chosen) = ids(mbox.as_bytes(), "x-uidl,pop3d");
+        assert_eq!(got[0], "good-1");
+        let own = pop3d_ids(mbox.as_bytes());
+        assert_eq!(&got[1..], &own[1..]);
+        assert!(chosen
+            .report
+            .to_string()
+            .contains("passed on 2 with an invalid id"));
+    }
+
+    #[test]
+    fn header_lines_are_read_past_a_crlf_empty_line_for_popa3d() {
+        // popa3d ends the header only at an LF-only empty line: the Delivered-To after the
+        // CRLF empty line counts.
+        let mbox = b"From a@x Mon Jan  1 00:00:00 2024\r\nDate: d\r\n\r\nDelivered-To: x\r\n";
+        let (got, _) = ids(mbox, "popa3d");
+        use md5::{Digest, Md5};
+        let d = Md5::digest(b"Date: d\r\nDelivered-To: x\r\n");
+        let want: String = [d[3], d[2], d[1], d[0], d[7], d[6], d[5], d[4]]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(got, [want]);
+    }
+
+    #[test]
+    fn an_endless_header_is_read_only_up_to_the_budget() {
+        let mut mbox = b"From a@x Mon Jan  1 00:00:00 2024\nX-Filler: ".to_vec();
+        mbox.extend(std::iter::repeat_n(
+            b'z',
+            4 * crate::uidl::MAX_SCHEME_HEADER,
+        ));
+        mbox.extend_from_slice(b"\nX-UIDL: late\n\nbody\n");
+        let (got, chosen) = ids(&mbox, "x-uidl,pop3d");
+        assert_eq!(got, pop3d_ids(&mbox));
+        assert_eq!(chosen.named, [Named::Scheme(Scheme::Pop3d)]);
+    }
+}
