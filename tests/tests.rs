@@ -21,3 +21,4 @@ mod pop3;
 mod privileges;
 mod proxy;
 mod system_users;
+mod uidl;
