@@ -6,8 +6,9 @@
                             mbox of fixture.py --split (informational: never fails)
 
 Writes the fixture (fixture.py), asks each real server for its UIDL list (peers.sh), computes
-pop3d's ids with the matching scheme followed by pop3d's own (`SCHEME,pop3d`, through the
-uidl_report example), and classifies each message:
+pop3d's ids with the matching scheme followed by pop3d's own (`SCHEME,pop3d`, through
+`pop3d --uidl-report`, the admin's dry run, which shows the ids a session serves), and
+classifies each message:
 
   match      pop3d's final id is the server's id;
   repeat     by design: the server gave an earlier message the same id; pop3d keeps it for
@@ -46,6 +47,7 @@ SCHEME_OF = {
 # Servers that write their ids into the mbox: pop3d reads the file they left.
 REWRITES = {"dovecot", "mailutils"}
 VALID_ID = re.compile(r"^[\x21-\x7e]{1,70}$")
+POP3D = None  # set by compare()
 
 
 def run(cmd, **kw):
@@ -64,14 +66,24 @@ def server_ids(server, mbox, out):
     return ids
 
 
+def pop3d_binary():
+    """The pop3d to ask: $POP3D (run.sh builds it), else a release build made here."""
+    if os.environ.get("POP3D"):
+        return os.environ["POP3D"]
+    run(["cargo", "build", "-q", "--release", "--bin", "pop3d"], cwd=TOP)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(TOP, "target"))
+    return os.path.join(target, "release", "pop3d")
+
+
 def our_ids(scheme, mbox):
-    stdout, stderr = run(
-        ["cargo", "run", "-q", "--example", "uidl_report", "--", scheme + ",pop3d", mbox],
-        cwd=TOP,
-    )
+    """`pop3d --uidl-report SCHEME,pop3d MBOX`: per message "N ID NAMED-BY", and when the
+    first scheme did not name it, what that scheme gave (its id, -absent or -invalid)."""
+    stdout, stderr = run([POP3D, "--uidl-report", scheme + ",pop3d", mbox])
     ours = {}
     for line in stdout.splitlines():
-        n, final, named, candidate = line.split(" ", 3)
+        fields = line.split(" ")
+        n, final, named = fields[:3]
+        candidate = fields[3] if len(fields) > 3 else final
         ours[int(n)] = (final, named, candidate)
     return ours, stderr.strip()
 
@@ -150,7 +162,8 @@ def main():
 def compare(args, servers, work):
     fixture = os.path.join(work, "fixture.mbox")
     run([sys.executable, os.path.join(HERE, "fixture.py"), fixture])
-    run(["cargo", "build", "-q", "--example", "uidl_report"], cwd=TOP)
+    global POP3D
+    POP3D = pop3d_binary()
     if args.splits:
         return count_splits(work, servers)
 
