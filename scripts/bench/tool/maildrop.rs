@@ -10,7 +10,7 @@
 //!     cargo run --release --example bench -- maildrop delete /tmp/big.mbox last
 
 use std::error::Error;
-use std::fs::File;
+use std::fs::{File, OpenOptions as OpenOptionsFs};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
@@ -33,6 +33,12 @@ pub fn run(words: &[String]) -> Outcome<()> {
         "open with this --uidl list (default pop3d)",
         "SCHEMES",
     );
+    options.optopt(
+        "",
+        "results",
+        "stat: append the open time to this results file (as uidl_open_FIRST-SCHEME_s)",
+        "FILE",
+    );
     let matches = options
         .parse(words)
         .map_err(|e| fail!("{e}\n{}", options.usage(USAGE)))?;
@@ -51,7 +57,7 @@ pub fn run(words: &[String]) -> Outcome<()> {
     let free: Vec<&str> = matches.free.iter().map(String::as_str).collect();
     let result = match free.as_slice() {
         ["generate", path, mb, count] => generate(Path::new(path), mb, count),
-        ["stat", path] => stat(Path::new(path), &opts),
+        ["stat", path] => stat(Path::new(path), &opts, matches.opt_str("results")),
         ["delete", path, which] => delete(Path::new(path), which, &opts),
         _ => return Err(fail!("{}", options.usage(USAGE))),
     };
@@ -128,7 +134,7 @@ fn open(path: &Path, opts: &OpenOptions) -> Result<Maildrop, Box<dyn Error>> {
     Ok(Maildrop::open(path, lock, opts)?)
 }
 
-fn stat(path: &Path, opts: &OpenOptions) -> Result<(), Box<dyn Error>> {
+fn stat(path: &Path, opts: &OpenOptions, results: Option<String>) -> Result<(), Box<dyn Error>> {
     let t = Instant::now();
     let maildrop = open(path, opts)?;
     let octets: u64 = maildrop.messages().iter().map(|m| m.octets).sum();
@@ -139,6 +145,16 @@ fn stat(path: &Path, opts: &OpenOptions) -> Result<(), Box<dyn Error>> {
         opts.uidl
     );
     println!("memory: {}", memory());
+    if let Some(results) = results {
+        // The row of scripts/bench/tool/report.rs for the list's first scheme.
+        let first = opts.uidl.schemes().first().map_or("pop3d", |s| s.name());
+        let line = format!("pop3d\tuidl_open_{first}_s\t{}\n", elapsed.as_secs_f64());
+        OpenOptionsFs::new()
+            .create(true)
+            .append(true)
+            .open(&results)?
+            .write_all(line.as_bytes())?;
+    }
     Ok(())
 }
 
