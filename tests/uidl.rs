@@ -91,6 +91,39 @@ fn dovecot_ids_then_pop3d_ids_for_messages_without_a_usable_x_uid() {
 }
 
 #[test]
+fn dovecot_ids_survive_deleting_the_message_that_held_x_imapbase() {
+    let server = ServerBuilder::new("uidl-dele-first")
+        .user("alice", "secret")
+        .mbox("alice", &dovecot_mbox())
+        .arg("--uidl")
+        .arg("dovecot,pop3d")
+        .start();
+    let before = ids_only(&uidl(&server, "alice", "secret"));
+    let mut c = server.login("alice", "secret");
+    c.ok("DELE 1");
+    c.ok("QUIT");
+    assert!(
+        !String::from_utf8_lossy(&server.mbox("alice")).contains("X-IMAPbase"),
+        "the header left with its message"
+    );
+    let after = ids_only(&uidl(&server, "alice", "secret"));
+    assert_eq!(after, before[1..], "every other message keeps its id");
+    assert_eq!(after[0], "000000026553f100");
+    // The dry run reads the same remembered UIDVALIDITY.
+    let out = Command::new(support::binary())
+        .arg("--uidl-report")
+        .arg("dovecot,pop3d")
+        .arg(server.mbox_path("alice"))
+        .output()
+        .expect("run pop3d");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("1 000000026553f100 dovecot\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_users_file_field_sets_a_users_own_schemes() {
     let mbox = [
         mbox_message(

@@ -23,17 +23,22 @@ pub struct Chosen {
     /// Per message, in file order.
     pub named: Vec<Named>,
     pub report: AssignReport,
+    /// The UIDVALIDITY of the first message's own X-IMAPbase header, if valid: what the
+    /// maildrop remembers for when that message is gone.
+    pub uid_validity: Option<u32>,
 }
 
 /// Gives `messages` the ids of `spec`: `content(m)` reads message `m`'s content (from the
-/// byte after its "From " line). Every message's `uid` shows the chosen id afterwards; its
-/// digest is untouched.
+/// byte after its "From " line); `remembered` is the UIDVALIDITY an earlier session saw, for
+/// an mbox whose first message no longer has the X-IMAPbase header. Every message's `uid`
+/// shows the chosen id afterwards; its digest is untouched.
 pub fn choose<R: Read>(
     messages: &mut [MessageInfo],
     spec: &UidlSpec,
+    remembered: Option<u32>,
     content: impl FnMut(&MessageInfo) -> io::Result<R>,
 ) -> io::Result<Chosen> {
-    let (chosen, _) = choose_keeping_rows(messages, spec, content)?;
+    let (chosen, _) = choose_keeping_rows(messages, spec, remembered, content)?;
     Ok(chosen)
 }
 
@@ -42,9 +47,10 @@ pub fn choose<R: Read>(
 pub fn choose_with_first<R: Read>(
     messages: &mut [MessageInfo],
     spec: &UidlSpec,
+    remembered: Option<u32>,
     content: impl FnMut(&MessageInfo) -> io::Result<R>,
 ) -> io::Result<(Chosen, Vec<Result<String, Unnamed>>)> {
-    let (chosen, rows) = choose_keeping_rows(messages, spec, content)?;
+    let (chosen, rows) = choose_keeping_rows(messages, spec, remembered, content)?;
     let first = rows
         .into_iter()
         .map(|row| row.into_iter().next().unwrap_or(Err(Unnamed::Absent)))
@@ -57,17 +63,19 @@ type Row = Vec<Result<String, Unnamed>>;
 fn choose_keeping_rows<R: Read>(
     messages: &mut [MessageInfo],
     spec: &UidlSpec,
+    remembered: Option<u32>,
     mut content: impl FnMut(&MessageInfo) -> io::Result<R>,
 ) -> io::Result<(Chosen, Vec<Row>)> {
     let mut rows = Vec::with_capacity(messages.len());
     let mut pop3d_ids = Vec::with_capacity(messages.len());
-    let mut validity = None;
+    let mut own_validity = None;
+    let mut validity = remembered;
     let mut line = Vec::new();
     // A line longer than the whole budget is cut at the budget; the scheme is done by then.
     let budget = crate::uidl::MAX_SCHEME_HEADER as u64 + 1;
     for (index, m) in messages.iter().enumerate() {
         let ctx = if index == 0 {
-            MboxContext::first()
+            MboxContext::first_remembering(remembered)
         } else {
             MboxContext::later(validity)
         };
@@ -83,7 +91,8 @@ fn choose_keeping_rows<R: Read>(
             }
         }
         if index == 0 {
-            validity = ids.uid_validity();
+            own_validity = ids.uid_validity();
+            validity = own_validity.or(remembered);
         }
         let pop3d = m.uid.to_string();
         rows.push(ids.finish(&pop3d));
@@ -97,6 +106,7 @@ fn choose_keeping_rows<R: Read>(
         Chosen {
             named: chosen.named,
             report: chosen.report,
+            uid_validity: own_validity,
         },
         rows,
     ))
@@ -112,7 +122,7 @@ mod tests {
     fn ids(mbox: &[u8], spec: &str) -> (Vec<String>, Chosen) {
         let mut s = scan_with_buffer(mbox, 4096).expect("scan");
         let spec = UidlSpec::parse(spec).expect("spec");
-        let chosen = choose(&mut s.messages, &spec, |m| {
+        let chosen = choose(&mut s.messages, &spec, None, |m| {
             let start = m.content_start as usize;
             Ok(&mbox[start..start + m.content_len as usize])
         })
@@ -156,6 +166,43 @@ From d@x Mon Jan  1 00:00:03 2024\nX-UID: 2\nSubject: forged copy of 2\n\nbody\n
             "{line}"
         );
         assert!(line.contains("passed on 1 without its header"), "{line}");
+    }
+
+    #[test]
+    fn a_remembered_uid_validity_names_messages_once_the_first_is_gone() {
+        // DOVECOT without its first message, which held X-IMAPbase.
+        let rest = &DOVECOT[DOVECOT.windows(9).position(|w| w == b"From b@x ").unwrap()..];
+        let spec = UidlSpec::parse("dovecot,pop3d").unwrap();
+        let run = |remembered| {
+            let mut s = scan_with_buffer(rest, 4096).expect("scan");
+            let chosen = choose(&mut s.messages, &spec, remembered, |m| {
+                let start = m.content_start as usize;
+                Ok(&rest[start..start + m.content_len as usize])
+            })
+            .expect("choose");
+            let ids: Vec<String> = s.messages.iter().map(|m| m.uid.to_string()).collect();
+            (ids, chosen)
+        };
+        let (forgotten, _) = run(None);
+        assert_eq!(forgotten, pop3d_ids(rest), "without it: pop3d's ids");
+        let (got, chosen) = run(Some(1_700_000_000));
+        assert_eq!(got[0], "000000026553f100", "the id Dovecot gave");
+        assert_eq!(got[1], pop3d_ids(rest)[1]);
+        assert_eq!(chosen.uid_validity, None, "nothing new to remember");
+        let (_, whole) = ids(DOVECOT, "dovecot,pop3d");
+        assert_eq!(whole.uid_validity, Some(1_700_000_000));
+    }
+
+    #[test]
+    fn an_own_x_imapbase_wins_over_the_remembered_one() {
+        let spec = UidlSpec::parse("dovecot,pop3d").unwrap();
+        let mut s = scan_with_buffer(DOVECOT, 4096).expect("scan");
+        choose(&mut s.messages, &spec, Some(7), |m| {
+            let start = m.content_start as usize;
+            Ok(&DOVECOT[start..start + m.content_len as usize])
+        })
+        .expect("choose");
+        assert_eq!(s.messages[1].uid.to_string(), "000000026553f100");
     }
 
     #[test]

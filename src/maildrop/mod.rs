@@ -206,10 +206,20 @@ impl Maildrop {
                         scan::body_digest(ReadAt::new(f, m.content_start, m.content_len))
                     })?;
                     if opts.uidl.needs_headers() {
-                        let chosen = ids::choose(&mut scan.messages, &opts.uidl, |m| {
-                            Ok(ReadAt::new(f, m.content_start, m.content_len))
-                        })?;
+                        let remembered = session.remembered_uid_validity();
+                        let chosen =
+                            ids::choose(&mut scan.messages, &opts.uidl, remembered, |m| {
+                                Ok(ReadAt::new(f, m.content_start, m.content_len))
+                            })?;
                         log_ids(path, &opts.uidl, &chosen.report);
+                        if let Some(v) = chosen.uid_validity.filter(|v| Some(*v) != remembered) {
+                            if let Err(e) = session.remember_uid_validity(v) {
+                                log::warn!(
+                                    "{}: cannot remember UIDVALIDITY {v}: {e}",
+                                    path.display()
+                                );
+                            }
+                        }
                     }
                     scan
                 }
@@ -553,7 +563,8 @@ pub fn dry_run(path: &Path, spec: &UidlSpec) -> Result<DryRun, MaildropError> {
     scan::distinguish(&mut scan.messages, |m| {
         scan::body_digest(ReadAt::new(&f, m.content_start, m.content_len))
     })?;
-    let (chosen, first) = ids::choose_with_first(&mut scan.messages, spec, |m| {
+    let remembered = lock::remembered_uid_validity(path);
+    let (chosen, first) = ids::choose_with_first(&mut scan.messages, spec, remembered, |m| {
         Ok(ReadAt::new(&f, m.content_start, m.content_len))
     })?;
     Ok(DryRun {

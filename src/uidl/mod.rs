@@ -15,8 +15,9 @@
 //!
 //! What the scanner feeds, per message (when `UidlSpec::needs_headers`):
 //! 1. `MessageIds::new(spec, ctx)` at the message's "From " line, with `MboxContext::first()`
-//!    for the first message and `MboxContext::later(v)` after it, `v` being the first
-//!    message's `MessageIds::uid_validity()` read before its `finish`;
+//!    (or `first_remembering(r)`, `r` a UIDVALIDITY an earlier session saw) for the first
+//!    message and `MboxContext::later(v)` after it, `v` being the first message's
+//!    `MessageIds::uid_validity()` read before its `finish` (or else `r`);
 //! 2. every line after the "From " line, raw (CR and LF as in the file), in order, until
 //!    `feed_header_line` says `Feed::Done` or the message ends. That is past the scanner's
 //!    own header end: popa3d and solid-pop3d end the header only at an LF-only empty line, so
@@ -207,7 +208,9 @@ impl fmt::Display for UidlSpec {
 pub struct MboxContext {
     /// This is the mbox's first message: its own X-IMAPbase header gives the UIDVALIDITY.
     pub first: bool,
-    /// For a later message: the UIDVALIDITY read from the first message, if it had one.
+    /// For a later message: the UIDVALIDITY read from the first message, if it had one, else
+    /// the one remembered from an earlier session. For the first message: the remembered one,
+    /// used only if the message has no X-IMAPbase (pop3d deleted the message that had it).
     pub uid_validity: Option<u32>,
 }
 
@@ -217,6 +220,17 @@ impl MboxContext {
         MboxContext {
             first: true,
             uid_validity: None,
+        }
+    }
+
+    /// The context of the mbox's first message when an earlier session saw the UIDVALIDITY
+    /// `remembered` in the first message of its day: the X-IMAPbase header is in the first
+    /// message only, and when a client deletes that message pop3d does not move the header
+    /// (Dovecot does), so without the remembered value every X-UID id would be lost.
+    pub fn first_remembering(remembered: Option<u32>) -> Self {
+        MboxContext {
+            first: true,
+            uid_validity: remembered,
         }
     }
 

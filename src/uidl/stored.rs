@@ -156,7 +156,7 @@ impl ImapUid {
     pub(super) fn finish(self, order: UidOrder) -> Result<String, Unnamed> {
         let validity = if self.ctx.first {
             match self.base.get()? {
-                None => return Err(Unnamed::Absent),
+                None => self.ctx.uid_validity.ok_or(Unnamed::Absent)?,
                 Some(_) => self.own_validity().ok_or(Unnamed::Invalid)?,
             }
         } else {
