@@ -9,13 +9,18 @@
 //! the schemes read their lines here, at most `uidl::MAX_SCHEME_HEADER` bytes a message,
 //! from where the scan says the message starts.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 
 use super::scan::MessageInfo;
+use crate::bytes::find_byte;
 use crate::uidl::{assign, AssignReport, Feed, MboxContext, MessageIds, Named, UidlSpec, Unnamed};
 
-/// Read size per message: a typical header block in one read.
-const HEADER_READ: usize = 8 * 1024;
+/// First read per message: a typical header block (Received chain, DKIM) in one read, without
+/// copying much of the body, which the schemes never read.
+const FIRST_HEADER_READ: usize = 4 * 1024;
+
+/// Later reads of a long header block.
+const HEADER_READ: usize = 16 * 1024;
 
 /// Who named each message, and the counts for the session's log line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,6 +65,49 @@ pub fn choose_with_first<R: Read>(
 
 type Row = Vec<Result<String, Unnamed>>;
 
+/// Feeds `reader`'s lines to `ids` until they want no more. The first read is
+/// `FIRST_HEADER_READ` bytes, most header blocks whole; later ones fill `buf`. Lines that lie
+/// whole in `buf` are fed from it; only a line cut by a read is gathered in `line`.
+fn feed_lines(
+    mut reader: impl Read,
+    buf: &mut [u8],
+    line: &mut Vec<u8>,
+    ids: &mut MessageIds,
+) -> io::Result<()> {
+    line.clear();
+    let mut want = FIRST_HEADER_READ.min(buf.len());
+    loop {
+        let n = match reader.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        want = buf.len();
+        let mut rest = &buf[..n];
+        while let Some(at) = find_byte(rest, b'\n') {
+            let piece = &rest[..=at];
+            rest = &rest[at + 1..];
+            let feed = if line.is_empty() {
+                ids.feed_header_line(piece)
+            } else {
+                line.extend_from_slice(piece);
+                let feed = ids.feed_header_line(line);
+                line.clear();
+                feed
+            };
+            if feed == Feed::Done {
+                return Ok(());
+            }
+        }
+        line.extend_from_slice(rest);
+    }
+    if !line.is_empty() {
+        ids.feed_header_line(line);
+    }
+    Ok(())
+}
+
 fn choose_keeping_rows<R: Read>(
     messages: &mut [MessageInfo],
     spec: &UidlSpec,
@@ -71,6 +119,7 @@ fn choose_keeping_rows<R: Read>(
     let mut own_validity = None;
     let mut validity = remembered;
     let mut line = Vec::new();
+    let mut buf = vec![0u8; HEADER_READ];
     // A line longer than the whole budget is cut at the budget; the scheme is done by then.
     let budget = crate::uidl::MAX_SCHEME_HEADER as u64 + 1;
     for (index, m) in messages.iter().enumerate() {
@@ -80,16 +129,8 @@ fn choose_keeping_rows<R: Read>(
             MboxContext::later(validity)
         };
         let mut ids = MessageIds::new(spec, ctx);
-        let mut reader =
-            BufReader::with_capacity(HEADER_READ, content(m)?.take(budget.min(m.content_len)));
-        loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0
-                || ids.feed_header_line(&line) == Feed::Done
-            {
-                break;
-            }
-        }
+        let reader = content(m)?.take(budget.min(m.content_len));
+        feed_lines(reader, &mut buf, &mut line, &mut ids)?;
         if index == 0 {
             own_validity = ids.uid_validity();
             validity = own_validity.or(remembered);
@@ -203,6 +244,51 @@ From d@x Mon Jan  1 00:00:03 2024\nX-UID: 2\nSubject: forged copy of 2\n\nbody\n
         })
         .expect("choose");
         assert_eq!(s.messages[1].uid.to_string(), "000000026553f100");
+    }
+
+    /// A reader that returns one byte per read: every line is cut by a read.
+    struct OneByte<'a>(&'a [u8]);
+
+    impl Read for OneByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((&b, rest)), Some(slot)) => {
+                    *slot = b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn lines_cut_by_reads_are_fed_whole() {
+        let filler = "f".repeat(3 * FIRST_HEADER_READ);
+        let mbox = format!(
+            "{}From z@x Mon Jan  1 00:00:09 2024\nX-Filler: {filler}\nX-UIDL: after-the-cut\n\nb\n",
+            String::from_utf8_lossy(DOVECOT)
+        );
+        let mbox = mbox.as_bytes();
+        for spec in [
+            "dovecot,pop3d",
+            "popa3d",
+            "solid-pop3d",
+            "dovecot-md5",
+            "x-uidl,pop3d",
+        ] {
+            let (whole, _) = ids(mbox, spec);
+            let mut s = scan_with_buffer(mbox, 4096).expect("scan");
+            let spec = UidlSpec::parse(spec).expect("spec");
+            choose(&mut s.messages, &spec, None, |m| {
+                let start = m.content_start as usize;
+                Ok(OneByte(&mbox[start..start + m.content_len as usize]))
+            })
+            .expect("choose");
+            let bytewise: Vec<String> = s.messages.iter().map(|m| m.uid.to_string()).collect();
+            assert_eq!(bytewise, whole, "{spec}");
+        }
+        assert_eq!(ids(mbox, "x-uidl,pop3d").0[4], "after-the-cut");
     }
 
     #[test]
