@@ -1,8 +1,8 @@
 //! Unique-id schemes of other POP3 servers (issue 15): the `--uidl` preference list, and for
 //! one message at a time the id each scheme gives it, computed from the message's raw header
-//! lines as the mbox scanner streams them. Pure: no I/O, no knowledge of message boundaries
-//! (the scanner decides those) and no knowledge of pop3d's own ids (the scanner makes those;
-//! `assign` only chooses among the candidates it is handed).
+//! lines as `maildrop::ids` reads them after the scan. Pure: no I/O, no knowledge of message
+//! boundaries (the scanner decides those) and no knowledge of pop3d's own ids (the scanner
+//! makes those; `assign` only chooses among the candidates it is handed).
 //!
 //! Scheme families, one file each:
 //! - `hashed`: md-5 over selected header lines (popa3d, solid-pop3d, Dovecot's `%m`);
@@ -13,7 +13,8 @@
 //! Header values are untrusted (mail from outside may carry a forged X-UID or X-UIDL): a
 //! scheme's result is used only if it is an RFC 1939 unique id (see `valid_id`).
 //!
-//! What the scanner feeds, per message (when `UidlSpec::needs_headers`):
+//! What `maildrop::ids` feeds, per message (only when `UidlSpec::needs_headers`; the scan
+//! itself never calls this module, so the default `pop3d` costs nothing):
 //! 1. `MessageIds::new(spec, ctx)` at the message's "From " line, with `MboxContext::first()`
 //!    (or `first_remembering(r)`, `r` a UIDVALIDITY an earlier session saw) for the first
 //!    message and `MboxContext::later(v)` after it, `v` being the first message's
@@ -23,8 +24,8 @@
 //!    own header end: popa3d and solid-pop3d end the header only at an LF-only empty line, so
 //!    after a CRLF empty line they still want lines (bounded by `MAX_SCHEME_HEADER`). The
 //!    separator's empty line may be fed or not: every scheme stops at an empty line;
-//! 3. at the message's end, `finish(pop3d_id)` gives the row of candidates; once the scan
-//!    has all rows and pop3d's own ids, `assign` gives the final ids and the log line.
+//! 3. at the message's end, `finish(pop3d_id)` gives the row of candidates; once all rows
+//!    and pop3d's own ids are there, `assign` gives the final ids and the log line.
 
 use std::error::Error;
 use std::fmt;
@@ -175,7 +176,7 @@ impl UidlSpec {
         &self.schemes
     }
 
-    /// Whether any scheme needs the header lines (so the scanner must feed them).
+    /// Whether any scheme needs the header lines (so `maildrop::ids` must feed them).
     pub fn needs_headers(&self) -> bool {
         self.schemes.iter().any(|s| s.is_header_derived())
     }
@@ -334,7 +335,7 @@ impl SchemeState {
     }
 
     /// The UIDVALIDITY of this message's own X-IMAPbase header, if it is the first message
-    /// and has a valid one: what the scanner hands to later messages in `MboxContext::later`.
+    /// and has a valid one: what the caller hands to later messages in `MboxContext::later`.
     pub fn uid_validity(&self) -> Option<u32> {
         match &self.kind {
             Kind::Imap(s, _) => s.own_validity(),
@@ -365,7 +366,7 @@ impl SchemeState {
 }
 
 /// The states of every header-derived scheme of a `UidlSpec` for one message: what the
-/// scanner keeps per message while it streams the header lines.
+/// caller keeps per message while it feeds the header lines.
 #[derive(Clone, Debug)]
 pub struct MessageIds {
     /// One entry per scheme of the spec, in its order; None for `Scheme::Pop3d`.
@@ -386,7 +387,7 @@ impl MessageIds {
     }
 
     /// Feeds one raw header line to every scheme that still wants lines; `Feed::Done` once
-    /// none does, so the scanner can stop collecting lines for this message.
+    /// none does, so the caller can stop reading lines of this message.
     pub fn feed_header_line(&mut self, line: &[u8]) -> Feed {
         if self.done {
             return Feed::Done;
