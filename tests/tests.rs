@@ -24,3 +24,4 @@ mod privileges;
 mod proxy;
 mod session_short_read;
 mod system_users;
+mod uidl;
