@@ -12,7 +12,7 @@
 //! messages. A write goes to "MBOX.pop3d-uidl.new" (owner like the mbox, mode 0600), is
 //! synced, renamed over the record and the directory synced, and the file ends in an md-5 of
 //! its text: a torn, damaged or missing record reads as empty (logged), which costs clients
-//! re-downloads, never mail. What is lost with it is said in `scan::distinguish`.
+//! re-downloads, never mail. What is lost with it is said in scan.rs's module doc.
 //!
 //! Bounds: an entry whose D no longer appears in the mbox is dropped `RETAIN_SECS` after it
 //! was last seen there (by then a client that fetched the message under D has checked the
