@@ -9,6 +9,8 @@ use std::hint::black_box;
 
 use md5::{Digest, Md5};
 
+use crate::maildrop::companion;
+
 /// RFC 1939 sec 7 and RFC 2449 bound a user name argument to 40 octets.
 const MAX_USER_NAME_OCTETS: usize = 40;
 
@@ -20,11 +22,6 @@ const MD5_HEX_OCTETS: usize = 32;
 
 /// HMAC's inner block size B for MD5 (RFC 2104 sec 2).
 const MD5_BLOCK_OCTETS: usize = 64;
-
-/// Suffixes of the files that live beside an mbox (the delivery dotlock, pop3d's session lock,
-/// its UPDATE journal and a journal set aside by the recovery): a user named like one of them
-/// could otherwise get, as a maildrop, another user's lock or journal file.
-const RESERVED_NAME_SUFFIXES: [&str; 4] = [".lock", ".pop3d", ".pop3d-journal", ".pop3d-stale"];
 
 /// Why a client's SASL or base64 data was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +47,9 @@ impl fmt::Display for AuthError {
 impl Error for AuthError {}
 
 /// RFC 1939 user names as pop3d accepts them: 1..=40 octets of printable ASCII (0x21..0x7E),
-/// no '/', no leading '.', and not ending in ".lock", ".pop3d", ".pop3d-journal" or
-/// ".pop3d-stale" (so a user's mbox can never be another user's companion lock or journal
-/// file).
-///
-/// The suffixes are compared without regard to ASCII case, because on a case-insensitive file
-/// system "bob.LOCK" is the same file as "bob.lock".
+/// no '/', no leading '.', and not named like another name's companion file (".lock",
+/// ".pop3d", ".pop3d-journal" and the journal's temporary and set-aside names: the list is
+/// `maildrop::companion::ALL`), so a user's mbox can never be another user's lock or journal.
 pub fn valid_user_name(name: &str) -> bool {
     let octets = name.as_bytes();
     if octets.is_empty() || octets.len() > MAX_USER_NAME_OCTETS {
@@ -71,13 +65,7 @@ pub fn valid_user_name(name: &str) -> bool {
     if octets.contains(&b'/') || octets[0] == b'.' {
         return false;
     }
-    !RESERVED_NAME_SUFFIXES
-        .iter()
-        .any(|suffix| ends_with_ignore_ascii_case(octets, suffix.as_bytes()))
-}
-
-fn ends_with_ignore_ascii_case(text: &[u8], suffix: &[u8]) -> bool {
-    text.len() >= suffix.len() && text[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    !companion::is_companion_name(octets)
 }
 
 /// Constant-time equality (time depends only on the lengths).
@@ -371,9 +359,30 @@ mod tests {
             "bob.pop3d",
             "bob.Pop3d",
             "bob.pop3d-journal",
-            "bob.pop3d-journal.1733450000.pop3d-stale",
-            "bob.POP3D-STALE",
+            "bob.pop3d-journal.new",
+            "bob.pop3d-journal.stale-1700000000",
+            "bob.POP3D-JOURNAL.STALE-1",
         ] {
+            assert!(!valid_user_name(name), "{name:?} should be refused");
+        }
+    }
+
+    /// Every file pop3d may create beside an mbox, named as it would create it for "bob", is
+    /// refused as a user name: else that user's maildrop would be bob's lock or journal.
+    #[test]
+    fn every_companion_of_a_mbox_is_refused_as_a_user_name() {
+        let mbox = std::path::Path::new("bob");
+        let journal = companion::path(mbox, companion::JOURNAL);
+        let mut names: Vec<std::path::PathBuf> = companion::ALL
+            .iter()
+            .map(|s| match *s {
+                companion::Suffix::Exact(s) => companion::path(mbox, s),
+                companion::Suffix::Prefix(s) => companion::path(mbox, &format!("{s}1700000000")),
+            })
+            .collect();
+        names.push(companion::journal_temp(&journal));
+        for name in names {
+            let name = name.to_str().expect("ascii");
             assert!(!valid_user_name(name), "{name:?} should be refused");
         }
     }

@@ -1,8 +1,8 @@
 //! The command-line conventions pop3d and pop3d-router share: --help and --version, no stray
 //! arguments, whole numbers of digits only, listen addresses resolved once, a connection cap of
-//! at least 1, binding the listeners, the start-up errors, and a usage error that prints the
-//! usage and exits 2. Each binary declares its own options and defaults; the option texts and
-//! checks that must read alike live here.
+//! at least 1, the --plaintext-auth value, binding the listeners, the start-up errors, and a
+//! usage error that prints the usage and exits 2. Each binary declares its own options and
+//! defaults; the option texts and checks that must read alike live here.
 
 use std::error::Error;
 use std::fmt;
@@ -15,6 +15,7 @@ use getopts::{Matches, Options};
 
 use crate::bytes::is_digits;
 use crate::logging::LoggingError;
+use crate::security::PlaintextAuth;
 
 /// Exit status of a command line that cannot be used (as getopts-based tools and BSD's
 /// sysexits-free utilities do): the caller's mistake, not a failure of the program.
@@ -153,6 +154,17 @@ pub fn number(m: &Matches, option: &'static str, default: u64) -> Result<u64, Us
     }
 }
 
+/// `--plaintext-auth always|secure`, default secure. Each binary says in its own help what
+/// the policy covers (pop3d's connections, the router's nginx clients); the value reads alike.
+pub fn plaintext_auth(m: &Matches) -> Result<PlaintextAuth, UsageError> {
+    match m.opt_str("plaintext-auth") {
+        None => Ok(PlaintextAuth::Secure),
+        Some(text) => text
+            .parse()
+            .map_err(|e| bad("plaintext-auth", format!("{e}"))),
+    }
+}
+
 /// A cap on concurrent connections (`--max-sessions`, `--max-connections`): at least 1, since
 /// 0 would refuse everyone.
 pub fn cap(m: &Matches, option: &'static str, default: u64) -> Result<usize, UsageError> {
@@ -163,25 +175,35 @@ pub fn cap(m: &Matches, option: &'static str, default: u64) -> Result<usize, Usa
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
-/// Every `--listen` address resolved, or `default` when none is given; one host name may
-/// stand for several addresses (localhost: 127.0.0.1 and ::1), each listened on once.
+/// Every `--listen` address resolved, or `default` when none is given.
 pub fn listen(m: &Matches, default: &str) -> Result<Vec<SocketAddr>, UsageError> {
-    let mut texts = m.opt_strs("listen");
+    addresses(m, "listen", Some(default))
+}
+
+/// Every address given with `--option` (host:port, repeatable) resolved, or `default` when
+/// none is given; one host name may stand for several addresses (localhost: 127.0.0.1 and
+/// ::1), each listened on once.
+pub fn addresses(
+    m: &Matches,
+    option: &'static str,
+    default: Option<&str>,
+) -> Result<Vec<SocketAddr>, UsageError> {
+    let mut texts = m.opt_strs(option);
     if texts.is_empty() {
-        texts.push(default.to_string());
+        texts.extend(default.map(str::to_string));
     }
-    let mut listen = Vec::new();
+    let mut addrs = Vec::new();
     for text in &texts {
         let resolved = text
             .to_socket_addrs()
-            .map_err(|e| bad("listen", format!("{text}: {e}")))?;
+            .map_err(|e| bad(option, format!("{text}: {e}")))?;
         for addr in resolved {
-            if !listen.contains(&addr) {
-                listen.push(addr);
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
             }
         }
     }
-    Ok(listen)
+    Ok(addrs)
 }
 
 /// Binds a listener to every address, logging "listening on ADDR" (and `note` after a comma).

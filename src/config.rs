@@ -11,6 +11,7 @@ use getopts::{Matches, Options};
 
 use crate::cli::{self, Parsed, UsageError};
 use crate::proxy::TrustedNet;
+use crate::security::PlaintextAuth;
 
 /// RFC 1939 section 3: the autologout timer "MUST be of at least 10 minutes' duration".
 const RFC_MIN_TIMEOUT: u64 = 600;
@@ -29,6 +30,10 @@ const MAX_HOSTNAME: usize = 253;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
+    /// Addresses only a TLS front on this host reaches: their connections are secure.
+    pub secure_listen: Vec<SocketAddr>,
+    /// Where clear-text passwords are taken.
+    pub plaintext_auth: PlaintextAuth,
     pub inetd: bool,
     pub users: PathBuf,
     pub maildrop: String,
@@ -51,6 +56,8 @@ pub struct Config {
 }
 
 /// What the command line asks for.
+// Made once per process and matched at once: boxing the config would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Action {
     Run(Config),
@@ -69,6 +76,18 @@ const DEFAULT_LISTEN: &str = "0.0.0.0:110";
 fn options() -> Options {
     let mut o = Options::new();
     cli::add_listen(&mut o, DEFAULT_LISTEN);
+    o.optmulti(
+        "",
+        "secure-listen",
+        "also listen on ADDR for a TLS front on this host (stunnel, nginx): connections there are secure and may send clear-text passwords; may be repeated; given alone, pop3d listens only there",
+        "ADDR",
+    );
+    o.optopt(
+        "",
+        "plaintext-auth",
+        "where USER/PASS and AUTH PLAIN are taken: secure (loopback, --secure-listen, TLS at a trusted proxy) or always; default secure",
+        "always|secure",
+    );
     o.optflag("i", "inetd", "serve one session on stdin/stdout, then exit");
     o.optopt(
         "u",
@@ -156,9 +175,21 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
     }
     let system_users = system_users(&m)?;
     let mut warnings = Vec::new();
+    let inetd = m.opt_present("inetd");
+    let secure_listen = cli::addresses(&m, "secure-listen", None)?;
+    // The default applies only when nothing is given: a host where a TLS front is the only
+    // way in runs with --secure-listen alone.
+    let default_listen = secure_listen.is_empty().then_some(DEFAULT_LISTEN);
+    let listen = cli::addresses(&m, "listen", default_listen)?;
+    let plaintext_auth = cli::plaintext_auth(&m)?;
+    if let Some(warning) = plaintext_warning(plaintext_auth, inetd, &listen) {
+        warnings.push(warning);
+    }
     Ok(Action::Run(Config {
-        listen: cli::listen(&m, DEFAULT_LISTEN)?,
-        inetd: m.opt_present("inetd"),
+        listen,
+        secure_listen,
+        plaintext_auth,
+        inetd,
         users: PathBuf::from(
             m.opt_str("users")
                 .unwrap_or_else(|| "/etc/pop3d/users".into()),
@@ -272,6 +303,20 @@ fn trusted_proxies(m: &Matches) -> Result<Vec<TrustedNet>, ConfigError> {
         .collect()
 }
 
+/// `--plaintext-auth always` on an address other hosts reach lets passwords cross the
+/// network in the clear: allowed (a trusted LAN, an old client), but said at start-up.
+fn plaintext_warning(policy: PlaintextAuth, inetd: bool, listen: &[SocketAddr]) -> Option<String> {
+    if policy != PlaintextAuth::Always || inetd {
+        return None;
+    }
+    let open = listen
+        .iter()
+        .find(|a| !a.ip().to_canonical().is_loopback())?;
+    Some(format!(
+        "--plaintext-auth always: passwords sent with USER/PASS or AUTH PLAIN to {open} cross the network in the clear"
+    ))
+}
+
 /// The kernel's host name, for the greeting; "localhost" if it cannot be read or used.
 fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -316,6 +361,68 @@ mod tests {
         assert_eq!(c.login_delay, Duration::ZERO);
         assert!(c.log_file.is_none());
         assert!(c.warnings.is_empty());
+        assert!(c.secure_listen.is_empty());
+        assert_eq!(c.plaintext_auth, PlaintextAuth::Secure);
+    }
+
+    #[test]
+    fn secure_listen_is_read_and_alone_replaces_the_default_listen() {
+        let c = run(&[
+            "--secure-listen",
+            "127.0.0.1:1995",
+            "--secure-listen",
+            "127.0.0.1:1996",
+        ])
+        .unwrap();
+        assert!(c.listen.is_empty());
+        assert_eq!(
+            c.secure_listen,
+            vec![
+                "127.0.0.1:1995".parse().unwrap(),
+                "127.0.0.1:1996".parse().unwrap()
+            ]
+        );
+        let c = run(&["-l", "127.0.0.1:110", "--secure-listen", "127.0.0.1:1995"]).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:110".parse().unwrap()]);
+        assert_eq!(c.secure_listen, vec!["127.0.0.1:1995".parse().unwrap()]);
+    }
+
+    #[test]
+    fn plaintext_auth_is_read() {
+        let c = run(&["--plaintext-auth", "always", "-l", "127.0.0.1:110"]).unwrap();
+        assert_eq!(c.plaintext_auth, PlaintextAuth::Always);
+        let c = run(&["--plaintext-auth", "secure"]).unwrap();
+        assert_eq!(c.plaintext_auth, PlaintextAuth::Secure);
+    }
+
+    #[test]
+    fn plaintext_always_warns_only_on_an_address_others_reach() {
+        let warned = |args: &[&str]| !run(args).unwrap().warnings.is_empty();
+        assert!(warned(&["--plaintext-auth", "always"]));
+        assert!(warned(&[
+            "--plaintext-auth",
+            "always",
+            "-l",
+            "127.0.0.1:110",
+            "-l",
+            "0.0.0.0:1110"
+        ]));
+        assert!(!warned(&[
+            "--plaintext-auth",
+            "always",
+            "-l",
+            "127.0.0.1:110",
+            "-l",
+            "[::1]:110"
+        ]));
+        assert!(!warned(&["--plaintext-auth", "always", "-i"]));
+        assert!(!warned(&[
+            "--plaintext-auth",
+            "secure",
+            "-l",
+            "0.0.0.0:110"
+        ]));
+        assert!(!warned(&["-l", "0.0.0.0:110"]));
     }
 
     #[test]
@@ -396,6 +503,11 @@ mod tests {
             &["-t", "18446744073709551615"],
             &["-t", "86401"],
             &["--login-delay", "99999999999"],
+            &["--plaintext-auth", "never"],
+            &["--plaintext-auth", ""],
+            &["--plaintext-auth"],
+            &["--secure-listen", "127.0.0.1"],
+            &["--secure-listen", "nonsense"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
         }
@@ -484,6 +596,9 @@ mod tests {
             "--first-uid",
             "1000",
             "--hash-password",
+            "--secure-listen",
+            "--plaintext-auth",
+            "default secure",
         ] {
             assert!(text.contains(needle), "{needle} missing from usage");
         }

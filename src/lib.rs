@@ -1,5 +1,6 @@
 //! pop3d as a library: the binary (src/main.rs) and any helper binaries share these modules.
-//! The only unsafe code is the FFI in sys.rs (libc, libcrypt), allowed there alone.
+//! The only unsafe code is the FFI in sys.rs (libc, libcrypt), allowed there alone, and the
+//! kill(pid, 0) probe of a dotlock's holder in maildrop/lock.rs.
 
 #![deny(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod maildrop;
 pub mod owner;
 pub mod protocol;
 pub mod proxy;
+pub mod security;
 pub mod session;
 pub mod sources;
 pub mod sys;

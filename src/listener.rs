@@ -1,6 +1,7 @@
 //! The standalone server: accept loops over bound `TcpListener`s, the session caps (in all and
 //! per client address), one named OS thread per admitted connection, and the socket-level
-//! timeouts (autologout on reads, a write timeout for clients that stop reading).
+//! timeouts (autologout on reads, a write timeout for clients that stop reading), and the facts
+//! that make a connection secure (its client address, its listener, its PROXY header).
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
@@ -10,7 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::proxy::{self, ProxyHeader, TrustedNet};
-use crate::session::{self, Autologout, Context};
+use crate::security::Security;
+use crate::session::{self, Autologout, Connection, Context};
 
 /// Session threads need little stack: the deepest path is a reply being formatted.
 const SESSION_STACK: usize = 256 * 1024;
@@ -99,15 +101,30 @@ impl Server {
         }
     }
 
-    /// Serves every listener until the process ends.
-    pub fn serve(self, listeners: Vec<TcpListener>) {
+    /// Serves every listener until the process ends. Connections accepted on
+    /// `secure_listeners` (--secure-listen) are secure whatever their client's address.
+    pub fn serve(self, listeners: Vec<TcpListener>, secure_listeners: Vec<TcpListener>) {
         let server = Arc::new(self);
+        let secure_server = Arc::clone(&server);
+        let secure = thread::Builder::new()
+            .name("pop3d-secure".into())
+            .spawn(move || {
+                accept_forever(secure_listeners, "pop3d-accept", move |stream, peer| {
+                    secure_server.admit(stream, peer, true)
+                })
+            });
+        if let Err(e) = &secure {
+            log::error!("cannot start the secure listeners: {e}");
+        }
         accept_forever(listeners, "pop3d-accept", move |stream, peer| {
-            server.admit(stream, peer)
+            server.admit(stream, peer, false)
         });
+        if let Ok(handle) = secure {
+            let _ = handle.join();
+        }
     }
 
-    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+    fn admit(&self, stream: TcpStream, peer: SocketAddr, secure_listener: bool) {
         let mut slot = {
             let mut counts = lock(&self.counts);
             if counts.total >= self.limits.max_sessions {
@@ -143,18 +160,19 @@ impl Server {
             .stack_size(SESSION_STACK)
             .spawn(move || {
                 let mut slot = slot;
-                let client = if proxied {
-                    let Some(client) = read_proxy_header(&stream, peer) else {
+                let (client, proxy_tls) = if proxied {
+                    let Some((client, tls)) = read_proxy_header(&stream, peer) else {
                         return;
                     };
                     if !claim(&mut slot, &stream, client, max_per_ip) {
                         return;
                     }
-                    client
+                    (client, tls)
                 } else {
-                    peer
+                    (peer, false)
                 };
-                serve_connection(stream, client, &ctx, timeout, move || drop(slot));
+                let security = Security::of(client.ip(), secure_listener, proxy_tls);
+                serve_connection(stream, client, security, &ctx, timeout, move || drop(slot));
             });
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a session thread: {e}");
@@ -219,19 +237,22 @@ fn claim(slot: &mut Slot, stream: &TcpStream, client: SocketAddr, max_per_ip: us
     false
 }
 
-/// Reads the PROXY header a trusted proxy sends first; None (and the connection closed
-/// without a greeting) if there is none or it is malformed.
-fn read_proxy_header(stream: &TcpStream, peer: SocketAddr) -> Option<SocketAddr> {
+/// Reads the PROXY header a trusted proxy sends first: the client's address, and whether its
+/// SSL TLV says the client used TLS. None (and the connection closed without a greeting) if
+/// there is none or it is malformed.
+pub fn read_proxy_header(stream: &TcpStream, peer: SocketAddr) -> Option<(SocketAddr, bool)> {
     if let Err(e) = stream.set_read_timeout(Some(proxy::HEADER_TIMEOUT)) {
         log::warn!("{peer}: cannot set up the connection: {e}");
         return None;
     }
     match proxy::read_header(&mut &*stream) {
-        Ok(ProxyHeader::Proxied { source, .. }) => {
+        Ok(ProxyHeader::Proxied {
+            source, client_tls, ..
+        }) => {
             log::debug!("{peer}: proxied for {source}");
-            Some(source)
+            Some((source, client_tls))
         }
-        Ok(ProxyHeader::Local) => Some(peer),
+        Ok(ProxyHeader::Local) => Some((peer, false)),
         Err(e) => {
             log::warn!("{peer}: trusted proxy sent no valid PROXY header: {e}");
             None
@@ -256,18 +277,23 @@ fn refuse(stream: &TcpStream, why: &str) {
 fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    security: Security,
     ctx: &Context,
     timeout: Duration,
     release: impl FnOnce(),
 ) {
-    log::info!("{peer}: connected");
+    log::info!("{peer}: connected, {security}");
     let peer_name = peer.to_string();
+    let connection = Connection {
+        peer: &peer_name,
+        security,
+    };
     let ending = match TimedStream::new(&stream, timeout) {
         Ok(input) => session::run_then(
             BufReader::with_capacity(INPUT_BUFFER, input),
             &stream,
             ctx,
-            &peer_name,
+            connection,
             release,
         ),
         Err(e) => {

@@ -14,11 +14,12 @@ use std::sync::Arc;
 
 use pop3d::cli::{self, StartError};
 use pop3d::config::{self, Action, Config};
-use pop3d::listener::{Limits, Server, TimedStream};
+use pop3d::listener::{self, Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::OpenOptions;
 use pop3d::owner::{OwnerMaildrops, Scope};
-use pop3d::session::{self, Context, MaildropSource, UserSource};
+use pop3d::security::Security;
+use pop3d::session::{self, Connection, Context, MaildropSource, UserSource};
 use pop3d::sources::MboxFiles;
 use pop3d::sys::{self, CryptError};
 use pop3d::system_users::{SystemUsers, SystemUsersError};
@@ -153,19 +154,21 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
         maildrops,
         login_delay: config.login_delay,
         failure_delay: session::FAILURE_DELAY,
+        plaintext_auth: config.plaintext_auth,
     };
     if config.inetd {
         serve_stdio(&config, &ctx);
         return Ok(());
     }
     let listeners = cli::bind(&config.listen, None)?;
+    let secure_listeners = cli::bind(&config.secure_listen, Some("secure"))?;
     let limits = Limits {
         timeout: config.timeout,
         max_sessions: config.max_sessions,
         max_per_ip: config.max_per_ip,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    Server::new(Arc::new(ctx), limits).serve(listeners);
+    Server::new(Arc::new(ctx), limits).serve(listeners, secure_listeners);
     Ok(())
 }
 
@@ -198,6 +201,9 @@ fn hash_password() -> Result<(), SetupError> {
 /// One session on stdin/stdout. When stdin is a socket (inetd, xinetd, systemd Accept=yes)
 /// the autologout and write timeout work through it and the peer is logged; on a pipe (a
 /// person trying it in a terminal) the session runs without them.
+///
+/// Security as standalone: a TCP peer is judged by its address (after a PROXY header when
+/// it is a trusted proxy); a pipe or a Unix socket has its other end on this host.
 fn serve_stdio(config: &Config, ctx: &Context) {
     let socket = io::stdin()
         .as_fd()
@@ -205,20 +211,49 @@ fn serve_stdio(config: &Config, ctx: &Context) {
         .map(TcpStream::from)
         .ok();
     if let Some(stream) = socket {
+        let (peer, security) = match stream.peer_addr() {
+            Ok(peer) => match stdio_client(config, &stream, peer) {
+                Some((client, tls)) => (client.to_string(), Security::of(client.ip(), false, tls)),
+                None => return,
+            },
+            Err(_) => ("inetd-peer".to_string(), Security::LocalStream),
+        };
         if let Ok(input) = TimedStream::new(&stream, config.timeout) {
-            let peer = stream
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|_| "inetd-peer".into());
-            log::info!("{peer}: connected (inetd)");
-            let ending = session::run(BufReader::new(input), &stream, ctx, &peer);
+            log::info!("{peer}: connected (inetd), {security}");
+            let connection = Connection {
+                peer: &peer,
+                security,
+            };
+            let ending = session::run(BufReader::new(input), &stream, ctx, connection);
             log::info!("{peer}: session ended: {ending}");
             return;
         }
     }
-    log::info!("stdio: connected (not a socket, no autologout)");
-    let ending = session::run(BufReader::new(io::stdin()), io::stdout(), ctx, "stdio");
+    let security = Security::LocalStream;
+    log::info!("stdio: connected (not a socket, no autologout), {security}");
+    let connection = Connection {
+        peer: "stdio",
+        security,
+    };
+    let ending = session::run(BufReader::new(io::stdin()), io::stdout(), ctx, connection);
     log::info!("stdio: session ended: {ending}");
+}
+
+/// The client of an --inetd session on a TCP socket: the peer, or the client a trusted
+/// proxy's PROXY header names (with its TLS flag). None if a trusted proxy sent no header.
+fn stdio_client(
+    config: &Config,
+    stream: &TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<(std::net::SocketAddr, bool)> {
+    let trusted = config
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(peer.ip()));
+    if !trusted {
+        return Some((peer, false));
+    }
+    listener::read_proxy_header(stream, peer)
 }
 
 /// Panics go to the log, never to stderr (the client's socket under inetd); the unwinding

@@ -43,8 +43,9 @@ const MAX_V1_OCTETS: usize = 107;
 const V2_FIXED_OCTETS: usize = 16;
 
 /// The most pop3d reads after v2's fixed part. Addresses take at most 216 octets (AF_UNIX);
-/// the rest are TLVs (ALPN, authority, unique id, TLS details) that pop3d does not use, and
-/// a proxy that sends more than this is not one pop3d was set up behind.
+/// the rest are TLVs (ALPN, authority, unique id, TLS details), of which pop3d reads only the
+/// SSL one's client flag, and a proxy that sends more than this is not one pop3d was set up
+/// behind.
 const MAX_V2_PAYLOAD_OCTETS: usize = 512;
 
 /// "PROXY " starts every version 1 header (spec section 2.1).
@@ -56,6 +57,14 @@ const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// v2 address blocks: two IPv4 addresses and two ports; two IPv6 addresses and two ports.
 const V2_INET_OCTETS: usize = 12;
 const V2_INET6_OCTETS: usize = 36;
+
+/// A v2 TLV's type octet and its two octets of length (spec section 2.2.7).
+const TLV_HEADER_OCTETS: usize = 3;
+
+/// PP2_TYPE_SSL (spec section 2.2.5): the client's connection to the proxy used TLS if its
+/// first octet, `client`, has the PP2_CLIENT_SSL bit.
+const PP2_TYPE_SSL: u8 = 0x20;
+const PP2_CLIENT_SSL: u8 = 0x01;
 
 /// An address or network from --trusted-proxy ADDR[/PREFIX], IPv4 or IPv6 (an IPv4-mapped IPv6
 /// peer ::ffff:a.b.c.d matches an IPv4 network).
@@ -161,6 +170,8 @@ pub enum ProxyHeader {
     Proxied {
         source: SocketAddr,
         destination: SocketAddr,
+        /// A v2 header's SSL TLV says the client reached the proxy over TLS (v1 cannot say).
+        client_tls: bool,
     },
     /// v2 LOCAL command (health checks) or v1 "PROXY UNKNOWN": keep the proxy's own address.
     /// Also v2's PROXY command for AF_UNSPEC or AF_UNIX, which carry no IP address (the spec
@@ -329,6 +340,7 @@ fn parse_v1(body: &[u8]) -> Result<ProxyHeader, ProxyError> {
     Ok(ProxyHeader::Proxied {
         source: SocketAddr::new(parse_ip(source)?, parse_port(source_port)?),
         destination: SocketAddr::new(parse_ip(destination)?, parse_port(destination_port)?),
+        client_tls: false,
     })
 }
 
@@ -387,6 +399,7 @@ fn read_v2<R: Read>(
             Ok(ProxyHeader::Proxied {
                 source: SocketAddr::new(ip(0), port(8)),
                 destination: SocketAddr::new(ip(4), port(10)),
+                client_tls: client_tls(&payload[V2_INET_OCTETS..])?,
             })
         }
         // TCP over IPv6.
@@ -403,12 +416,40 @@ fn read_v2<R: Read>(
             Ok(ProxyHeader::Proxied {
                 source: SocketAddr::new(ip(0), port(32)),
                 destination: SocketAddr::new(ip(16), port(34)),
+                client_tls: client_tls(&payload[V2_INET6_OCTETS..])?,
             })
         }
         // UNSPEC, or a Unix stream socket: no IP address to take, so the proxy's stays.
         0x00 | 0x31 => Ok(ProxyHeader::Local),
         _ => Err(ProxyError::Unsupported("transport is not tcp")),
     }
+}
+
+/// Walks the TLVs after a v2 address block (spec section 2.2.7) and says whether a PP2_TYPE_SSL
+/// one has the PP2_CLIENT_SSL bit. Every TLV must fit in what the header's length announced:
+/// one that runs past it means the header is not what the proxy meant to send, and a TLS flag
+/// read from it would widen what the connection may do.
+fn client_tls(mut tlvs: &[u8]) -> Result<bool, ProxyError> {
+    let mut tls = false;
+    while !tlvs.is_empty() {
+        let Some((header, rest)) = tlvs.split_at_checked(TLV_HEADER_OCTETS) else {
+            return Err(ProxyError::Malformed("tlv header runs past the end"));
+        };
+        let length = usize::from(u16::from_be_bytes([header[1], header[2]]));
+        let Some((value, rest)) = rest.split_at_checked(length) else {
+            return Err(ProxyError::Malformed("tlv value runs past the end"));
+        };
+        if header[0] == PP2_TYPE_SSL {
+            // The value starts with `client` (1 octet) and `verify` (4 octets); only `client`
+            // matters here, the rest (sub-TLVs naming the version, cipher) is for logs.
+            let Some(&client) = value.first() else {
+                return Err(ProxyError::Malformed("ssl tlv without its client field"));
+            };
+            tls = client & PP2_CLIENT_SSL != 0;
+        }
+        tlvs = rest;
+    }
+    Ok(tls)
 }
 
 #[cfg(test)]
@@ -421,6 +462,8 @@ mod tests {
     #[derive(Debug, PartialEq)]
     enum Expect {
         Proxied(String, String),
+        /// Proxied, and the SSL TLV says the client used TLS.
+        ProxiedTls(String, String),
         Local,
         NotProxy,
         Truncated,
@@ -434,7 +477,13 @@ mod tests {
             Ok(ProxyHeader::Proxied {
                 source,
                 destination,
+                client_tls: false,
             }) => Expect::Proxied(source.to_string(), destination.to_string()),
+            Ok(ProxyHeader::Proxied {
+                source,
+                destination,
+                client_tls: true,
+            }) => Expect::ProxiedTls(source.to_string(), destination.to_string()),
             Ok(ProxyHeader::Local) => Expect::Local,
             Err(ProxyError::NotProxy) => Expect::NotProxy,
             Err(ProxyError::Truncated) => Expect::Truncated,
@@ -474,6 +523,26 @@ mod tests {
         Expect::Proxied(source.to_owned(), destination.to_owned())
     }
 
+    fn proxied_tls(source: &str, destination: &str) -> Expect {
+        Expect::ProxiedTls(source.to_owned(), destination.to_owned())
+    }
+
+    /// `payload` followed by one TLV of `kind` holding `value`.
+    fn with_tlv(mut payload: Vec<u8>, kind: u8, value: &[u8]) -> Vec<u8> {
+        payload.push(kind);
+        payload.extend_from_slice(&u16::try_from(value.len()).unwrap().to_be_bytes());
+        payload.extend_from_slice(value);
+        payload
+    }
+
+    /// The SSL TLV as haproxy sends it: client bits, verify (0 = ok), then a version sub-TLV.
+    fn ssl_value(client: u8) -> Vec<u8> {
+        let mut value = vec![client, 0, 0, 0, 0];
+        value.extend_from_slice(&[0x21, 0x00, 0x07]);
+        value.extend_from_slice(b"TLSv1.3");
+        value
+    }
+
     fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         let longest_v6 = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
         let longest_v1 = format!("PROXY TCP6 {longest_v6} {longest_v6} 65535 65535\r\n");
@@ -484,8 +553,9 @@ mod tests {
         unknown_108.insert(20, b'x');
         let mut with_tlvs = v2_inet_payload();
         with_tlvs.extend_from_slice(&[0x05, 0x00, 0x03, b'a', b'b', b'c']);
-        let mut largest = v2_inet_payload();
-        largest.resize(MAX_V2_PAYLOAD_OCTETS, 0);
+        // Filled to the bound with one PP2_TYPE_NOOP TLV (0x04), the spec's padding.
+        let padding = MAX_V2_PAYLOAD_OCTETS - V2_INET_OCTETS - TLV_HEADER_OCTETS;
+        let largest = with_tlv(v2_inet_payload(), 0x04, &vec![0; padding]);
         let mut oversize = v2_inet_payload();
         oversize.resize(MAX_V2_PAYLOAD_OCTETS + 1, 0);
         let mut version_1_binary = v2(0x1, 0x11, &v2_inet_payload());
@@ -620,6 +690,83 @@ mod tests {
                 proxied("192.0.2.7:40000", "10.0.0.1:110"),
             ),
             ("v2 oversize", v2(0x1, 0x11, &oversize), TooLong),
+            (
+                "v2 ssl tlv with the client ssl bit",
+                v2(
+                    0x1,
+                    0x11,
+                    &with_tlv(v2_inet_payload(), 0x20, &ssl_value(0x07)),
+                ),
+                proxied_tls("192.0.2.7:40000", "10.0.0.1:110"),
+            ),
+            (
+                "v2 tcp6 ssl tlv with the client ssl bit",
+                v2(
+                    0x1,
+                    0x21,
+                    &with_tlv(v2_inet6_payload(), 0x20, &ssl_value(0x01)),
+                ),
+                proxied_tls("[2001:db8::7]:40000", "[2001:db8::1]:110"),
+            ),
+            (
+                "v2 ssl tlv of client and verify only",
+                v2(
+                    0x1,
+                    0x11,
+                    &with_tlv(v2_inet_payload(), 0x20, &[0x01, 0, 0, 0, 0]),
+                ),
+                proxied_tls("192.0.2.7:40000", "10.0.0.1:110"),
+            ),
+            (
+                "v2 ssl tlv without the client ssl bit",
+                v2(
+                    0x1,
+                    0x11,
+                    &with_tlv(v2_inet_payload(), 0x20, &ssl_value(0x06)),
+                ),
+                proxied("192.0.2.7:40000", "10.0.0.1:110"),
+            ),
+            (
+                "v2 ssl tlv after another tlv",
+                v2(
+                    0x1,
+                    0x11,
+                    &with_tlv(with_tlvs.clone(), 0x20, &ssl_value(0x01)),
+                ),
+                proxied_tls("192.0.2.7:40000", "10.0.0.1:110"),
+            ),
+            (
+                "v2 ssl type octet inside another tlv's value is not a tlv",
+                v2(
+                    0x1,
+                    0x11,
+                    &with_tlv(v2_inet_payload(), 0x05, &[0x20, 0, 1, 1]),
+                ),
+                proxied("192.0.2.7:40000", "10.0.0.1:110"),
+            ),
+            (
+                "v2 ssl tlv without its client field",
+                v2(0x1, 0x11, &with_tlv(v2_inet_payload(), 0x20, &[])),
+                Malformed,
+            ),
+            (
+                "v2 tlv value runs past the end",
+                v2(0x1, 0x11, &{
+                    let mut p = with_tlv(v2_inet_payload(), 0x20, &ssl_value(0x01));
+                    p.pop();
+                    p
+                }),
+                Malformed,
+            ),
+            (
+                "v2 tlv header runs past the end",
+                v2(0x1, 0x11, &{
+                    let mut p = v2_inet_payload();
+                    p.extend_from_slice(&[0x20, 0x00]);
+                    p
+                }),
+                Malformed,
+            ),
             ("v2 local", v2(0x0, 0x00, &[]), Local),
             (
                 "v2 local with addresses",
@@ -669,7 +816,10 @@ mod tests {
     #[test]
     fn no_octet_after_the_header_is_read() {
         for (name, mut input, expected) in cases() {
-            if !matches!(expected, Expect::Proxied(..) | Expect::Local) {
+            if !matches!(
+                expected,
+                Expect::Proxied(..) | Expect::ProxiedTls(..) | Expect::Local
+            ) {
                 continue;
             }
             let length = input.len();
@@ -683,7 +833,10 @@ mod tests {
     #[test]
     fn every_truncated_header_is_truncated() {
         for (name, input, expected) in cases() {
-            if !matches!(expected, Expect::Proxied(..) | Expect::Local) {
+            if !matches!(
+                expected,
+                Expect::Proxied(..) | Expect::ProxiedTls(..) | Expect::Local
+            ) {
                 continue;
             }
             for cut in 0..input.len() {

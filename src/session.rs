@@ -15,6 +15,7 @@ use crate::bytes::find_byte;
 use crate::maildrop::{CommitStats, MaildropError, MessageInfo};
 use crate::protocol::command::{self, Command, LineError, MsgNum, ParseError};
 use crate::protocol::reply::{self, Code, DotWriter};
+use crate::security::{PlaintextAuth, Security};
 use crate::users::{Password, User, UsersDb};
 
 /// Replies are collected and sent once the client has nothing more queued (PIPELINING).
@@ -105,7 +106,23 @@ pub struct Context {
     pub login_delay: Duration,
     /// How long a failed authentication waits before its answer.
     pub failure_delay: Duration,
+    /// Where clear-text passwords (USER/PASS, AUTH PLAIN) are taken.
+    pub plaintext_auth: PlaintextAuth,
 }
+
+/// What the session knows of its connection: a name for the log, and whether it is secure
+/// (decided by whoever holds the socket, see security.rs).
+#[derive(Debug, Clone, Copy)]
+pub struct Connection<'a> {
+    pub peer: &'a str,
+    pub security: Security,
+}
+
+/// What a client reads after "-ERR " when it offers a clear-text password on an insecure
+/// connection; Dovecot's words, so that users and their search engines recognise it.
+/// pop3d-router hands nginx the same words, like `LOGIN_FAILED`.
+pub const PLAINTEXT_REFUSED: &str =
+    "[AUTH] plaintext authentication disallowed on non-secure (SSL/TLS) connections, use TLS";
 
 /// How a session ended, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +135,17 @@ pub enum Ending {
     /// QUIT in TRANSACTION, but UPDATE failed and nothing was removed.
     UpdateFailed {
         user: String,
+    },
+    /// QUIT in TRANSACTION; UPDATE failed halfway and the next login completes its
+    /// `deleted` removals.
+    UpdateInterrupted {
+        user: String,
+        deleted: usize,
+    },
+    /// QUIT in TRANSACTION; UPDATE removed `deleted` messages but could not sync that to disk.
+    UpdateUnsynced {
+        user: String,
+        deleted: usize,
     },
     /// The peer closed the connection (no UPDATE).
     Dropped {
@@ -148,6 +176,14 @@ impl std::fmt::Display for Ending {
             Ending::UpdateFailed { user } => {
                 write!(f, "quit but update failed, user {user}, nothing deleted")
             }
+            Ending::UpdateInterrupted { user, deleted } => write!(
+                f,
+                "quit but update interrupted, user {user}, {deleted} deletions completed at the next login"
+            ),
+            Ending::UpdateUnsynced { user, deleted } => write!(
+                f,
+                "quit, user {user}, {deleted} deleted but not synced to disk"
+            ),
             Ending::Dropped { user } => write!(f, "connection dropped, user {}", who(user)),
             Ending::Autologout { user } => write!(f, "autologout, user {}", who(user)),
             Ending::TooManyBadCommands => f.write_str("too many bad commands"),
@@ -157,14 +193,14 @@ impl std::fmt::Display for Ending {
     }
 }
 
-/// Runs one session to its end. `peer` names the client in the log.
+/// Runs one session to its end. `connection.peer` names the client in the log.
 pub fn run<R: Read + Autologout, W: Write>(
     input: BufReader<R>,
     output: W,
     ctx: &Context,
-    peer: &str,
+    connection: Connection<'_>,
 ) -> Ending {
-    run_then(input, output, ctx, peer, || {})
+    run_then(input, output, ctx, connection, || {})
 }
 
 /// Like `run`, and calls `release` once the session's maildrop is closed but before its last
@@ -174,14 +210,15 @@ pub fn run_then<R: Read + Autologout, W: Write>(
     input: BufReader<R>,
     output: W,
     ctx: &Context,
-    peer: &str,
+    connection: Connection<'_>,
     release: impl FnOnce(),
 ) -> Ending {
     let mut session = Session {
         input,
         output: BufWriter::with_capacity(OUTPUT_BUFFER, output),
         ctx,
-        peer,
+        peer: connection.peer,
+        plaintext: connection.security.allows_plaintext(ctx.plaintext_auth),
         timestamp: unique_timestamp(&ctx.hostname),
         state: State::Authorization { user: None },
         bad_commands: 0,
@@ -252,6 +289,8 @@ struct Session<'a, R: Read + Autologout, W: Write> {
     output: BufWriter<W>,
     ctx: &'a Context,
     peer: &'a str,
+    /// Whether USER/PASS and AUTH PLAIN are offered and taken on this connection.
+    plaintext: bool,
     /// The APOP timestamp of the greeting (RFC 1939 section 7).
     timestamp: String,
     state: State,
@@ -358,10 +397,18 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
         for cap in ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"] {
             reply::line(out, format_args!("{cap}"))?;
         }
-        // RFC 2449 section 6: USER and SASL only matter before authentication.
+        // RFC 2449 section 6: USER and SASL only matter before authentication; where a
+        // clear-text password would be refused, neither USER nor PLAIN is offered, so a client
+        // picks APOP or CRAM-MD5 or tells its user to turn on TLS.
         if !authorized {
-            reply::line(out, format_args!("USER"))?;
-            reply::line(out, format_args!("SASL {}", mechanisms.join(" ")))?;
+            if self.plaintext {
+                reply::line(out, format_args!("USER"))?;
+            }
+            // With neither (system users on an insecure connection) no SASL line at all:
+            // RFC 2449 gives SASL one or more mechanisms.
+            if !mechanisms.is_empty() {
+                reply::line(out, format_args!("SASL {}", mechanisms.join(" ")))?;
+            }
         }
         let delay = self.ctx.login_delay.as_secs();
         if delay > 0 {
@@ -375,13 +422,18 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
         reply::end(out)
     }
 
-    /// The SASL mechanisms this session offers: CRAM-MD5 needs a shared secret.
-    fn mechanisms(&self) -> &'static [&'static str] {
-        if self.ctx.users.has_shared_secrets() {
-            &MECHANISMS
-        } else {
-            &MECHANISMS[..1]
-        }
+    /// The SASL mechanisms this session offers: PLAIN only where a clear-text password is
+    /// taken, CRAM-MD5 only where users have a shared secret.
+    fn mechanisms(&self) -> Vec<&'static str> {
+        let shared_secrets = self.ctx.users.has_shared_secrets();
+        MECHANISMS
+            .into_iter()
+            .filter(|&m| match m {
+                "PLAIN" => self.plaintext,
+                "CRAM-MD5" => shared_secrets,
+                _ => true,
+            })
+            .collect()
     }
 
     fn quit(&mut self) -> io::Result<Next> {
@@ -408,18 +460,37 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             }
             Err(e) => {
                 log::error!("{}: update of {}'s maildrop failed: {e}", self.peer, t.user);
+                // Say what became of the deletions: none, done at the next login, or done
+                // but not yet durable. No message is lost in any case.
+                let user = t.user;
+                let deleted = t.deleted.iter().filter(|&&d| d).count();
+                let (text, ending) = match e {
+                    MaildropError::Interrupted(_) => (
+                        "removing deleted messages was interrupted, the next login completes it",
+                        Ending::UpdateInterrupted { user, deleted },
+                    ),
+                    MaildropError::Unsynced(_) => (
+                        "deleted messages removed but not confirmed on disk",
+                        Ending::UpdateUnsynced { user, deleted },
+                    ),
+                    _ => (
+                        "could not remove deleted messages, none was removed",
+                        Ending::UpdateFailed { user },
+                    ),
+                };
                 reply::err(
                     &mut self.output,
                     Some(Code::SysTemp),
-                    format_args!("could not finish removing deleted messages, no message was lost"),
+                    format_args!("{text}; no message was lost"),
                 )?;
-                Ok(Next::End(Ending::UpdateFailed { user: t.user }))
+                Ok(Next::End(ending))
             }
         }
     }
 
     fn authorization(&mut self, command: Command) -> io::Result<Next> {
         match command {
+            Command::User(_) | Command::Pass(_) if !self.plaintext => self.plaintext_refused(),
             Command::User(name) => {
                 // The same answer for every name: USER tells a stranger nothing.
                 self.state = State::Authorization { user: Some(name) };
@@ -466,6 +537,9 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             return Ok(Next::Continue);
         };
         match mechanism.as_str() {
+            // Refused before any challenge, so a client without an initial response is never
+            // asked for the password.
+            "PLAIN" if !self.plaintext => self.plaintext_refused(),
             "PLAIN" => {
                 let response = match initial {
                     // RFC 5034 section 4: "=" is an empty initial response.
@@ -536,6 +610,22 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             return Ok(None);
         }
         Ok(Some(text))
+    }
+
+    /// USER, PASS or AUTH PLAIN on a connection where clear-text passwords are refused. It
+    /// counts as a bad command, not as a failed login: no password was checked.
+    fn plaintext_refused(&mut self) -> io::Result<Next> {
+        log::info!(
+            "{}: clear-text login refused, connection is insecure",
+            self.peer
+        );
+        self.bad_commands += 1;
+        // The code is part of PLAINTEXT_REFUSED, which the router shares.
+        reply::err(&mut self.output, None, format_args!("{PLAINTEXT_REFUSED}"))?;
+        if self.bad_commands >= MAX_BAD_COMMANDS {
+            return Ok(Next::End(Ending::TooManyBadCommands));
+        }
+        Ok(Next::Continue)
     }
 
     fn auth_cancelled(&mut self) -> io::Result<Next> {
@@ -748,7 +838,8 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 DotWriter::with_body_lines(&mut self.output, lines)
             }
         };
-        // Once "+OK" is out, a failure cannot be signalled in-band: the error ends the session.
+        // Once "+OK" is out, a failure cannot be signalled in-band: the error (a file cut
+        // short while it streams is one) ends the session without the terminating line.
         loop {
             let block = match reader.fill_buf() {
                 Ok([]) => break,
@@ -762,6 +853,10 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             body.write_all(block)?;
             let used = block.len();
             reader.consume(used);
+            // TOP: past its line limit the rest of the message is not sent, nor read.
+            if body.done() {
+                break;
+            }
         }
         body.finish()?;
         Ok(Next::Continue)

@@ -733,6 +733,45 @@ pub fn unlock_ofd(file: &File) -> io::Result<()> {
     set_ofd(file, F_UNLCK).map(|_| ())
 }
 
+/// What `kill(pid, 0)` said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// The process exists (signalling it is allowed, or EPERM: it exists but is not ours).
+    Exists,
+    /// ESRCH: no process with that number in this pid namespace.
+    NoSuchProcess,
+}
+
+/// `kill(pid, 0)`: checks for a process without signalling it. None if the pid is out of
+/// range for a `pid_t` or the call failed in another way.
+pub fn signal_zero(pid: u32) -> Option<Probe> {
+    use std::ffi::c_int;
+
+    /// From <errno.h> on Linux (all architectures) and the BSDs.
+    const ESRCH: i32 = 3;
+    const EPERM: i32 = 1;
+
+    extern "C" {
+        fn kill(pid: c_int, sig: c_int) -> c_int;
+    }
+
+    // A pid that is not a positive pid_t would address a process group or every process.
+    let pid = c_int::try_from(pid).ok().filter(|&p| p > 0)?;
+    // SAFETY: `kill` is the C library's, declared with its real signature (two ints, an int
+    // back); it takes no pointers, and with signal 0 it only checks that `pid` names a
+    // process we could signal, sending nothing. `pid` is positive, so it names one process,
+    // never a group or every process.
+    let rc = unsafe { kill(pid, 0) };
+    if rc == 0 {
+        return Some(Probe::Exists);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(EPERM) => Some(Probe::Exists),
+        Some(ESRCH) => Some(Probe::NoSuchProcess),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,7 +131,7 @@ fn set_aside(path: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .expect("read dir")
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.to_string_lossy().ends_with(".pop3d-stale"))
+        .filter(|p| p.to_string_lossy().contains(".pop3d-journal.stale-"))
         .collect();
     found.sort();
     found

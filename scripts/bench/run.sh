@@ -13,9 +13,13 @@
 #                                      errors or loses mail, never on a time (CI)
 #   --small                            the smoke pass's sizes, judged like a full run
 #   --runs N                           runs per figure (default 3; 1 with --smoke or --small)
-#   --only system                      only the system-accounts scenario below
+#   --only system                      only the system-accounts figures (see below)
 #
-# After the table (as root): sessions per second with --system-users and, with --peer dovecot,
+# After the table: sessions per second straight to pop3d, through stunnel and through nginx's
+# TLS (scripts/deploy/tls/), one client for all three (scripts/bench/tls.py), and what one TLS
+# handshake costs (installs stunnel4 and nginx's mail module if missing).
+#
+# Then (as root): sessions per second with --system-users and, with --peer dovecot,
 # with Dovecot's shadow passdb, on the same test accounts, and the cost of one crypt check of
 # the host's default method, the bound both are read against (scripts/bench/system.sh).
 set -euo pipefail
@@ -35,7 +39,7 @@ while [ $# -gt 0 ]; do
         --peer=*) PEER=${1#--peer=} ;;
         --runs) RUNS=${2:?--runs needs a number}; shift ;;
         --only) ONLY=${2:?--only needs a scenario}; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -96,6 +100,13 @@ fi
 
 WORK=$(mktemp -d /tmp/pop3d-bench.XXXXXX)
 SERVER_PID=""
+TLS_PIDS=()
+tls_stop() {
+    local pid
+    for pid in "${TLS_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${TLS_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    TLS_PIDS=()
+}
 stop_server() {
     if [ -n "$SERVER_PID" ]; then
         kill "$SERVER_PID" 2>/dev/null || true
@@ -106,6 +117,7 @@ stop_server() {
 . scripts/bench/system.sh
 cleanup() {
     stop_server
+    tls_stop
     system_cleanup
     rm -rf "$WORK"
 }
@@ -262,6 +274,60 @@ for ((RUN = 1; RUN <= RUNS; RUN++)); do
         --users "$P_DIR/users" --maildrop "$WORK/startup/mail/%u" --log-file "$WORK/startup/log"
 done
 printf 'pop3d\tbinary_kb\t%s\n' "$(( $(stat -c %s "$BIN") / 1024 ))" >> "$RESULTS"
+
+# ---- TLS fronts: pop3d with --secure-listen behind stunnel and nginx, as in scripts/tls/ ----
+TLS_OUT=$WORK/tls.out
+tls_figures() {
+    . scripts/lib/packages.sh
+    . scripts/tls/site.sh
+    need_packages stunnel4:stunnel4 nginx:nginx openssl:openssl \
+        "$TLS_MODULES/ngx_mail_module.so:libnginx-mod-mail"
+    local t=$WORK/tls port
+    mkdir -p "$t/mail" "$t/stunnel"
+    tls_make_certs "$t/certs"
+    for ((i = 0; i < USERS; i++)); do cp "$PRISTINE/session" "$t/mail/u$i"; done
+    local direct secure router_port stunnel nginx_s nginx_p
+    read -r direct secure router_port stunnel nginx_s nginx_p < <(free_port 6)
+    # --max-per-ip 0: every bench client comes from 127.0.0.2.
+    "$BIN" --listen "127.0.0.1:$direct" --secure-listen "127.0.0.1:$secure" \
+        --trusted-proxy 127.0.0.1 --max-per-ip 0 --users "$P_DIR/users" \
+        --maildrop "$t/mail/%u" --log-file "$t/pop3d.log" &
+    TLS_PIDS+=($!)
+    echo "*:127.0.0.1:$secure" >"$t/routes"
+    "$POP3D_ROUTER" --listen "127.0.0.1:$router_port" --routes "$t/routes" --log-file "$t/router.log" &
+    TLS_PIDS+=($!)
+    tls_render_stunnel "$t/stunnel/stunnel.conf" "127.0.0.1:$stunnel" "127.0.0.1:$secure" "$t/certs" "$t/stunnel"
+    stunnel4 "$t/stunnel/stunnel.conf" >"$t/stunnel/stderr" 2>&1 &
+    TLS_PIDS+=($!)
+    local stunnel_pid=$!
+    tls_render_nginx "$t/nginx" "127.0.0.1:$nginx_s" "127.0.0.1:$nginx_p" "127.0.0.1:$router_port" \
+        "$t/certs" plain
+    (tls_run_nginx "$t/nginx") >"$t/nginx.stderr" 2>&1 &
+    TLS_PIDS+=($!)
+    local nginx_master=$!
+    for port in "$direct" "$secure" "$router_port" "$stunnel" "$nginx_s"; do
+        wait_port "$port" || { echo "bench.sh: a TLS front did not start" >&2; return 1; }
+    done
+    # nginx's work is done in its worker, the master's child.
+    local nginx_worker
+    nginx_worker=$(grep -l "^PPid:[[:space:]]*$nginx_master\$" /proc/[0-9]*/status | head -n 1 | cut -d/ -f3)
+    local py=(python3 scripts/bench/tls.py) ca=$t/certs/ca.pem count=500
+    [ "$SMALL" = 1 ] && count=50
+    log "TLS fronts: sessions per second, direct / stunnel / nginx"
+    {
+        "${py[@]}" sessions "direct, no TLS" "127.0.0.1:$direct" u "$USERS" "$PASSWORD" "$CLIENTS" "$SESSION_SECONDS"
+        "${py[@]}" sessions "stunnel POP3S" "127.0.0.1:$stunnel" u "$USERS" "$PASSWORD" "$CLIENTS" "$SESSION_SECONDS" "$ca"
+        "${py[@]}" sessions "nginx POP3S" "127.0.0.1:$nginx_s" u "$USERS" "$PASSWORD" "$CLIENTS" "$SESSION_SECONDS" "$ca"
+        log "TLS fronts: $count handshakes each"
+        "${py[@]}" handshake stunnel "127.0.0.1:$stunnel" "$count" "$ca" "$stunnel_pid"
+        "${py[@]}" handshake nginx "127.0.0.1:$nginx_s" "$count" "$ca" "$nginx_worker"
+    } >"$TLS_OUT"
+}
+TLS_OK=1
+if [ "$ONLY" != system ]; then
+    tls_figures || TLS_OK=0
+    tls_stop
+fi
 SYSTEM_STATUS=0
 system_figures || SYSTEM_STATUS=$?
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -292,6 +358,29 @@ if "$TOOL" "${REPORT[@]}"; then
     pass "no errors and no lost mail in the table"
 else
     fail "no errors and no lost mail in the table"
+fi
+
+echo
+echo "TLS fronts ($CLIENTS clients for $SESSION_SECONDS s each; a session is connect, TLS if any,"
+echo "greeting, USER/PASS, STAT, QUIT; one Python client for all three paths):"
+echo
+echo "| path | sessions/s | errors |"
+echo "| --- | ---: | ---: |"
+awk -F'\t' '$1 == "sessions" { printf "| %s | %s | %s |\n", $2, $3, $4 }' "$TLS_OUT" 2>/dev/null
+echo
+echo "One TLS handshake (sequential, TLS 1.3, P-256 certificate; wall time is connect + handshake"
+echo "minus a plain connect; CPU is the front's own):"
+echo
+echo "| front | ms wall | ms CPU in the front |"
+echo "| --- | ---: | ---: |"
+awk -F'\t' '$1 == "handshake" { printf "| %s | %s | %s |\n", $2, $3, $4 }' "$TLS_OUT" 2>/dev/null
+echo
+# Three session figures without errors and two handshake figures, or the TLS run failed.
+if [ "$TLS_OK" = 1 ] && awk -F'\t' '$1 == "sessions" && $4 == 0 && $3 > 0 { s++ } $1 == "handshake" { h++ }
+        END { exit !(s == 3 && h == 2) }' "$TLS_OUT" 2>/dev/null; then
+    pass "TLS fronts: three session figures without errors, two handshake figures"
+else
+    fail "TLS fronts: three session figures without errors, two handshake figures"
 fi
 system_table
 # Status 2: not root, so no accounts could be made; the table then says nothing of them.

@@ -29,7 +29,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 read -r PORT_A PORT_B ROUTER_USERS ROUTER_ONLY PUBLIC MAIL PUBLIC_RO MAIL_RO \
-    < <(free_port 8)
+    PUBLIC_TLS MAIL_TLS PUBLIC_RO_TLS MAIL_RO_TLS < <(free_port 12)
 
 # nginx connects to the backends from 127.0.0.1.
 scale_start_backends "$DIR" "$PORT_A" "$PORT_B" --trusted-proxy 127.0.0.1 --max-per-ip 2
@@ -38,9 +38,9 @@ scale_start_router "$DIR" router-route-only "$ROUTER_ONLY"
 CAPABILITIES=$(timeout 10 python3 scripts/scale-out/fixture.py capa "127.0.0.1:$PORT_A")
 # stream {}'s cap (20) above pop3d's (2), so that the per-address checks meet pop3d's.
 scale_start_nginx "$DIR/nginx-users" "$PUBLIC" "$MAIL" "$ROUTER_USERS" \
-    "plain apop cram-md5" 20 "$CAPABILITIES"
+    "plain apop cram-md5" 20 "$CAPABILITIES" "$PUBLIC_TLS" "$MAIL_TLS"
 scale_start_nginx "$DIR/nginx-route-only" "$PUBLIC_RO" "$MAIL_RO" "$ROUTER_ONLY" \
-    "plain" 20 "$CAPABILITIES"
+    "plain" 20 "$CAPABILITIES" "$PUBLIC_RO_TLS" "$MAIL_RO_TLS"
 
 export SCALE_DIR=$DIR
 export SCALE_PROXY=127.0.0.1:$PUBLIC
@@ -55,6 +55,46 @@ for check in $(python3 scripts/scale-out/checks.py list); do
         fail "$check"
     fi
 done
+
+# A TLS client through each nginx, POP3S and STLS, with the certificate checked against the
+# CA made for that nginx; bob lives on backend B, whose log must show the client's address.
+tls_client() {
+    timeout 60 python3 - "$@" <<'PY'
+import poplib, socket, ssl, sys
+mode, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+# From 127.0.0.5, an address nothing else in the site uses, for backend B's log.
+def connect(self, timeout):
+    sock = socket.create_connection((self.host, self.port), timeout, ("127.0.0.5", 0))
+    return self.context.wrap_socket(sock, server_hostname=self.host) if mode == "pop3s" else sock
+if mode == "pop3s":
+    poplib.POP3_SSL._create_socket = connect
+    p = poplib.POP3_SSL("localhost", port, context=ctx, timeout=30)
+else:
+    poplib.POP3._create_socket = connect
+    p = poplib.POP3("localhost", port, timeout=30)
+    p.stls(ctx)
+p.user("bob")
+p.pass_("builder")
+count, _ = p.stat()
+p.quit()
+sys.exit(0 if count > 0 else 1)
+PY
+}
+for site in "users $PUBLIC $PUBLIC_TLS" "route-only $PUBLIC_RO $PUBLIC_RO_TLS"; do
+    read -r name plain tls <<<"$site"
+    ca=$DIR/nginx-$name/certs/ca.pem
+    if tls_client pop3s "$tls" "$ca" && tls_client stls "$plain" "$ca"; then
+        pass "tls_clients_log_in_through_nginx_$name (POP3S and STLS)"
+    else
+        fail "tls_clients_log_in_through_nginx_$name (POP3S and STLS)"
+    fi
+done
+if grep -q "127.0.0.5:[0-9]*: connected, secure" "$DIR/b/pop3d.log"; then
+    pass "backend_b_logs_the_tls_clients_address"
+else
+    fail "backend_b_logs_the_tls_clients_address"
+fi
 
 # Sessions per second, through the proxy and straight to backend A (the bench clients'
 # addresses are not trusted proxies, so pop3d takes them as ordinary clients).

@@ -9,6 +9,8 @@
 # Every process started is recorded in SCALE_PIDS; scale_stop_all ends exactly those.
 
 SCALE_MODULES=/usr/lib/nginx/modules
+# The test CA and certificate for nginx's TLS (tls_make_certs).
+. scripts/tls/site.sh
 SCALE_PIDS=()
 # The site's Python helpers leave no __pycache__ in the source tree.
 export PYTHONDONTWRITEBYTECODE=1
@@ -48,7 +50,8 @@ scale_stop_all() {
 
 # scale_start_backends DIR PORT_A PORT_B [pop3d options...]
 # Writes the site's users and mboxes under DIR and starts pop3d for A and B, with the given
-# options (--trusted-proxy 127.0.0.1, for nginx's address, among them).
+# options (--trusted-proxy 127.0.0.1, for nginx's address, among them). Each listens with
+# --secure-listen: nginx has checked TLS (or a loopback client) before it logs in there.
 scale_start_backends() {
     local dir=$1 port_a=$2 port_b=$3
     shift 3
@@ -59,7 +62,7 @@ scale_start_backends() {
     for backend in a b; do
         [ "$backend" = a ] && port=$port_a || port=$port_b
         scale_spawn "$dir/$backend/stderr" "$POP3D" \
-            --listen "127.0.0.1:$port" --users "$dir/$backend/users" \
+            --secure-listen "127.0.0.1:$port" --users "$dir/$backend/users" \
             --maildrop "$dir/$backend/mail/%u" --hostname "backend-$backend.test" \
             --log-file "$dir/$backend/pop3d.log" "$@"
     done
@@ -76,10 +79,14 @@ scale_start_router() {
 }
 
 # scale_start_nginx PREFIX PUBLIC_PORT MAIL_PORT ROUTER_PORT POP3_AUTH PER_ADDRESS CAPABILITIES
-# Renders scripts/deploy/scale-out/nginx.conf into PREFIX and runs nginx there in the foreground.
+#                   PUBLIC_TLS_PORT MAIL_TLS_PORT
+# Renders scripts/deploy/scale-out/nginx.conf into PREFIX, with a certificate for localhost
+# from a CA made for it (PREFIX/certs/ca.pem), and runs nginx there in the foreground.
 scale_start_nginx() {
     local prefix=$1 public=$2 mail=$3 router=$4 pop3_auth=$5 per_address=$6 capabilities=$7
+    local public_tls=$8 mail_tls=$9
     mkdir -p "$prefix"
+    tls_make_certs "$prefix/certs" || return 1
     # '|' cannot occur in any value, so it delimits the substitutions.
     sed -e "s|@MODULES@|$SCALE_MODULES|g" \
         -e "s|@PREFIX@|$prefix|g" \
@@ -91,9 +98,14 @@ scale_start_nginx() {
         -e "s|@PER_ADDRESS@|$per_address|g" \
         -e "s|@HOSTNAME@|proxy.test|g" \
         -e "s|@CAPABILITIES@|$capabilities|g" \
+        -e "s|@PUBLIC_TLS@|127.0.0.1:$public_tls|g" \
+        -e "s|@MAIL_TLS@|127.0.0.1:$mail_tls|g" \
+        -e "s|@CERT@|$prefix/certs/server.pem|g" \
+        -e "s|@KEY@|$prefix/certs/server.key|g" \
+        -e "s|@STARTTLS@|on|g" \
         scripts/deploy/scale-out/nginx.conf >"$prefix/nginx.conf"
     nginx -t -q -p "$prefix" -c "$prefix/nginx.conf" -g "pid $prefix/nginx.pid;"
     scale_spawn "$prefix/stderr" nginx -p "$prefix" -c "$prefix/nginx.conf" \
         -g "daemon off; pid $prefix/nginx.pid;"
-    scale_wait_port "$public"
+    scale_wait_port "$public" && scale_wait_port "$public_tls"
 }

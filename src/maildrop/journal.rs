@@ -68,7 +68,7 @@
 //! md-5's time. A copy of the crashed file itself, or one followed by new mail, is a state
 //! a crash leaves, and is rightly finished. When the check fails (or the mbox is missing,
 //! or the journal is an older pop3d's) the recovery writes nothing to the mbox: it renames
-//! the journal aside as "<journal>.<unix time>.pop3d-stale" (never overwriting an earlier
+//! the journal aside as "<mbox>.pop3d-journal.stale-<unix time>" (never overwriting an earlier
 //! one, never deleting it), logs an error naming both files, and the login proceeds on the
 //! file as it is.
 
@@ -82,6 +82,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
 
+use super::companion;
 use super::fault_point;
 use super::lock::{match_owner, sibling};
 
@@ -128,10 +129,6 @@ const DONE_WINDOW: u64 = 64 << 10;
 /// Most names tried when setting a journal aside in one second.
 const MAX_ASIDE_NAMES: u32 = 1000;
 
-/// What ends the name of a journal set aside: a reserved user-name suffix, so that no
-/// user's mbox or companion file can be one.
-pub const STALE_SUFFIX: &str = ".pop3d-stale";
-
 /// Slots start on a page boundary after the plan.
 const ALIGN: u64 = 4096;
 
@@ -141,7 +138,7 @@ const MAX_RANGES: u64 = super::scan::MAX_MESSAGES as u64 + 1;
 
 /// The journal of `mbox`.
 pub fn journal_path(mbox: &Path) -> PathBuf {
-    sibling(mbox, ".pop3d-journal")
+    sibling(mbox, companion::JOURNAL)
 }
 
 /// Why a rewrite or its recovery failed.
@@ -1249,19 +1246,20 @@ fn replay(
     Ok(true)
 }
 
-/// Renames the journal at `jpath` aside as "<journal>.<unix time>.pop3d-stale" (with "-N"
-/// after the time if that exists: an earlier one is never overwritten, since a hard link
+/// Renames the journal at `jpath` aside as "<mbox>.pop3d-journal.stale-<unix time>" (a
+/// reserved companion name, see `companion::JOURNAL_SET_ASIDE`; with "-N" after the time if
+/// that exists: an earlier one is never overwritten, since a hard link
 /// never replaces a file) and returns the new name.
 fn set_aside(jpath: &Path) -> Result<PathBuf, JournalError> {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     for n in 0..MAX_ASIDE_NAMES {
-        let suffix = match n {
-            0 => format!(".{secs}{STALE_SUFFIX}"),
-            n => format!(".{secs}-{n}{STALE_SUFFIX}"),
+        let tag = match n {
+            0 => format!("{secs}"),
+            n => format!("{secs}-{n}"),
         };
-        let aside = sibling(jpath, &suffix);
+        let aside = companion::journal_set_aside(jpath, &tag);
         match fs::hard_link(jpath, &aside) {
             Ok(()) => {
                 fs::remove_file(jpath)?;
@@ -1292,7 +1290,7 @@ fn retail(
         kept: Vec::new(),
         tail_src: e,
     };
-    let tmp = sibling(&old.path, ".new");
+    let tmp = companion::journal_temp(&old.path);
     match fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -1650,7 +1648,7 @@ mod tests {
         fs::read_dir(dir.path())
             .expect("read dir")
             .map(|e| e.expect("entry").path())
-            .filter(|p| p.to_string_lossy().ends_with(STALE_SUFFIX))
+            .filter(|p| p.to_string_lossy().contains(companion::JOURNAL_SET_ASIDE))
             .collect()
     }
 
@@ -1789,7 +1787,9 @@ mod tests {
             fs::write(&jpath, [round]).expect("write");
             let aside = set_aside(&jpath).expect("set aside");
             assert!(!jpath.exists());
-            assert!(aside.to_string_lossy().ends_with(STALE_SUFFIX));
+            assert!(aside
+                .to_string_lossy()
+                .contains(companion::JOURNAL_SET_ASIDE));
             // No user's mbox can be a set-aside journal.
             let name = aside.file_name().and_then(|n| n.to_str()).expect("name");
             assert!(!crate::auth::valid_user_name(name), "{name}");

@@ -1,7 +1,8 @@
 //! Locks on a maildrop: the delivery locks (OFD fcntl, dotlock, flock) that pop3d shares with
 //! delivery agents while it scans or rewrites an mbox, and the session lock that keeps two
 //! POP3 sessions off one maildrop. Every guard releases its locks on Drop. The OFD `fcntl`
-//! call itself is in `sys`, with the crate's other FFI.
+//! call and the `kill(pid, 0)` probe of a dotlock's holder are in `sys`, with the crate's other
+//! FFI.
 
 use std::error::Error;
 use std::fmt;
@@ -14,9 +15,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fs2::FileExt;
 
-/// A dotlock older than this is stale even if its holder seems alive: liblockfile and
-/// postfix (`stale_lock_time`) also give up on a dotlock after about five minutes, and
-/// pop3d refreshes its own while a long UPDATE runs.
+use super::companion;
+use crate::sys;
+
+/// A dotlock older than this (by its mtime) is stale even if its holder seems alive:
+/// liblockfile and postfix (`stale_lock_time`) also give up on a dotlock after about five
+/// minutes, and pop3d refreshes its own while a long UPDATE runs. A younger dotlock is broken
+/// only when its holder is provably gone (see `holder`).
 pub const STALE_DOTLOCK_AGE: Duration = Duration::from_secs(300);
 
 /// Pause between two attempts at the whole set of delivery locks: short enough that a
@@ -100,11 +105,10 @@ fn is_full(e: &io::Error) -> bool {
     )
 }
 
-/// `path` with `suffix` appended to its file name ("/var/mail/alice" -> "/var/mail/alice.lock").
+/// `path` with `suffix` appended to its file name ("/var/mail/alice" -> "/var/mail/alice.lock");
+/// the suffixes are those of `companion`.
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
+    companion::path(path, suffix)
 }
 
 /// Takes a non-blocking OFD write lock on all of `file`; Ok(false) if another open file
@@ -127,11 +131,11 @@ pub struct DotLock {
 }
 
 impl DotLock {
-    /// Tries once to create the dotlock of `mbox`, breaking a stale one (its pid is gone, or
-    /// it is older than `STALE_DOTLOCK_AGE`) and saying so in the log. Ok(None): held by a
-    /// live holder.
+    /// Tries once to create the dotlock of `mbox`, breaking a stale one (its pid is provably
+    /// gone, or it is older than `STALE_DOTLOCK_AGE`) and saying so in the log. Ok(None):
+    /// held by a holder that may be alive.
     pub fn try_acquire(mbox: &Path) -> io::Result<Option<DotLock>> {
-        let path = sibling(mbox, ".lock");
+        let path = sibling(mbox, companion::DOTLOCK);
         // Two rounds: the second one follows the removal of a stale lock.
         for _ in 0..2 {
             match OpenOptions::new()
@@ -209,8 +213,8 @@ fn break_if_stale(path: &Path) -> io::Result<bool> {
         .duration_since(meta.modified()?)
         .unwrap_or(Duration::ZERO);
     let pid = if meta.is_file() { read_pid(path) } else { None };
-    let reason = match pid {
-        Some(pid) if !process_exists(pid) => format!("its process {pid} is gone"),
+    let reason = match pid.map(holder) {
+        Some(Holder::Gone(pid)) => format!("its process {pid} is gone"),
         _ if age > STALE_DOTLOCK_AGE => format!("it is {} s old", age.as_secs()),
         _ => return Ok(false),
     };
@@ -233,10 +237,38 @@ fn read_pid(path: &Path) -> Option<u32> {
     text.trim().parse().ok().filter(|&pid| pid > 0)
 }
 
-/// Whether process `pid` exists. Without /proc this cannot be told, and the answer is yes,
-/// so only the age rule breaks the lock.
-fn process_exists(pid: u32) -> bool {
-    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
+/// What pop3d can tell about the process named in a dotlock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    /// Provably gone: the dotlock is stale whatever its age.
+    Gone(u32),
+    /// Alive, or nothing can be proven: only the age rule may break the dotlock.
+    NotProvenGone,
+}
+
+/// Whether the process `pid` of a dotlock is provably gone. The proof is ESRCH from
+/// `kill(pid, 0)`, trusted only when pop3d runs in the initial pid namespace, where every
+/// process of the host has its own number: in a container an agent outside it has a pid
+/// pop3d cannot see, and `/proc/PID` proves nothing anywhere (a `hidepid=2` mount hides
+/// other users' processes). EPERM means the process exists. A delivery agent that runs in a
+/// container of its own writes pids of its namespace, which nothing outside can check: like
+/// liblockfile, pop3d cannot tell those apart from dead ones (such agents are better set to
+/// write no pid, or to use fcntl/flock locks only).
+fn holder(pid: u32) -> Holder {
+    match sys::signal_zero(pid) {
+        Some(sys::Probe::NoSuchProcess) if in_initial_pid_namespace() => Holder::Gone(pid),
+        _ => Holder::NotProvenGone,
+    }
+}
+
+/// The inode number of the initial pid namespace (Linux `PROC_PID_INIT_INO`), as
+/// `/proc/self/ns/pid` names it.
+const INITIAL_PID_NAMESPACE: &str = "pid:[4026531836]";
+
+/// Whether this process sees every process of the host by its own pid. Without /proc (or
+/// off Linux) this cannot be told, and the answer is no, so only the age rule breaks locks.
+fn in_initial_pid_namespace() -> bool {
+    fs::read_link("/proc/self/ns/pid").is_ok_and(|ns| ns == Path::new(INITIAL_PID_NAMESPACE))
 }
 
 /// The delivery locks of one mbox, held while pop3d scans or rewrites it; released on Drop in
@@ -247,6 +279,8 @@ pub struct DeliveryLocks<'a> {
     ofd: bool,
     dotlock: Option<DotLock>,
     flock: bool,
+    /// When the set was complete: how long delivery was held up is logged on Drop.
+    taken: Instant,
 }
 
 impl<'a> DeliveryLocks<'a> {
@@ -280,6 +314,7 @@ impl<'a> DeliveryLocks<'a> {
             ofd: false,
             dotlock: None,
             flock: false,
+            taken: Instant::now(),
         };
         if let Some(f) = file {
             if !try_lock_ofd(f).map_err(LockError::Io)? {
@@ -298,6 +333,7 @@ impl<'a> DeliveryLocks<'a> {
                 Err(e) => return Err(LockError::Io(e)),
             }
         }
+        locks.taken = Instant::now();
         Ok(Some(locks))
     }
 
@@ -316,7 +352,15 @@ impl Drop for DeliveryLocks<'_> {
                 }
             }
         }
-        self.dotlock = None;
+        if let Some(d) = self.dotlock.take() {
+            // Delivery agents wait for these; procmail sleeps LOCKSLEEP (8 s) whenever it
+            // finds the dotlock taken, so every millisecond here is worth knowing.
+            log::debug!(
+                "delivery locks of {} held {} us",
+                d.path().display(),
+                self.taken.elapsed().as_micros()
+            );
+        }
         if let Some(f) = self.file {
             if self.ofd {
                 if let Err(e) = unlock_ofd(f) {
@@ -405,7 +449,7 @@ impl SessionLock {
     /// 0600, if missing). `LockError::InUse` if another session, in this process or another
     /// one, holds it; `LockError::Denied` if the companion cannot be created or opened.
     pub fn try_acquire(mbox: &Path) -> Result<SessionLock, LockError> {
-        let path = sibling(mbox, ".pop3d");
+        let path = sibling(mbox, companion::SESSION);
         let (file, created) = open_private_file(&path)?;
         if created {
             // A fresh companion has never seen a login.
@@ -603,6 +647,68 @@ mod tests {
         fs::write(&lock_path, b"").expect("write");
         assert!(DotLock::try_acquire(&path).expect("acquire").is_none());
         assert!(lock_path.exists());
+    }
+
+    /// Set in the child that `fresh_dotlock_of_a_process_in_another_pid_namespace_is_respected`
+    /// starts in a pid namespace of its own: the mbox whose dotlock holds a pid it cannot see.
+    const CHILD_MBOX: &str = "POP3D_TEST_UNSEEN_HOLDER_MBOX";
+
+    /// An agent outside pop3d's pid namespace (pop3d in a container, the agent on the host)
+    /// holds the dotlock: pop3d sees neither its /proc entry nor, by kill, the process. A fresh
+    /// lock must still hold; only its age may break it.
+    #[test]
+    fn fresh_dotlock_of_a_process_in_another_pid_namespace_is_respected() {
+        if let Some(mbox) = std::env::var_os(CHILD_MBOX) {
+            // In the child namespace: the holder (our parent test process) is invisible.
+            let path = PathBuf::from(mbox);
+            assert!(
+                DotLock::try_acquire(&path).expect("acquire").is_none(),
+                "a fresh dotlock of an unseen holder was broken"
+            );
+            let lock_path = sibling(&path, companion::DOTLOCK);
+            let old = SystemTime::now() - STALE_DOTLOCK_AGE - Duration::from_secs(60);
+            File::options()
+                .write(true)
+                .open(&lock_path)
+                .and_then(|f| f.set_modified(old))
+                .expect("age");
+            assert!(DotLock::try_acquire(&path).expect("acquire").is_some());
+            return;
+        }
+        let dir = TempDir::new("dotlock-unseen");
+        if !privileged(&dir) {
+            eprintln!("skipped: a pid namespace needs root");
+            return;
+        }
+        let path = mbox(&dir);
+        let lock_path = sibling(&path, companion::DOTLOCK);
+        fs::write(&lock_path, format!("{}\n", std::process::id())).expect("write");
+        let exe = std::env::current_exe().expect("test binary");
+        let ran = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc"])
+            .arg(exe)
+            .args([
+                "--exact",
+                "maildrop::lock::tests::fresh_dotlock_of_a_process_in_another_pid_namespace_is_respected",
+                "--nocapture",
+            ])
+            .env(CHILD_MBOX, &path)
+            .output();
+        let out = match ran {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("skipped: cannot run unshare: {e}");
+                return;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && text.contains("unshare failed") {
+            eprintln!("skipped: no pid namespaces here: {text}");
+            return;
+        }
+        assert!(out.status.success(), "child: {text}");
+        assert!(text.contains("1 passed"), "the child ran no test: {text}");
     }
 
     #[test]

@@ -2,10 +2,15 @@
 //! message, commit deletions crash-safely. Owns every byte pop3d reads from or writes to an
 //! mbox; knows nothing of the POP3 protocol (the session maps its errors to replies).
 //!
-//! Delivery locks are held only while the maildrop is scanned at login and while UPDATE
-//! rewrites it, so a slow client never holds up delivery; in between, the session lock keeps
-//! other POP3 sessions away, and every read checks that the bytes are still those scanned.
+//! Delivery locks are held while UPDATE rewrites the mbox; at login the scan runs without
+//! them, and they are taken only for an instant to check that no delivery wrote meanwhile
+//! (see `scan_without_holding_up_delivery`: procmail sleeps LOCKSLEEP seconds, 8 by default,
+//! whenever it finds the dotlock taken); only when that check fails are they held for
+//! recovery and scan. A slow client never holds up delivery: in between, the session lock
+//! keeps other POP3 sessions away, and every read checks that the bytes are still those
+//! scanned. The mbox is read without advancing its access time (see `open_without_atime`).
 
+pub mod companion;
 mod fault;
 pub mod from_line;
 pub mod journal;
@@ -74,6 +79,16 @@ pub enum MaildropError {
     TooLarge { messages: usize },
     /// The mbox belongs to someone other than the user it is served to (--system-users).
     NotOwned(PathBuf),
+    /// The file ended at `at`, before the end of the message being read (`end`): it was cut
+    /// or rewritten while the message streamed. Comes back inside an `io::Error` of kind
+    /// `UnexpectedEof` from a message reader.
+    Truncated { at: u64, end: u64 },
+    /// UPDATE failed after it began rewriting the mbox: its journal stays, and the next open
+    /// completes the deletions (no message is lost, none comes back).
+    Interrupted(io::Error),
+    /// UPDATE removed the deleted messages (by truncating the mbox) but could not make that
+    /// durable: a crash now may bring them back, nothing else.
+    Unsynced(io::Error),
     /// Reading or writing failed.
     Io(io::Error),
 }
@@ -92,6 +107,18 @@ impl fmt::Display for MaildropError {
             MaildropError::NotOwned(p) => {
                 write!(f, "{}: not owned by the mailbox's user", p.display())
             }
+            MaildropError::Truncated { at, end } => {
+                write!(
+                    f,
+                    "mbox ends at byte {at}, before the message's end at {end}"
+                )
+            }
+            MaildropError::Interrupted(e) => {
+                write!(f, "update interrupted, the next login completes it: {e}")
+            }
+            MaildropError::Unsynced(e) => {
+                write!(f, "deleted messages removed but not synced to disk: {e}")
+            }
             MaildropError::Io(e) => write!(f, "maildrop i/o error: {e}"),
         }
     }
@@ -100,7 +127,10 @@ impl fmt::Display for MaildropError {
 impl Error for MaildropError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            MaildropError::LockDenied(e) | MaildropError::Io(e) => Some(e),
+            MaildropError::LockDenied(e)
+            | MaildropError::Interrupted(e)
+            | MaildropError::Unsynced(e)
+            | MaildropError::Io(e) => Some(e),
             _ => None,
         }
     }
@@ -185,22 +215,20 @@ impl Maildrop {
             )));
         }
         let file = open_mbox(path)?;
-        let scan = {
+        let optimistic = match &file {
+            Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout)?,
+            None => None,
+        };
+        let scan = if let Some(scan) = optimistic {
+            scan
+        } else {
             let locks = DeliveryLocks::acquire(file.as_ref(), path, opts.lock_timeout)?;
             let keepalive = || refresh(&locks);
             // Before anything else reads the mbox: it may be half rewritten.
             journal::recover(path, file.as_ref(), &keepalive)?;
             match &file {
-                Some(f) => {
-                    let octets = f.metadata()?.len();
-                    let mut scan =
-                        scan::scan_sized(BufReader::new(ReadAt::new(f, 0, u64::MAX)), octets)?;
-                    // Still under the delivery locks: the bodies read are the ones scanned.
-                    scan::distinguish(&mut scan.messages, |m| {
-                        scan::body_digest(ReadAt::new(f, m.content_start, m.content_len))
-                    })?;
-                    scan
-                }
+                // Under the delivery locks: the bodies read are the ones scanned.
+                Some(f) => scan_file(f, f.metadata()?.len(), u64::MAX)?,
                 None => scan::Scan {
                     messages: Vec::new(),
                     scanned_len: 0,
@@ -245,6 +273,9 @@ impl Maildrop {
     /// The raw on-disk content of message `index` (0-based): exactly content_len bytes,
     /// streamed from the file (never read whole into memory). Before returning, checks that
     /// the file still holds what the scan saw at that place (else MaildropError::Changed).
+    /// If the file ends before the message does while it streams, the reader fails with an
+    /// `io::ErrorKind::UnexpectedEof` error holding `MaildropError::Truncated`: a short read
+    /// never looks like the message's end.
     pub fn message_reader(&mut self, index: usize) -> Result<Box<dyn BufRead + '_>, MaildropError> {
         let info = self
             .messages
@@ -256,15 +287,16 @@ impl Maildrop {
         if end < self.scanned_len && !from_line_at(file, end)? {
             return Err(MaildropError::Changed);
         }
-        let reader = ReadAt::new(file, info.content_start, info.content_len);
+        let reader = ReadAt::new(file, info.content_start, info.content_len).exact();
         Ok(Box::new(BufReader::with_capacity(READ_BUFFER, reader)))
     }
 
     /// UPDATE: removes the records of the messages whose `deleted[i]` is true, keeps every
     /// other byte (including mail appended after open), crash-safely. Ok only once durable.
     ///
-    /// When Err comes back, nothing was removed, except after an I/O error in the middle of
-    /// the rewrite: then the journal stays and the next open completes the deletions.
+    /// When Err comes back, nothing was removed, except in two cases the error names:
+    /// `Interrupted` (an I/O error in the middle of the rewrite: the journal stays and the next
+    /// open completes the deletions) and `Unsynced` (removed, but not durably).
     pub fn commit(&mut self, deleted: &[bool]) -> Result<CommitStats, MaildropError> {
         if deleted.len() != self.messages.len() {
             return Err(MaildropError::Io(io::Error::new(
@@ -314,7 +346,9 @@ impl Maildrop {
             fault_point("truncate").map_err(|e| untouched(e.into()))?;
             file.set_len(plan.first_dst)
                 .map_err(|e| untouched(e.into()))?;
-            file.sync_all().map_err(|e| (e.into(), true))?;
+            fault_point("truncate-sync")
+                .and_then(|()| file.sync_all())
+                .map_err(|e| (MaildropError::Unsynced(e), true))?;
             return Ok(());
         }
         let keepalive = || refresh(&locks);
@@ -332,7 +366,11 @@ impl Maildrop {
                     "{}: update interrupted, the next login completes it: {e}",
                     self.path.display()
                 );
-                Err((e.into(), true))
+                let e = match MaildropError::from(e) {
+                    MaildropError::Io(e) => e,
+                    other => io::Error::other(other),
+                };
+                Err((MaildropError::Interrupted(e), true))
             }
         }
     }
@@ -449,6 +487,80 @@ impl Maildrop {
     }
 }
 
+/// What tells whether a file was written to between two looks at it: any write changes its
+/// ctime, an append its length too.
+#[derive(Debug, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Fingerprint {
+    fn of(file: &File) -> io::Result<Fingerprint> {
+        let m = file.metadata()?;
+        Ok(Fingerprint {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+/// The scan at open without holding up delivery: the mbox is scanned without the delivery
+/// locks, which are then taken (waiting as always) only for the instant it takes to compare
+/// the file's fingerprint with the one before the scan and to look for a journal. An agent
+/// that was writing while the scan ran has finished once its locks are free, and its write
+/// changed the file's length and ctime; a write that starts later lands past the scanned
+/// bytes, as mail that arrives during a session always does. Taking the dotlock also proves,
+/// as before, that pop3d may create it (else the login is refused, not the UPDATE). None when
+/// the file changed, a journal waits for recovery or the unlocked scan failed: then the caller
+/// takes the locks again, recovers and scans under them. A rewrite of the same length within
+/// one tick of the file system's clock could pass the check; every later read and UPDATE
+/// re-checks the records they touch.
+fn scan_without_holding_up_delivery(
+    file: &File,
+    path: &Path,
+    timeout: Duration,
+) -> Result<Option<scan::Scan>, MaildropError> {
+    if journal_pending(path)? {
+        return Ok(None);
+    }
+    let before = Fingerprint::of(file)?;
+    // The bodies that `distinguish` reads are checked by the same fingerprint as the scan.
+    let Ok(scan) = scan_file(file, before.len, before.len) else {
+        // Perhaps a half-written delivery: the locked scan says what is really there.
+        return Ok(None);
+    };
+    let locks = DeliveryLocks::acquire(Some(file), path, timeout)?;
+    let unchanged = Fingerprint::of(file)? == before && !journal_pending(path)?;
+    drop(locks);
+    Ok(unchanged.then_some(scan))
+}
+
+/// Scans `file` (`octets` long, read up to `limit`), then tells apart messages whose header
+/// digests collide by their bodies, so their unique ids never pass from one to another.
+fn scan_file(file: &File, octets: u64, limit: u64) -> Result<scan::Scan, scan::ScanError> {
+    let mut scan = scan::scan_sized(BufReader::new(ReadAt::new(file, 0, limit)), octets)?;
+    scan::distinguish(&mut scan.messages, |m| {
+        scan::body_digest(ReadAt::new(file, m.content_start, m.content_len))
+    })?;
+    Ok(scan)
+}
+
+/// Whether an interrupted UPDATE left a journal beside the mbox.
+fn journal_pending(path: &Path) -> io::Result<bool> {
+    match fs::symlink_metadata(journal::journal_path(path)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn no_such_message(index: usize) -> MaildropError {
     MaildropError::Io(io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -468,7 +580,7 @@ fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
     if !meta.is_file() {
         return Err(MaildropError::NotAFile(path.to_owned()));
     }
-    let file = match fs::OpenOptions::new().read(true).write(true).open(path) {
+    let file = match open_without_atime(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -479,6 +591,37 @@ fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
         return Err(MaildropError::NotAFile(path.to_owned()));
     }
     Ok(Some(file))
+}
+
+/// Linux's O_NOATIME (the same on x86_64 and aarch64): reads leave the access time alone.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+const O_NOATIME: i32 = 0o1_000_000;
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+const O_NOATIME: i32 = 0;
+
+/// Opens the mbox read-write so that pop3d's reads do not advance its access time. procmail
+/// (and other agents with the same "new mail" rule) sleeps a second before it writes to an
+/// mbox read within the current second, so that the new mtime is later than the atime; with
+/// a session every second, nearly every delivery slept. Reading without touching the atime,
+/// as Dovecot restores it, also keeps "new mail" notices (mtime > atime) as they were.
+/// O_NOATIME needs the file's owner (or CAP_FOWNER); otherwise the mbox is opened plainly.
+fn open_without_atime(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = fs::OpenOptions::new();
+    opts.read(true).write(true);
+    if O_NOATIME != 0 {
+        match opts.clone().custom_flags(O_NOATIME).open(path) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            other => return other,
+        }
+    }
+    opts.open(path)
 }
 
 /// Whether a separator line starts at `at`: at the file's start or after a LF, and parsing as
@@ -531,14 +674,27 @@ struct ReadAt<'a> {
     file: &'a File,
     pos: u64,
     end: u64,
+    /// Whether the file ending before `end` is an error rather than the end of the data.
+    exact: bool,
 }
 
 impl<'a> ReadAt<'a> {
+    /// Up to `len` bytes: the file may end sooner (a scan reads to the end of the file).
     fn new(file: &'a File, pos: u64, len: u64) -> Self {
         ReadAt {
             file,
             pos,
             end: pos.saturating_add(len),
+            exact: false,
+        }
+    }
+
+    /// Exactly the range: a message of known length, whose sender must never take a short
+    /// read for its end (the client would store a cut message as complete).
+    fn exact(self) -> Self {
+        ReadAt {
+            exact: true,
+            ..self
         }
     }
 }
@@ -550,6 +706,13 @@ impl Read for ReadAt<'_> {
             return Ok(0);
         }
         let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 && self.exact {
+            let truncated = MaildropError::Truncated {
+                at: self.pos,
+                end: self.end,
+            };
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, truncated));
+        }
         self.pos += n as u64;
         Ok(n)
     }
@@ -558,6 +721,7 @@ impl Read for ReadAt<'_> {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+    use std::time::SystemTime;
 
     use super::scan::model::{self, Rng};
     use super::*;
@@ -679,6 +843,96 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         assert!(fs2::FileExt::try_lock_exclusive(&agent).is_ok());
     }
 
+    /// The scan at open runs without the delivery locks; a delivery that is half written when
+    /// it runs, under any one kind of lock, must not leave a half message in the maildrop: the
+    /// check sees the lock busy (or the file changed), and the maildrop is scanned again under
+    /// all the locks once the agent is through.
+    #[test]
+    fn open_during_a_delivery_sees_the_whole_delivered_message() {
+        for kind in ["flock", "fcntl", "dotlock"] {
+            let dir = TempDir::new("md-open-delivery");
+            let path = mbox(&dir, TWO);
+            let agent = fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)
+                .expect("agent open");
+            let dotlock = lock::sibling(&path, companion::DOTLOCK);
+            match kind {
+                "flock" => fs2::FileExt::try_lock_exclusive(&agent).expect("agent flock"),
+                "fcntl" => assert!(lock::try_lock_ofd(&agent).expect("agent fcntl")),
+                _ => fs::write(&dotlock, format!("{}\n", std::process::id())).expect("dotlock"),
+            }
+            let late = b"From c@x Mon Jan  1 00:00:02 2024\nSubject: three\n\nlate body\n";
+            let (head, rest) = late.split_at(40);
+            (&agent).write_all(head).expect("first half");
+            let finisher = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                (&agent).write_all(rest).expect("second half");
+                let _ = fs::remove_file(&dotlock);
+                drop(agent);
+            });
+            let lock = SessionLock::try_acquire(&path).expect("session lock");
+            let md = Maildrop::open(
+                &path,
+                lock,
+                &OpenOptions {
+                    lock_timeout: Duration::from_secs(5),
+                },
+            );
+            finisher.join().expect("agent");
+            let mut md = md.expect("open");
+            assert_eq!(md.messages().len(), 3, "{kind}");
+            assert_eq!(
+                read(&mut md, 2).expect("read"),
+                b"Subject: three\n\nlate body\n",
+                "{kind}"
+            );
+            assert_eq!(md.scanned_len, (TWO.len() + late.len()) as u64, "{kind}");
+        }
+    }
+
+    /// Sets the file's atime well before its mtime, as after a delivery nobody has read.
+    fn age_atime(path: &Path) -> SystemTime {
+        let mtime = fs::metadata(path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        let atime = mtime - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_times(fs::FileTimes::new().set_accessed(atime)))
+            .expect("set atime");
+        atime
+    }
+
+    /// procmail sleeps a second before writing to an mbox read within the current second;
+    /// pop3d's scan and reads must leave the access time as it was (as Dovecot does).
+    #[test]
+    fn open_and_read_leave_the_access_time_alone() {
+        let dir = TempDir::new("md-atime");
+        let path = mbox(&dir, TWO);
+        // Only where reads update the atime at all (not on a noatime mount).
+        let before = age_atime(&path);
+        fs::read(&path).expect("plain read");
+        let plain = fs::metadata(&path)
+            .and_then(|m| m.accessed())
+            .expect("atime");
+        if plain == before {
+            eprintln!("skipped: reads do not update the atime here");
+            return;
+        }
+        let before = age_atime(&path);
+        let mut md = open(&path).expect("open");
+        read(&mut md, 0).expect("read");
+        read(&mut md, 1).expect("read");
+        drop(md);
+        let after = fs::metadata(&path)
+            .and_then(|m| m.accessed())
+            .expect("atime");
+        assert_eq!(after, before, "the access time moved");
+    }
+
     #[test]
     fn message_reader_streams_exactly_the_content() {
         let dir = TempDir::new("md-read");
@@ -711,6 +965,30 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         let joined = String::from_utf8_lossy(TWO).replace("\nFrom b@x", "\nfrom b@x");
         fs::write(&path, joined).expect("rewrite");
         assert!(matches!(read(&mut md, 0), Err(MaildropError::Changed)));
+    }
+
+    #[test]
+    fn message_reader_fails_when_the_file_is_cut_while_it_streams() {
+        let dir = TempDir::new("md-read-cut");
+        let path = mbox(&dir, TWO);
+        let mut md = open(&path).expect("open");
+        let mut reader = md.message_reader(1).expect("reader");
+        // Cut inside the second message's body, after the reader's checks.
+        let cut = TWO.len() as u64 - 5;
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(cut))
+            .expect("cut");
+        let mut out = Vec::new();
+        let e = reader
+            .read_to_end(&mut out)
+            .expect_err("a short read is an error");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(matches!(
+            e.get_ref().and_then(|e| e.downcast_ref::<MaildropError>()),
+            Some(MaildropError::Truncated { at, end }) if *at == cut && *end == TWO.len() as u64
+        ));
     }
 
     #[test]

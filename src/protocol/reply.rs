@@ -140,7 +140,9 @@ impl<W: Write> DotWriter<W> {
         writer
     }
 
-    fn done(&self) -> bool {
+    /// Whether TOP's body-line limit is reached: nothing more will be sent, so the caller
+    /// can stop reading the message (and a short read after this point cuts nothing).
+    pub fn done(&self) -> bool {
         !self.in_headers && self.body_lines_left == Some(0)
     }
 

@@ -117,13 +117,23 @@ fn setup(mbox: &str) -> Setup {
         }),
         login_delay: Duration::ZERO,
         failure_delay: Duration::ZERO,
+        plaintext_auth: PlaintextAuth::Secure,
     };
     Setup { store, ctx }
 }
 
+/// A session on a loopback connection, where every login method is open.
 fn transcript(ctx: &Context, input: &str) -> (String, Ending) {
+    transcript_on(Security::Loopback, ctx, input)
+}
+
+fn transcript_on(security: Security, ctx: &Context, input: &str) -> (String, Ending) {
     let mut out = Vec::new();
-    let ending = run(BufReader::new(input.as_bytes()), &mut out, ctx, "test");
+    let connection = Connection {
+        peer: "test",
+        security,
+    };
+    let ending = run(BufReader::new(input.as_bytes()), &mut out, ctx, connection);
     let text = String::from_utf8(out).unwrap();
     for line in text.split_inclusive('\n') {
         assert!(line.ends_with("\r\n"), "line without CRLF: {line:?}");
@@ -134,7 +144,11 @@ fn transcript(ctx: &Context, input: &str) -> (String, Ending) {
 
 /// The replies after the greeting, as lines without CRLF.
 fn replies(ctx: &Context, input: &str) -> Vec<String> {
-    let (text, _) = transcript(ctx, input);
+    replies_on(Security::Loopback, ctx, input)
+}
+
+fn replies_on(security: Security, ctx: &Context, input: &str) -> Vec<String> {
+    let (text, _) = transcript_on(security, ctx, input);
     text.split("\r\n")
         .skip(1)
         .filter(|l| !l.is_empty())
@@ -362,6 +376,124 @@ fn auth_cancel_and_bad_base64_keep_the_session() {
     assert!(r[7].starts_with("+OK"));
 }
 
+/// The capability lines of one CAPA reply starting at `r[at]`, and where it ends.
+fn capabilities(r: &[String], at: usize) -> (Vec<String>, usize) {
+    assert_eq!(r[at], "+OK capability list follows", "{r:?}");
+    let end = at + r[at..].iter().position(|l| l == ".").unwrap();
+    (r[at + 1..end].to_vec(), end)
+}
+
+#[test]
+fn capa_offers_clear_text_logins_only_where_they_are_taken() {
+    use Security::*;
+    // (security, policy, USER and PLAIN offered before login)
+    let table = [
+        (Loopback, PlaintextAuth::Secure, true),
+        (SecureListener, PlaintextAuth::Secure, true),
+        (ProxyTls, PlaintextAuth::Secure, true),
+        (LocalStream, PlaintextAuth::Secure, true),
+        (Open, PlaintextAuth::Secure, false),
+        (Open, PlaintextAuth::Always, true),
+        (Loopback, PlaintextAuth::Always, true),
+    ];
+    for (security, policy, offered) in table {
+        let mut s = setup(MBOX);
+        s.ctx.plaintext_auth = policy;
+        let login = if offered {
+            "USER alice\nPASS secret\n"
+        } else {
+            ""
+        };
+        let r = replies_on(
+            security,
+            &s.ctx,
+            &format!("CAPA\nAUTH\n{login}CAPA\nQUIT\n"),
+        );
+        let (before, end) = capabilities(&r, 0);
+        let case = format!("{security:?} {policy:?}");
+        assert_eq!(
+            before.iter().any(|l| l == "USER"),
+            offered,
+            "{case}: {before:?}"
+        );
+        let sasl = if offered {
+            "SASL PLAIN CRAM-MD5"
+        } else {
+            "SASL CRAM-MD5"
+        };
+        assert!(before.iter().any(|l| l == sasl), "{case}: {before:?}");
+        // AUTH without a mechanism lists the same mechanisms (RFC 5034 section 4).
+        assert_eq!(r[end + 1], "+OK supported mechanisms follow", "{case}");
+        assert_eq!(r[end + 2] == "PLAIN", offered, "{case}: {r:?}");
+        if offered {
+            // In TRANSACTION neither USER nor SASL is listed, whatever the connection.
+            let at = r
+                .iter()
+                .rposition(|l| l.starts_with("+OK capability"))
+                .unwrap();
+            let (after, _) = capabilities(&r, at);
+            assert!(
+                !after.iter().any(|l| l == "USER" || l.starts_with("SASL")),
+                "{case}"
+            );
+            assert!(after.iter().any(|l| l == "TOP"), "{case}");
+        }
+    }
+}
+
+#[test]
+fn clear_text_logins_are_refused_on_an_insecure_connection() {
+    let s = setup(MBOX);
+    let creds = auth::base64_encode(b"\0alice\0secret");
+    let r = replies_on(
+        Security::Open,
+        &s.ctx,
+        &format!("USER alice\nPASS secret\nAUTH PLAIN {creds}\nAUTH PLAIN\nSTAT\nQUIT\n"),
+    );
+    let refused = format!("-ERR {PLAINTEXT_REFUSED}");
+    // AUTH PLAIN without an initial response gets no "+ " challenge to send one in.
+    assert_eq!(r[..4], [&*refused; 4], "{r:?}");
+    assert!(
+        r[4].starts_with("-ERR"),
+        "STAT must not be logged in: {r:?}"
+    );
+    assert!(PLAINTEXT_REFUSED.contains("TLS"));
+}
+
+#[test]
+fn refused_clear_text_logins_are_not_login_failures() {
+    // Three failed logins close the connection; refusals before any check must not.
+    let s = setup(MBOX);
+    let (t, ending) = transcript_on(
+        Security::Open,
+        &s.ctx,
+        "USER a\nUSER b\nUSER c\nUSER d\nNOOP\n",
+    );
+    assert_eq!(t.matches("-ERR [AUTH] plaintext").count(), 4, "{t}");
+    assert!(matches!(ending, Ending::Dropped { .. }), "{ending:?}");
+}
+
+#[test]
+fn apop_and_cram_md5_are_checked_on_an_insecure_connection() {
+    let s = setup(MBOX);
+    let r = replies_on(
+        Security::Open,
+        &s.ctx,
+        "APOP alice 00000000000000000000000000000000\nAUTH CRAM-MD5\n*\nQUIT\n",
+    );
+    // APOP reaches the digest check (a wrong digest, not a refusal); CRAM-MD5 challenges.
+    assert_eq!(r[0], "-ERR [AUTH] invalid user name or password", "{r:?}");
+    assert!(r[1].starts_with("+ "), "{r:?}");
+}
+
+#[test]
+fn plaintext_always_takes_passwords_on_an_insecure_connection() {
+    let mut s = setup(MBOX);
+    s.ctx.plaintext_auth = PlaintextAuth::Always;
+    let r = replies_on(Security::Open, &s.ctx, "USER alice\nPASS secret\nQUIT\n");
+    assert!(r[1].starts_with("+OK alice"), "{r:?}");
+}
+
 /// Users without shared secrets, as with --system-users.
 struct HashedOnly(UsersDb);
 
@@ -397,6 +529,32 @@ fn without_shared_secrets_cram_md5_is_neither_offered_nor_taken() {
     assert!(r[0].starts_with("+OK alice has"), "{r:?}");
     let r = replies(&s.ctx, "USER alice\nPASS secret\nQUIT\n");
     assert!(r[1].starts_with("+OK alice has"), "{r:?}");
+}
+
+#[test]
+fn without_shared_secrets_an_insecure_connection_offers_no_login() {
+    // Both filters apply: no PLAIN (insecure) and no CRAM-MD5 (no shared secret) leaves no
+    // SASL line at all, and AUTH lists no mechanism; a secure connection still offers PLAIN.
+    let mut s = setup(MBOX);
+    let hash = crate::sys::crypt("secret", "$6$saltsalt$").unwrap();
+    let users = UsersDb::parse(&format!("alice:{{CRYPT}}{hash}\n")).unwrap();
+    s.ctx.users = Arc::new(HashedOnly(users));
+    let r = replies_on(Security::Open, &s.ctx, "CAPA\nAUTH\nQUIT\n");
+    let (capabilities, end) = capabilities(&r, 0);
+    assert!(
+        !capabilities
+            .iter()
+            .any(|l| l == "USER" || l.starts_with("SASL")),
+        "{r:?}"
+    );
+    assert_eq!(
+        &r[end + 1..end + 3],
+        ["+OK supported mechanisms follow", "."],
+        "{r:?}"
+    );
+    let r = replies_on(Security::SecureListener, &s.ctx, "CAPA\nQUIT\n");
+    assert!(r.iter().any(|l| l == "SASL PLAIN"), "{r:?}");
+    assert!(r.iter().any(|l| l == "USER"), "{r:?}");
 }
 
 #[test]
@@ -519,7 +677,16 @@ fn pipelined_replies_leave_in_one_write() {
         writes: 0,
     };
     let input = "USER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nQUIT\r\n";
-    run(BufReader::new(input.as_bytes()), &mut out, &s.ctx, "test");
+    let connection = Connection {
+        peer: "test",
+        security: Security::Loopback,
+    };
+    run(
+        BufReader::new(input.as_bytes()),
+        &mut out,
+        &s.ctx,
+        connection,
+    );
     // The greeting goes out before the first read; every reply to the commands that
     // arrived together leaves in one write at the end.
     assert_eq!(out.writes, 2, "{}", String::from_utf8_lossy(&out.bytes));
@@ -718,7 +885,10 @@ fn random_command_lines_get_well_formed_replies() {
             BufReader::new(&mut stepper),
             SharedOut(Arc::clone(&output)),
             &s.ctx,
-            "fuzz",
+            Connection {
+                peer: "fuzz",
+                security: Security::Loopback,
+            },
         );
         check_response(&output.lock().unwrap());
         let _ = ending;

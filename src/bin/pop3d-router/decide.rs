@@ -8,12 +8,18 @@
 //! router checks the credentials itself, so APOP and CRAM-MD5 work through the proxy: nginx
 //! makes its own challenge, the router checks the digest against the clear password and hands
 //! that password back for nginx's USER/PASS login to the backend.
+//!
+//! In both modes the router applies pop3d's `--plaintext-auth` policy to clear-text logins
+//! (USER/PASS, AUTH PLAIN, AUTH LOGIN), since the backend cannot: nginx reaches it on its
+//! secure listener whatever the client did. A client is secure when nginx says it used TLS
+//! (`Auth-SSL: on`) or its Client-IP is loopback.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use pop3d::auth;
-use pop3d::session::{LOGIN_FAILED, MAX_AUTH_FAILURES};
+use pop3d::security::{PlaintextAuth, Security};
+use pop3d::session::{LOGIN_FAILED, MAX_AUTH_FAILURES, PLAINTEXT_REFUSED};
 use pop3d::users::UsersDb;
 
 use crate::http::{Answer, AuthRequest, Method};
@@ -44,6 +50,8 @@ pub enum Verdict {
     /// character, or a blank at either end, which nginx strips): its login to the backend
     /// would fail.
     PasswordNotPassable { user: String },
+    /// A clear-text password from a client that is neither on TLS nor on this host.
+    PlaintextRefused,
 }
 
 impl std::fmt::Debug for Verdict {
@@ -55,14 +63,25 @@ impl std::fmt::Debug for Verdict {
             Verdict::NotPop3 => f.write_str("NotPop3"),
             Verdict::MethodUnavailable => f.write_str("MethodUnavailable"),
             Verdict::PasswordNotPassable { user } => write!(f, "PasswordNotPassable({user})"),
+            Verdict::PlaintextRefused => f.write_str("PlaintextRefused"),
         }
     }
 }
 
 /// Decides one request. `users` is None in route-only mode.
-pub fn decide(request: &AuthRequest, routes: &Routes, users: Option<&UsersDb>) -> Verdict {
+pub fn decide(
+    request: &AuthRequest,
+    routes: &Routes,
+    users: Option<&UsersDb>,
+    plaintext_auth: PlaintextAuth,
+) -> Verdict {
     if !request.protocol.eq_ignore_ascii_case("pop3") {
         return Verdict::NotPop3;
+    }
+    if matches!(request.method, Method::Plain | Method::Login)
+        && !security(request).allows_plaintext(plaintext_auth)
+    {
+        return Verdict::PlaintextRefused;
     }
     let name = String::from_utf8_lossy(&request.user);
     let Some(users) = users else {
@@ -122,6 +141,16 @@ pub fn decide(request: &AuthRequest, routes: &Routes, users: Option<&UsersDb>) -
     }
 }
 
+/// How secure the client's connection to nginx is. Without a Client-IP (nginx always sends
+/// one) the client counts as off this host.
+fn security(request: &AuthRequest) -> Security {
+    match request.client {
+        Some(ip) => Security::of(ip, false, request.ssl),
+        None if request.ssl => Security::ProxyTls,
+        None => Security::Open,
+    }
+}
+
 /// Whether nginx can hand `password` to the backend as it is: it reads Auth-Pass as one
 /// header value, so a line break would end it (and let the password write headers of its
 /// own), and it trims blanks at either end.
@@ -160,6 +189,8 @@ pub fn answer(verdict: &Verdict, attempt: u32, wait: Duration) -> (Answer, Durat
         Verdict::NotPop3 => refuse(NOT_POP3, true),
         Verdict::MethodUnavailable => refuse(METHOD_UNAVAILABLE, false),
         Verdict::PasswordNotPassable { .. } => refuse(PASSWORD_NOT_PASSABLE, false),
+        // Not a failed login (no password was checked): the client may go on with APOP.
+        Verdict::PlaintextRefused => refuse(PLAINTEXT_REFUSED, false),
     }
 }
 
@@ -178,8 +209,9 @@ mod tests {
             user: user.to_vec(),
             pass: pass.to_vec(),
             salt: salt.map(str::to_owned),
-            client: None,
+            client: Some("127.0.0.1".parse().unwrap()),
             attempt: 1,
+            ssl: false,
         }
     }
 
@@ -293,7 +325,7 @@ mod tests {
         ];
         for (request, verdict) in table {
             assert_eq!(
-                decide(&request, &routes, Some(&users)),
+                decide(&request, &routes, Some(&users), PlaintextAuth::Secure),
                 verdict,
                 "{request:?}"
             );
@@ -343,7 +375,7 @@ mod tests {
         ];
         for (request, verdict) in table {
             assert_eq!(
-                decide(&request, &routes, Some(&users)),
+                decide(&request, &routes, Some(&users), PlaintextAuth::Secure),
                 verdict,
                 "{request:?}"
             );
@@ -372,7 +404,11 @@ mod tests {
             ),
         ];
         for (request, verdict) in table {
-            assert_eq!(decide(&request, &routes, None), verdict, "{request:?}");
+            assert_eq!(
+                decide(&request, &routes, None, PlaintextAuth::Secure),
+                verdict,
+                "{request:?}"
+            );
         }
     }
 
@@ -381,7 +417,10 @@ mod tests {
         let routes = Routes::parse(ROUTES).unwrap();
         let mut r = request(Method::Plain, b"bob", b"builder", None);
         r.protocol = "imap".into();
-        assert_eq!(decide(&r, &routes, None), Verdict::NotPop3);
+        assert_eq!(
+            decide(&r, &routes, None, PlaintextAuth::Secure),
+            Verdict::NotPop3
+        );
     }
 
     #[test]
@@ -421,6 +460,76 @@ mod tests {
                 pass: Some("builder".into())
             }
         );
+        assert_eq!(delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn clear_text_logins_need_tls_or_loopback_in_both_modes() {
+        let users = UsersDb::parse(USERS).unwrap();
+        let routes = Routes::parse(ROUTES).unwrap();
+        let from = |ip: &str, ssl: bool, method: Method, pass: &[u8], salt| {
+            let mut r = request(method, b"alice", pass, salt);
+            r.client = Some(ip.parse().unwrap());
+            r.ssl = ssl;
+            r
+        };
+        let apop = auth::apop_digest(SALT, "wonderland");
+        let alice = routed("alice", "127.0.0.1:1101", None);
+        for users in [Some(&users), None] {
+            let verdict = |r: &AuthRequest, policy| decide(r, &routes, users, policy);
+            let open = from("192.0.2.7", false, Method::Plain, b"wonderland", None);
+            assert_eq!(
+                verdict(&open, PlaintextAuth::Secure),
+                Verdict::PlaintextRefused
+            );
+            let login = from("2001:db8::7", false, Method::Login, b"wonderland", None);
+            assert_eq!(
+                verdict(&login, PlaintextAuth::Secure),
+                Verdict::PlaintextRefused
+            );
+            // A wrong password is refused the same way: nothing is checked before TLS.
+            let wrong = from("192.0.2.7", false, Method::Plain, b"wrong", None);
+            assert_eq!(
+                verdict(&wrong, PlaintextAuth::Secure),
+                Verdict::PlaintextRefused
+            );
+            assert_eq!(verdict(&open, PlaintextAuth::Always), alice);
+            let tls = from("192.0.2.7", true, Method::Plain, b"wonderland", None);
+            assert_eq!(verdict(&tls, PlaintextAuth::Secure), alice);
+            let local = from("::1", false, Method::Plain, b"wonderland", None);
+            assert_eq!(verdict(&local, PlaintextAuth::Secure), alice);
+            let mut unknown = open.clone();
+            unknown.client = None;
+            assert_eq!(
+                verdict(&unknown, PlaintextAuth::Secure),
+                Verdict::PlaintextRefused
+            );
+        }
+        // APOP never sends the password: taken from anywhere (with --users, which checks it).
+        let r = from(
+            "192.0.2.7",
+            false,
+            Method::Apop,
+            apop.as_bytes(),
+            Some(SALT),
+        );
+        assert_eq!(
+            decide(&r, &routes, Some(&users), PlaintextAuth::Secure),
+            routed("alice", "127.0.0.1:1101", Some("wonderland"))
+        );
+    }
+
+    #[test]
+    fn a_clear_text_refusal_tells_the_client_to_use_tls_and_lets_it_go_on() {
+        let (answer, delay) = answer(&Verdict::PlaintextRefused, 3, Duration::from_secs(1));
+        let Answer::Refuse { status, wait } = answer else {
+            panic!("{answer:?}");
+        };
+        assert!(
+            status.starts_with("[AUTH] ") && status.contains("TLS"),
+            "{status}"
+        );
+        assert_eq!(wait, Some(1));
         assert_eq!(delay, Duration::ZERO);
     }
 }

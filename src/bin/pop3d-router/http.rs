@@ -14,6 +14,7 @@
 //! Auth-Protocol: pop3
 //! Auth-Login-Attempt: 1
 //! Client-IP: 127.0.0.2
+//! Auth-SSL: on                   (only when the client's connection to nginx uses TLS)
 //! ```
 //!
 //! and what it reads back: `Auth-Status: OK` with `Auth-Server` (an address, never resolved)
@@ -91,6 +92,9 @@ pub struct AuthRequest {
     pub client: Option<IpAddr>,
     /// `Auth-Login-Attempt`: 1 for the first try on this connection.
     pub attempt: u32,
+    /// `Auth-SSL: on`: the client reached nginx over TLS (POP3S, or after STLS). nginx's mail
+    /// auth_http module sends it whenever the client connection has TLS, and omits it else.
+    pub ssl: bool,
 }
 
 impl fmt::Debug for AuthRequest {
@@ -104,6 +108,7 @@ impl fmt::Debug for AuthRequest {
             .field("salt", &self.salt)
             .field("client", &self.client)
             .field("attempt", &self.attempt)
+            .field("ssl", &self.ssl)
             .finish()
     }
 }
@@ -218,6 +223,7 @@ struct Fields {
     salt: Option<String>,
     client: Option<String>,
     attempt: Option<String>,
+    ssl: Option<String>,
 }
 
 impl Fields {
@@ -245,6 +251,7 @@ impl Fields {
             "auth-salt" => self.salt.replace(text()?).is_some(),
             "client-ip" => self.client.replace(text()?).is_some(),
             "auth-login-attempt" => self.attempt.replace(text()?).is_some(),
+            "auth-ssl" => self.ssl.replace(text()?).is_some(),
             _ => false,
         };
         if duplicate {
@@ -277,6 +284,8 @@ impl Fields {
             salt: self.salt,
             client,
             attempt,
+            // Only nginx's exact word counts: anything else is not a claim of TLS.
+            ssl: self.ssl.as_deref() == Some("on"),
         })
     }
 }
@@ -400,6 +409,20 @@ mod tests {
         Client-IP: ::1\r\n\
         \r\n";
 
+    #[test]
+    fn auth_ssl_on_and_only_on_says_the_client_used_tls() {
+        let with = |line: &str| NGINX_PLAIN.replace("Client-IP", &format!("{line}\r\nClient-IP"));
+        // What nginx 1.22 sends for a POP3S client (header names in nginx's own case).
+        let tls = with("Auth-SSL: on\r\nAuth-SSL-Protocol: TLSv1.3\r\nAuth-SSL-Cipher: TLS_AES_256_GCM_SHA384\r\nAuth-SSL-Verify: NONE");
+        assert!(parse(tls.as_bytes()).unwrap().ssl);
+        assert!(parse(with("auth-ssl: on").as_bytes()).unwrap().ssl);
+        for value in ["off", "yes", "On", ""] {
+            let text = with(&format!("Auth-SSL: {value}"));
+            assert!(!parse(text.as_bytes()).unwrap().ssl, "{value:?}");
+        }
+        assert!(parse(with("Auth-SSL: on\r\nAuth-SSL: on").as_bytes()).is_err());
+    }
+
     fn parse(text: &[u8]) -> Result<AuthRequest, HttpError> {
         read_request(&mut &text[..])
     }
@@ -419,6 +442,7 @@ mod tests {
             assert_eq!(r.salt, None);
             assert_eq!(r.client, Some("127.0.0.2".parse().unwrap()));
             assert_eq!(r.attempt, 1);
+            assert!(!r.ssl);
 
             let r = parse(NGINX_APOP.as_bytes()).unwrap();
             assert_eq!(r.method, Method::Apop);

@@ -30,6 +30,7 @@ use getopts::Options;
 use pop3d::cli::{self, Parsed, StartError, UsageError};
 use pop3d::listener;
 use pop3d::logging::{self, Destination};
+use pop3d::security::PlaintextAuth;
 use pop3d::users::UsersFile;
 
 use crate::decide::Verdict;
@@ -60,6 +61,7 @@ struct Config {
     wait: Duration,
     max_connections: usize,
     log_file: Option<PathBuf>,
+    plaintext_auth: PlaintextAuth,
 }
 
 #[derive(Debug)]
@@ -102,6 +104,12 @@ fn options() -> Options {
         "append the log to FILE instead of stderr",
         "FILE",
     );
+    o.optopt(
+        "",
+        "plaintext-auth",
+        "where clear-text logins (plain, login) are routed: secure (client on TLS, Auth-SSL: on, or on loopback) or always; default secure",
+        "always|secure",
+    );
     cli::add_help_and_version(&mut o);
     o
 }
@@ -129,6 +137,7 @@ fn parse_args(args: &[String]) -> Result<Action, UsageError> {
         wait: wait(&m)?,
         max_connections: cli::cap(&m, "max-connections", 100)?,
         log_file: m.opt_str("log-file").map(PathBuf::from),
+        plaintext_auth: cli::plaintext_auth(&m)?,
     }))
 }
 
@@ -184,6 +193,7 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
         wait: config.wait,
         max_connections: config.max_connections,
         open: AtomicUsize::new(0),
+        plaintext_auth: config.plaintext_auth,
     });
     listener::accept_forever(listeners, "router-accept", move |stream, peer| {
         router.admit(stream, peer)
@@ -197,6 +207,7 @@ struct Router {
     wait: Duration,
     max_connections: usize,
     open: AtomicUsize,
+    plaintext_auth: PlaintextAuth,
 }
 
 /// A request's place under the cap, given back on Drop (a panicking thread included).
@@ -257,7 +268,12 @@ impl Router {
             }
         };
         let users = self.users.as_ref().map(UsersFile::current);
-        let verdict = decide::decide(&request, &self.routes.current(), users.as_deref());
+        let verdict = decide::decide(
+            &request,
+            &self.routes.current(),
+            users.as_deref(),
+            self.plaintext_auth,
+        );
         let client = request
             .client
             .map_or_else(|| format!("{peer} (no client-ip)"), |ip| ip.to_string());
@@ -284,6 +300,9 @@ impl Router {
                 } else {
                     "needs the router's --users (nginx's pop3_auth should be plain only)"
                 }
+            ),
+            Verdict::PlaintextRefused => log::info!(
+                "{client}: refused {method} login: clear text without tls (no auth-ssl: on)"
             ),
             Verdict::PasswordNotPassable { user } => log::warn!(
                 "{client}: refused {method} login as {}: the password has a control character \
@@ -322,6 +341,7 @@ mod tests {
         assert_eq!(c.wait, Duration::from_secs(1));
         assert_eq!(c.max_connections, 100);
         assert_eq!(c.log_file, None);
+        assert_eq!(c.plaintext_auth, PlaintextAuth::Secure);
     }
 
     #[test]
@@ -341,6 +361,8 @@ mod tests {
             "7",
             "--log-file",
             "/l",
+            "--plaintext-auth",
+            "always",
         ])
         .unwrap();
         assert_eq!(
@@ -352,6 +374,7 @@ mod tests {
         assert_eq!(c.wait, Duration::from_secs(3));
         assert_eq!(c.max_connections, 7);
         assert_eq!(c.log_file, Some(PathBuf::from("/l")));
+        assert_eq!(c.plaintext_auth, PlaintextAuth::Always);
     }
 
     #[test]
@@ -364,6 +387,7 @@ mod tests {
             &["-l", "nonsense"],
             &["--bogus"],
             &["stray"],
+            &["--plaintext-auth", "never"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
         }
@@ -379,6 +403,7 @@ mod tests {
             "--wait",
             "--max-connections",
             "--log-file",
+            "--plaintext-auth",
             "--help",
             "--version",
         ] {
