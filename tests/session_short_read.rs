@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use pop3d::maildrop::scan::scan;
 use pop3d::maildrop::{CommitStats, MaildropError, MessageInfo};
-use pop3d::session::{self, Context, Ending, LockedMaildrop, Mailbox, MaildropSource};
+use pop3d::security::{PlaintextAuth, Security};
+use pop3d::session::{self, Connection, Context, Ending, LockedMaildrop, Mailbox, MaildropSource};
 use pop3d::sources::FixedUsers;
 use pop3d::users::{User, UsersDb};
 
@@ -91,10 +92,16 @@ fn run(commands: &str) -> (String, Ending) {
         maildrops: Arc::new(CutMaildrops),
         login_delay: Duration::ZERO,
         failure_delay: Duration::ZERO,
+        plaintext_auth: PlaintextAuth::Secure,
     };
     let input = format!("USER alice\r\nPASS secret\r\n{commands}");
     let mut out = Vec::new();
-    let ending = session::run(BufReader::new(input.as_bytes()), &mut out, &ctx, "test");
+    let connection = Connection {
+        peer: "test",
+        address: None,
+        security: Security::Loopback,
+    };
+    let ending = session::run(BufReader::new(input.as_bytes()), &mut out, &ctx, connection);
     (String::from_utf8_lossy(&out).into_owned(), ending)
 }
 
