@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bytes;
 pub mod cli;
 pub mod config;
+pub mod failed_login;
 pub mod listener;
 pub mod logging;
 pub mod maildrop;

@@ -211,17 +211,22 @@ fn serve_stdio(config: &Config, ctx: &Context) {
         .map(TcpStream::from)
         .ok();
     if let Some(stream) = socket {
-        let (peer, security) = match stream.peer_addr() {
+        let (peer, address, security) = match stream.peer_addr() {
             Ok(peer) => match stdio_client(config, &stream, peer) {
-                Some((client, tls)) => (client.to_string(), Security::of(client.ip(), false, tls)),
+                Some((client, tls)) => (
+                    client.to_string(),
+                    Some(client.ip()),
+                    Security::of(client.ip(), false, tls),
+                ),
                 None => return,
             },
-            Err(_) => ("inetd-peer".to_string(), Security::LocalStream),
+            Err(_) => ("inetd-peer".to_string(), None, Security::LocalStream),
         };
         if let Ok(input) = TimedStream::new(&stream, config.timeout) {
             log::info!("{peer}: connected (inetd), {security}");
             let connection = Connection {
                 peer: &peer,
+                address,
                 security,
             };
             let ending = session::run(BufReader::new(input), &stream, ctx, connection);
@@ -233,6 +238,7 @@ fn serve_stdio(config: &Config, ctx: &Context) {
     log::info!("stdio: connected (not a socket, no autologout), {security}");
     let connection = Connection {
         peer: "stdio",
+        address: None,
         security,
     };
     let ending = session::run(BufReader::new(io::stdin()), io::stdout(), ctx, connection);

@@ -6,12 +6,14 @@
 //! `MaildropSource`, so the whole machine runs in tests over byte slices and in-memory mboxes.
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::auth;
 use crate::bytes::find_byte;
+use crate::failed_login::{FailedLogin, Mechanism};
 use crate::maildrop::{CommitStats, MaildropError, MessageInfo};
 use crate::protocol::command::{self, Command, LineError, MsgNum, ParseError};
 use crate::protocol::reply::{self, Code, DotWriter};
@@ -115,6 +117,9 @@ pub struct Context {
 #[derive(Debug, Clone, Copy)]
 pub struct Connection<'a> {
     pub peer: &'a str,
+    /// The client's address (behind a trusted proxy, the one its header names); None on a
+    /// pipe. Failed logins are logged and slowed by it.
+    pub address: Option<IpAddr>,
     pub security: Security,
 }
 
@@ -218,6 +223,7 @@ pub fn run_then<R: Read + Autologout, W: Write>(
         output: BufWriter::with_capacity(OUTPUT_BUFFER, output),
         ctx,
         peer: connection.peer,
+        address: connection.address,
         plaintext: connection.security.allows_plaintext(ctx.plaintext_auth),
         timestamp: unique_timestamp(&ctx.hostname),
         state: State::Authorization { user: None },
@@ -289,6 +295,7 @@ struct Session<'a, R: Read + Autologout, W: Write> {
     output: BufWriter<W>,
     ctx: &'a Context,
     peer: &'a str,
+    address: Option<IpAddr>,
     /// Whether USER/PASS and AUTH PLAIN are offered and taken on this connection.
     plaintext: bool,
     /// The APOP timestamp of the greeting (RFC 1939 section 7).
@@ -507,7 +514,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                     .ctx
                     .users
                     .checked_user(&name, &|stored| stored.check(&password));
-                self.authenticated(&name, user, "USER/PASS")
+                self.authenticated(&name, user, Mechanism::Pass)
             }
             Command::Apop { name, digest } => {
                 // A hashed password is no shared secret: APOP fails for its user.
@@ -516,7 +523,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                         .shared_secret()
                         .is_some_and(|secret| auth::check_apop(&self.timestamp, secret, &digest))
                 });
-                self.authenticated(&name, user, "APOP")
+                self.authenticated(&name, user, Mechanism::Apop)
             }
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
             _ => self.bad_command(format_args!("not allowed before login")),
@@ -561,7 +568,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let user = self.ctx.users.checked_user(&plain.authcid, &|stored| {
                     stored.check(&plain.password) && authz_ok
                 });
-                self.authenticated(&plain.authcid, user, "AUTH PLAIN")
+                self.authenticated(&plain.authcid, user, Mechanism::Plain)
             }
             "CRAM-MD5" if self.ctx.users.has_shared_secrets() => {
                 if initial.is_some() {
@@ -584,7 +591,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                         .shared_secret()
                         .is_some_and(|secret| auth::check_cram_md5(&challenge, secret, &digest))
                 });
-                self.authenticated(&name, user, "AUTH CRAM-MD5")
+                self.authenticated(&name, user, Mechanism::CramMd5)
             }
             _ => self.bad_command(format_args!("unsupported authentication mechanism")),
         }
@@ -638,15 +645,22 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
     }
 
     /// The end of every login: refuses after the failure delay, or opens the maildrop.
-    fn authenticated(&mut self, name: &str, user: Option<User>, method: &str) -> io::Result<Next> {
+    fn authenticated(
+        &mut self,
+        name: &str,
+        user: Option<User>,
+        mechanism: Mechanism,
+    ) -> io::Result<Next> {
+        let method = mechanism.commands();
         let Some(user) = user else {
             self.auth_failures += 1;
-            // The name as the client gave it, escaped: it may hold anything a stranger typed.
-            log::info!(
-                "{}: {method} login failed for user {}",
-                self.peer,
-                name.escape_default()
-            );
+            // One line of a fixed shape, for fail2ban (failed_login.rs).
+            let failed = FailedLogin {
+                address: self.address,
+                mechanism,
+                user: name,
+            };
+            log::info!("{}: {failed}", self.peer);
             // Answer late so guessing is slow; the thread sleeps cheaply meanwhile.
             self.output.flush()?;
             std::thread::sleep(self.ctx.failure_delay);

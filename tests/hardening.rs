@@ -300,7 +300,9 @@ fn unsafe_user_names_fail_like_wrong_passwords_and_open_nothing() {
     // login would be), nor beside it.
     assert_eq!(tree(s.dir.path()), before);
     assert!(!parent.join("escape").exists() && !parent.join("escape.pop3d").exists());
-    assert!(s.log_text().contains("login failed for user ../escape"));
+    assert!(s
+        .log_text()
+        .contains(r#"auth failed: rhost=127.0.0.1 mechanism=PASS user="../escape""#));
 }
 
 #[cfg(feature = "fault-injection")]

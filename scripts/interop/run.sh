@@ -9,9 +9,10 @@
 # accounts made with useradd and chpasswd (yescrypt and SHA-512; removed on exit, also on
 # failure), a spool made like Debian's /var/mail (root:mail 2775) with 0600 and 0660 mboxes,
 # pop3d standalone with only the capabilities its systemd unit keeps, and once more from
-# openbsd-inetd with scripts/deploy/system-users/inetd.conf. Each check prints "ok   ..." or
-# "FAIL ..."; the last line is "N passed, M failed" and the exit status is 1 if anything
-# failed.
+# openbsd-inetd with scripts/deploy/system-users/inetd.conf. Last, fail2ban-regex runs the
+# filter of scripts/deploy/fail2ban/ over the failed logins both servers logged. Each check
+# prints "ok   ..." or "FAIL ..."; the last line is "N passed, M failed" and the exit status
+# is 1 if anything failed.
 #
 # Installs what it needs when missing (Debian packages); run as root in CI.
 set -uo pipefail
@@ -22,7 +23,7 @@ HERE=$PWD/scripts/interop
 . scripts/lib/common.sh
 . scripts/lib/packages.sh
 need_packages curl:curl fetchmail:fetchmail mpop:mpop getmail:getmail6 inetd:openbsd-inetd python3:python3 \
-    setpriv:util-linux useradd:passwd
+    setpriv:util-linux useradd:passwd fail2ban-regex:fail2ban
 
 if ! pop3d_build; then
     fail "cargo build --release"
@@ -529,6 +530,60 @@ system_users() {
     fi
 }
 system_users
+
+# --- fail2ban: scripts/deploy/fail2ban/pop3d.conf against the lines pop3d wrote above ---------
+echo "# fail2ban"
+# One more failure on the users-file server: an AUTH PLAIN name that forges the fields after
+# it (AUTH PLAIN takes any authcid); fail2ban must still see the client's address only.
+python3 - "$PORT" <<'PYEOF'
+import base64, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+f = s.makefile("rb")
+f.readline()
+name = b'x" rhost=198.51.100.1 mechanism=PASS user="y'
+s.sendall(b"AUTH PLAIN " + base64.b64encode(b"\0" + name + b"\0wrong") + b"\r\n")
+print(f.readline().decode().strip())
+s.sendall(b"QUIT\r\n")
+f.readline()
+PYEOF
+# fail2ban-regex reads the filter with its include (common.conf, from the fail2ban package)
+# from one directory.
+F2B=$T/fail2ban/filter.d
+mkdir -p "$F2B"
+cp /etc/fail2ban/filter.d/common.conf scripts/deploy/fail2ban/pop3d.conf "$F2B/"
+# as_syslog LOG: the same lines as rsyslog writes what pop3d sends to /dev/log under --inetd
+# ("Dec  6 01:05:09 host pop3d[PID]: text", no level).
+as_syslog() {
+    python3 -c '
+import sys, time
+for line in open(sys.argv[1]):
+    stamp, program, level, text = line.split(None, 3)
+    t = time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
+    sys.stdout.write("%s interop %s: %s" % (time.strftime("%b %e %H:%M:%S", t), program, text))
+' "$1"
+}
+# fail2ban_finds LABEL LOG: the filter matches every failed login in LOG, and each match names
+# the client, 127.0.0.1.
+fail2ban_finds() {
+    local label=$1 log=$2 want ips
+    want=$(grep -c ': auth failed: ' "$log")
+    ips=$(fail2ban-regex -o ip "$log" "$F2B/pop3d.conf" 2>&1)
+    if [ "$want" -gt 0 ] && [ "$(grep -c . <<<"$ips")" -eq "$want" ] &&
+        [ -z "$(grep -v '^127\.0\.0\.1$' <<<"$ips")" ]; then
+        pass "fail2ban: $label: the filter finds all $want failed logins, each from 127.0.0.1"
+    else
+        fail "fail2ban: $label: the filter finds all $want failed logins, each from 127.0.0.1"
+        sed -e 's/^/#   /' <<<"$ips" | head -n 20
+    fi
+}
+expect "fail2ban: the users-file server logged the forged name escaped" \
+    grep -qF 'auth failed: rhost=127.0.0.1 mechanism=PLAIN user="x\" rhost=198.51.100.1 mechanism=PASS user=\"y"' "$T/pop3d.log"
+fail2ban_finds "users-file server, --log-file" "$T/pop3d.log"
+as_syslog "$T/pop3d.log" >"$T/pop3d.syslog"
+fail2ban_finds "users-file server, syslog form" "$T/pop3d.syslog"
+if [ -f "$T/pop3d-system.log" ]; then
+    fail2ban_finds "--system-users server, --log-file" "$T/pop3d-system.log"
+fi
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     fail "pop3d still running at the end"

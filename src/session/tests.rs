@@ -131,6 +131,7 @@ fn transcript_on(security: Security, ctx: &Context, input: &str) -> (String, End
     let mut out = Vec::new();
     let connection = Connection {
         peer: "test",
+        address: None,
         security,
     };
     let ending = run(BufReader::new(input.as_bytes()), &mut out, ctx, connection);
@@ -679,6 +680,7 @@ fn pipelined_replies_leave_in_one_write() {
     let input = "USER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nQUIT\r\n";
     let connection = Connection {
         peer: "test",
+        address: None,
         security: Security::Loopback,
     };
     run(
@@ -887,6 +889,7 @@ fn random_command_lines_get_well_formed_replies() {
             &s.ctx,
             Connection {
                 peer: "fuzz",
+                address: None,
                 security: Security::Loopback,
             },
         );
