@@ -7,7 +7,8 @@
 //!
 //! `rhost` is the client's address: behind a trusted proxy the one its PROXY header names,
 //! never the proxy's; an IPv4 client of a dual-stack socket as IPv4; `-` when there is none
-//! (a session on a pipe). `mechanism` is PASS (USER/PASS), APOP, PLAIN or CRAM-MD5. `user`
+//! (a session on a pipe). `mechanism` is PASS (USER/PASS), APOP, PLAIN, CRAM-MD5, or (from
+//! pop3d-router, which cannot tell USER/PASS from AUTH PLAIN behind nginx) LOGIN. `user`
 //! is the name as the client sent it, escaped as Rust's `escape_default` does (`"`, `\` and
 //! everything outside printable ASCII become escapes), so it can neither close its quotes
 //! nor start a line. What a client chose comes last, after the fields a filter keys on, so
@@ -26,6 +27,8 @@ pub enum Mechanism {
     Plain,
     /// AUTH CRAM-MD5 (RFC 2195).
     CramMd5,
+    /// AUTH LOGIN, which nginx offers in front of pop3d-router.
+    Login,
 }
 
 impl Mechanism {
@@ -36,6 +39,7 @@ impl Mechanism {
             Mechanism::Apop => "APOP",
             Mechanism::Plain => "PLAIN",
             Mechanism::CramMd5 => "CRAM-MD5",
+            Mechanism::Login => "LOGIN",
         }
     }
 
@@ -46,6 +50,7 @@ impl Mechanism {
             Mechanism::Apop => "APOP",
             Mechanism::Plain => "AUTH PLAIN",
             Mechanism::CramMd5 => "AUTH CRAM-MD5",
+            Mechanism::Login => "AUTH LOGIN",
         }
     }
 }
