@@ -13,6 +13,7 @@ pub mod listener;
 pub mod logging;
 pub mod maildrop;
 pub mod owner;
+pub mod penalty;
 pub mod protocol;
 pub mod proxy;
 pub mod security;

@@ -18,6 +18,7 @@ use pop3d::listener::{self, Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::OpenOptions;
 use pop3d::owner::{OwnerMaildrops, Scope};
+use pop3d::penalty::Penalties;
 use pop3d::security::Security;
 use pop3d::session::{self, Connection, Context, MaildropSource, UserSource};
 use pop3d::sources::MboxFiles;
@@ -155,6 +156,7 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
         login_delay: config.login_delay,
         failure_delay: session::FAILURE_DELAY,
         plaintext_auth: config.plaintext_auth,
+        penalties: Penalties::new(config.login_penalty),
     };
     if config.inetd {
         serve_stdio(&config, &ctx);

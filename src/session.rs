@@ -9,12 +9,13 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::auth;
 use crate::bytes::find_byte;
 use crate::failed_login::{FailedLogin, Mechanism};
 use crate::maildrop::{CommitStats, MaildropError, MessageInfo};
+use crate::penalty::Penalties;
 use crate::protocol::command::{self, Command, LineError, MsgNum, ParseError};
 use crate::protocol::reply::{self, Code, DotWriter};
 use crate::security::{PlaintextAuth, Security};
@@ -110,6 +111,8 @@ pub struct Context {
     pub failure_delay: Duration,
     /// Where clear-text passwords (USER/PASS, AUTH PLAIN) are taken.
     pub plaintext_auth: PlaintextAuth,
+    /// Failed logins per client address, shared by every session (penalty.rs).
+    pub penalties: Penalties,
 }
 
 /// What the session knows of its connection: a name for the log, and whether it is secure
@@ -510,6 +513,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 };
                 let name = std::mem::take(name);
                 self.state = State::Authorization { user: None };
+                self.wait_turn()?;
                 let user = self
                     .ctx
                     .users
@@ -517,6 +521,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 self.authenticated(&name, user, Mechanism::Pass)
             }
             Command::Apop { name, digest } => {
+                self.wait_turn()?;
                 // A hashed password is no shared secret: APOP fails for its user.
                 let user = self.ctx.users.checked_user(&name, &|stored| {
                     stored
@@ -563,6 +568,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let Ok(plain) = auth::parse_plain(&decoded) else {
                     return self.bad_command(format_args!("malformed PLAIN response"));
                 };
+                self.wait_turn()?;
                 // No proxy authorization: an authzid must name the user itself.
                 let authz_ok = plain.authzid.is_empty() || plain.authzid == plain.authcid;
                 let user = self.ctx.users.checked_user(&plain.authcid, &|stored| {
@@ -586,6 +592,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let Ok((name, digest)) = auth::parse_cram_md5_response(&decoded) else {
                     return self.bad_command(format_args!("malformed CRAM-MD5 response"));
                 };
+                self.wait_turn()?;
                 let user = self.ctx.users.checked_user(&name, &|stored| {
                     stored
                         .shared_secret()
@@ -644,6 +651,26 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
         Ok(Next::Continue)
     }
 
+    /// Waits for this client address's turn to have a password checked (penalty.rs): none
+    /// while it has no failures. Replies already queued go out first, and nothing is held
+    /// meanwhile (no lock, no maildrop: this session is still in AUTHORIZATION).
+    fn wait_turn(&mut self) -> io::Result<()> {
+        let Some(address) = self.address else {
+            return Ok(());
+        };
+        let wait = self.ctx.penalties.turn(address, Instant::now());
+        if !wait.is_zero() {
+            self.output.flush()?;
+            log::debug!(
+                "{}: earlier failed logins from {address}: check in {} ms",
+                self.peer,
+                wait.as_millis()
+            );
+            std::thread::sleep(wait);
+        }
+        Ok(())
+    }
+
     /// The end of every login: refuses after the failure delay, or opens the maildrop.
     fn authenticated(
         &mut self,
@@ -661,6 +688,9 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 user: name,
             };
             log::info!("{}: {failed}", self.peer);
+            if let Some(address) = self.address {
+                self.ctx.penalties.failed(address, name, Instant::now());
+            }
             // Answer late so guessing is slow; the thread sleeps cheaply meanwhile.
             self.output.flush()?;
             std::thread::sleep(self.ctx.failure_delay);
@@ -671,6 +701,11 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             }
             return Ok(Next::Continue);
         };
+        // The password was right: this user's own failures from here count no more (and no
+        // other user's are touched, penalty.rs).
+        if let Some(address) = self.address {
+            self.ctx.penalties.succeeded(address, &user.name);
+        }
         let locked = match self.ctx.maildrops.lock(&user) {
             Ok(locked) => locked,
             Err(e) => return self.open_failed(&user.name, e),

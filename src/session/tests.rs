@@ -118,6 +118,7 @@ fn setup(mbox: &str) -> Setup {
         login_delay: Duration::ZERO,
         failure_delay: Duration::ZERO,
         plaintext_auth: PlaintextAuth::Secure,
+        penalties: Penalties::default(),
     };
     Setup { store, ctx }
 }
