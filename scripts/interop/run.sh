@@ -214,12 +214,14 @@ EOF
 }
 # fetchmail_cmd FETCHMAILRC AUTH DIR: sets FETCHMAIL to a fetchmail run delivering through
 # deliver.sh (one file per message) into DIR. As root fetchmail only warns; FETCHMAILHOME
-# keeps its .fetchids and lock in the temp directory, and FETCHMAILUSER makes it run the MDA
-# as this user.
+# keeps its .fetchids in the temp directory, --pidfile its lock (as root it would otherwise
+# be /run/fetchmail.pid, shared with any other fetchmail on the host), and FETCHMAILUSER
+# makes it run the MDA as this user.
 fetchmail_cmd() {
     mkdir -p "$3"
     FETCHMAIL=(env FETCHMAILHOME="$F/home" FETCHMAILUSER="$ME"
-        fetchmail --nodetach --verbose -f "$1" --auth "$2" --mda "$HERE/deliver.sh $3")
+        fetchmail --nodetach --verbose --pidfile "$F/home/fetchmail.pid" -f "$1" --auth "$2"
+        --mda "$HERE/deliver.sh $3")
 }
 
 fresh_mbox fmkeep
