@@ -21,11 +21,13 @@ step cargo fmt --check
 step cargo clippy --all-targets --all-features --quiet -- -D warnings
 step cargo test --features fault-injection
 # Real mail clients and inetd, nginx's mail proxy in front of two backends, real clients
-# through the TLS fronts (stunnel, nginx) and the plaintext policy in a namespace, and a short
-# benchmark pass that fails on errors or lost mail, never on a time.
+# through the TLS fronts (stunnel, nginx) and the plaintext policy in a namespace, the old POP3
+# servers whose unique ids --uidl reproduces, and a short benchmark pass that fails on errors
+# or lost mail, never on a time.
 step scripts/interop/run.sh
 step scripts/scale-out/run.sh
 step scripts/tls/run.sh
+step scripts/uidl/run.sh
 step scripts/bench/run.sh --smoke
 
 printf 'steps: '

@@ -12,6 +12,7 @@ use getopts::{Matches, Options};
 use crate::cli::{self, Parsed, UsageError};
 use crate::proxy::TrustedNet;
 use crate::security::PlaintextAuth;
+use crate::uidl::UidlSpec;
 
 /// RFC 1939 section 3: the autologout timer "MUST be of at least 10 minutes' duration".
 const RFC_MIN_TIMEOUT: u64 = 600;
@@ -58,6 +59,8 @@ pub struct Config {
     pub system_users: bool,
     /// With --system-users: the lowest uid that may log in.
     pub first_uid: u32,
+    /// Whose unique ids the messages get, unless the users file sets a user's own.
+    pub uidl: UidlSpec,
     /// Things worth a log line once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -72,6 +75,11 @@ pub enum Action {
     Version,
     /// `--hash-password`: read a password on stdin, print a `{CRYPT}` users file field.
     HashPassword,
+    /// `--uidl-report SCHEMES MBOX`: print the ids the list gives each message of MBOX.
+    UidlReport {
+        uidl: UidlSpec,
+        mbox: PathBuf,
+    },
 }
 
 /// pop3d's command-line errors are the shared ones (`cli`), printed before the usage.
@@ -162,6 +170,18 @@ fn options() -> Options {
         "with --system-users, the lowest uid that may log in; default 1000 (uid 0 never)",
         "N",
     );
+    o.optopt(
+        "",
+        "uidl",
+        "unique ids (UIDL) as another server gave them, schemes in order of preference: pop3d, popa3d, solid-pop3d, dovecot, dovecot-md5, uw, x-uidl; a message the first cannot name takes the next; default pop3d",
+        "SCHEME[,SCHEME...]",
+    );
+    o.optopt(
+        "",
+        "uidl-report",
+        "pop3d --uidl-report SCHEMES MBOX: print, per message of MBOX, its number, the id SCHEMES give it and the scheme that named it, and exit (a dry run before switching servers)",
+        "SCHEMES",
+    );
     o.optflag(
         "",
         "hash-password",
@@ -178,6 +198,9 @@ pub fn usage() -> String {
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
+    if let Some(report) = uidl_report(args) {
+        return report;
+    }
     let m = match cli::parse(&options(), args)? {
         Parsed::Help => return Ok(Action::Help(usage())),
         Parsed::Version => return Ok(Action::Version),
@@ -218,8 +241,38 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         hostname: hostname(&m)?,
         log_file: m.opt_str("log-file").map(PathBuf::from),
         trusted_proxies: trusted_proxies(&m)?,
+        uidl: uidl(m.opt_str("uidl").as_deref())?,
         warnings,
     }))
+}
+
+/// `--uidl SCHEME[,SCHEME...]`: known schemes, none twice; default `pop3d`.
+fn uidl(value: Option<&str>) -> Result<UidlSpec, ConfigError> {
+    match value {
+        None => Ok(UidlSpec::default()),
+        Some(list) => UidlSpec::parse(list).map_err(|e| cli::bad("uidl", e.to_string())),
+    }
+}
+
+/// `pop3d --uidl-report SCHEMES MBOX`, a command of its own (the mbox is a plain argument,
+/// which the server's options refuse): None if the arguments do not ask for it.
+fn uidl_report(args: &[String]) -> Option<Result<Action, ConfigError>> {
+    let at = args
+        .iter()
+        .position(|a| a == "--uidl-report" || a.starts_with("--uidl-report="))?;
+    let report = match (at, &args[at..]) {
+        (0, [flag, schemes, mbox]) if flag == "--uidl-report" => {
+            uidl(Some(schemes)).map(|uidl| Action::UidlReport {
+                uidl,
+                mbox: PathBuf::from(mbox),
+            })
+        }
+        _ => Err(cli::bad(
+            "uidl-report",
+            "usage: pop3d --uidl-report SCHEMES MBOX (nothing else)",
+        )),
+    };
+    Some(report)
 }
 
 /// `--maildrop PATTERN`: one file per user, so the pattern names the user: %u, or with
@@ -542,6 +595,40 @@ mod tests {
             &["--secure-listen", "nonsense"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn uidl_takes_a_preference_list_and_defaults_to_pop3d() {
+        assert_eq!(run(&[]).unwrap().uidl, UidlSpec::default());
+        let c = run(&["--uidl", "dovecot,pop3d"]).unwrap();
+        assert_eq!(c.uidl.to_string(), "dovecot,pop3d");
+        for bad in ["", "qpopper", "pop3d,pop3d", "dovecot, pop3d", "Dovecot"] {
+            match run(&["--uidl", bad]) {
+                Err(UsageError::BadValue { option, .. }) => assert_eq!(option, "uidl", "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn uidl_report_is_a_command_of_its_own() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        match parse(&args(&["--uidl-report", "popa3d,pop3d", "/var/mail/x"])) {
+            Ok(Action::UidlReport { uidl, mbox }) => {
+                assert_eq!(uidl.to_string(), "popa3d,pop3d");
+                assert_eq!(mbox, PathBuf::from("/var/mail/x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            &["--uidl-report", "popa3d"][..],
+            &["--uidl-report", "bogus", "/m"],
+            &["--uidl-report", "popa3d", "/m", "extra"],
+            &["-i", "--uidl-report", "popa3d", "/m"],
+            &["--uidl-report=popa3d", "/m"],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }
     }
 

@@ -23,5 +23,6 @@ pub mod sys;
 pub mod system_users;
 #[cfg(test)]
 mod testing;
+pub mod uidl;
 pub mod users;
 pub mod watched;

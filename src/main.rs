@@ -16,7 +16,7 @@ use pop3d::cli::{self, StartError};
 use pop3d::config::{self, Action, Config};
 use pop3d::listener::{self, Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
-use pop3d::maildrop::OpenOptions;
+use pop3d::maildrop::{self, MaildropError, OpenOptions};
 use pop3d::owner::{OwnerMaildrops, Scope};
 use pop3d::penalty::Penalties;
 use pop3d::security::Security;
@@ -24,6 +24,7 @@ use pop3d::session::{self, Connection, Context, MaildropSource, UserSource};
 use pop3d::sources::MboxFiles;
 use pop3d::sys::{self, CryptError};
 use pop3d::system_users::{SystemUsers, SystemUsersError};
+use pop3d::uidl::{Named, UidlSpec, Unnamed};
 use pop3d::users::UsersFile;
 
 /// The name on log lines, messages and --version.
@@ -42,6 +43,8 @@ enum SetupError {
     HashPassword(String),
     /// --hash-password: libcrypt refused.
     Hash(CryptError),
+    /// --uidl-report: the mbox cannot be read.
+    UidlReport(PathBuf, MaildropError),
 }
 
 impl fmt::Display for SetupError {
@@ -53,6 +56,9 @@ impl fmt::Display for SetupError {
             SetupError::SystemUsers(e) => write!(f, "{e}"),
             SetupError::HashPassword(why) => write!(f, "--hash-password: {why}"),
             SetupError::Hash(e) => write!(f, "--hash-password: {e}"),
+            SetupError::UidlReport(path, e) => {
+                write!(f, "--uidl-report: {}: {e}", path.display())
+            }
         }
     }
 }
@@ -62,6 +68,7 @@ impl Error for SetupError {
         match self {
             SetupError::SystemUsers(e) => Some(e),
             SetupError::Hash(e) => Some(e),
+            SetupError::UidlReport(_, e) => Some(e),
             SetupError::NotRoot | SetupError::HashPassword(_) => None,
         }
     }
@@ -103,6 +110,7 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
             return Ok(());
         }
         Action::HashPassword => return Ok(hash_password()?),
+        Action::UidlReport { uidl, mbox } => return Ok(uidl_report(&uidl, &mbox)?),
         Action::Run(config) => config,
     };
     if config.system_users && sys::effective_uid() != 0 {
@@ -120,8 +128,12 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
     }
     let files = MboxFiles {
         pattern: config.maildrop.clone(),
-        options: OpenOptions::default(),
+        options: OpenOptions {
+            uidl: config.uidl.clone(),
+            ..OpenOptions::default()
+        },
     };
+    log::info!("unique ids: --uidl {}", config.uidl);
     let (users, maildrops): (Arc<dyn UserSource>, Arc<dyn MaildropSource>) = if config.system_users
     {
         let users = SystemUsers::new(config.first_uid).map_err(SetupError::SystemUsers)?;
@@ -197,6 +209,38 @@ fn hash_password() -> Result<(), SetupError> {
     let setting = sys::default_setting().map_err(SetupError::Hash)?;
     let hash = sys::crypt(password, &setting).map_err(SetupError::Hash)?;
     println!("{{CRYPT}}{hash}");
+    Ok(())
+}
+
+/// `--uidl-report SCHEMES MBOX`: per message "N ID NAMED-BY", NAMED-BY being the scheme
+/// that named it or "fallback"; a message the list's first scheme did not name gets a fourth
+/// column with what that scheme gave: its id (taken by an earlier message), "-absent" (no
+/// header) or "-invalid". Then the summary a session would log, on stderr.
+fn uidl_report(uidl: &UidlSpec, mbox: &std::path::Path) -> Result<(), SetupError> {
+    let report =
+        maildrop::dry_run(mbox, uidl).map_err(|e| SetupError::UidlReport(mbox.into(), e))?;
+    let first_scheme = uidl.schemes().first().copied().map(Named::Scheme);
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let rows = report.messages.iter().zip(&report.chosen.named);
+    for (i, (m, named)) in rows.enumerate() {
+        let by = match named {
+            Named::Scheme(s) => s.name(),
+            Named::Fallback => "fallback",
+        };
+        // Output errors (a closed pipe) end the listing quietly, as for any filter.
+        let _ = write!(out, "{} {} {by}", i + 1, m.uid);
+        if Some(*named) != first_scheme {
+            let first = match report.first.get(i) {
+                Some(Ok(id)) => id.as_str(),
+                Some(Err(Unnamed::Invalid)) => "-invalid",
+                Some(Err(Unnamed::Absent)) | None => "-absent",
+            };
+            let _ = write!(out, " {first}");
+        }
+        let _ = writeln!(out);
+    }
+    let _ = out.flush();
+    eprintln!("{}", report.chosen.report);
     Ok(())
 }
 

@@ -38,10 +38,14 @@ impl MaildropSource for MboxFiles {
     fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
         let path = users::maildrop_path(&self.pattern, user);
         let lock = SessionLock::try_acquire(&path)?;
+        let mut options = self.options.clone();
+        if let Some(uidl) = &user.uidl {
+            options.uidl = uidl.clone();
+        }
         Ok(Box::new(LockedMbox {
             path,
             lock,
-            options: self.options.clone(),
+            options,
         }))
     }
 }
@@ -99,6 +103,7 @@ mod tests {
             pattern: dir.join("%u").to_string_lossy().into_owned(),
             options: OpenOptions {
                 lock_timeout: Duration::from_millis(200),
+                ..OpenOptions::default()
             },
         };
         let user = User {
@@ -106,6 +111,7 @@ mod tests {
             password: users::Password::Clear("pw".into()),
             maildrop: None,
             account: None,
+            uidl: None,
         };
         // A delivery agent (this live process) holds the dotlock: the open fails...
         std::fs::write(dir.join("carol.lock"), format!("{}\n", std::process::id())).unwrap();

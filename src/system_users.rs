@@ -149,6 +149,7 @@ impl UserSource for SystemUsers {
                     password: Password::Crypt(String::new()),
                     maildrop: None,
                     account: Some(account),
+                    uidl: None,
                 })
             }
             Err(refusal) => {

@@ -10,6 +10,8 @@
 //! name:password:/absolute/path/to/mbox
 //! name:{CRYPT}$y$j9T$...
 //! name:{PLAIN}password
+//! name:password:uidl=dovecot,pop3d
+//! name:password:/absolute/path/to/mbox:uidl=popa3d
 //! ```
 //!
 //! - The password field follows Dovecot's passwd-file notation, so files move between the
@@ -30,8 +32,18 @@
 //!   and the mbox /var/mail/x; `alice:pw:mail/alice` is refused (relative mbox path) rather
 //!   than taken as the password "pw:mail/alice". Consequences: a password containing ':'
 //!   cannot have a '/' after its last ':', and an mbox path cannot contain ':'.
+//! - A last field `uidl=LIST` sets the user's unique-id schemes (a `--uidl` list such as
+//!   `uidl=dovecot,pop3d`), overriding `--uidl`, for sites that move users from another
+//!   server in steps: `name:password:uidl=LIST` or `name:password:/path:uidl=LIST`. It is taken
+//!   off first (text after the last ':' that begins "uidl="), then the path rule applies to
+//!   the rest. A key is used, not a fourth positional field, because the password may hold
+//!   ':' and the path is optional: only a key tells the field apart from a password's tail.
+//!   Dovecot's positional passwd-file fields (uid:gid:gecos:home:shell:extra) are not
+//!   emulated, since the third field here is already the mbox path. So a password cannot
+//!   have "uidl=" after its last ':', and a bad list is refused, never taken as a password.
 //! - Malformed: no ':', empty name, invalid name, duplicate name, empty password, relative mbox
-//!   path, text that is not UTF-8. One malformed line rejects the whole file.
+//!   path, unknown uidl scheme, text that is not UTF-8. One malformed line rejects the whole
+//!   file.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -48,6 +60,7 @@ use log::warn;
 
 use crate::auth::{self, valid_user_name};
 use crate::sys::{self, Account};
+use crate::uidl::UidlSpec;
 use crate::watched::{Format, WatchError, WatchedFile};
 
 /// How often `UsersFile::current` may stat the file (the reload lives in `watched`).
@@ -140,6 +153,8 @@ pub struct User {
     pub maildrop: Option<PathBuf>,
     /// The system account behind the user (`--system-users`); None for the users file.
     pub account: Option<Account>,
+    /// The user's own `--uidl` list (`uidl=` in the users file); None = the server's.
+    pub uidl: Option<UidlSpec>,
 }
 
 impl fmt::Debug for User {
@@ -150,6 +165,7 @@ impl fmt::Debug for User {
             .field("password", &"<redacted>")
             .field("maildrop", &self.maildrop)
             .field("account", &self.account)
+            .field("uidl", &self.uidl)
             .finish()
     }
 }
@@ -250,6 +266,15 @@ fn parse_user(line: &str) -> Result<User, &'static str> {
     if !valid_user_name(name) {
         return Err("invalid user name");
     }
+    let (rest, uidl) = match rest.rsplit_once(':') {
+        Some((before, field)) if field.starts_with(UIDL_KEY) => {
+            let spec = UidlSpec::parse(&field[UIDL_KEY.len()..]).map_err(|_| {
+                "bad uidl= list (scheme names as for --uidl, comma-separated, none twice)"
+            })?;
+            (before, Some(spec))
+        }
+        _ => (rest, None),
+    };
     let (password, maildrop) = match rest.rsplit_once(':') {
         Some((password, path)) if path.contains('/') => {
             if !path.starts_with('/') {
@@ -268,8 +293,12 @@ fn parse_user(line: &str) -> Result<User, &'static str> {
         password,
         maildrop,
         account: None,
+        uidl,
     })
 }
+
+/// The key of the users file's optional last field: the user's `--uidl` list.
+const UIDL_KEY: &str = "uidl=";
 
 /// Why a version of the users file does not parse. Reading the file (missing, too large, not
 /// a regular file) fails with the `WatchError` that carries this one: see `LoadError`.
@@ -400,6 +429,7 @@ mod tests {
             password: Password::Clear(password.to_owned()),
             maildrop: maildrop.map(PathBuf::from),
             account: None,
+            uidl: None,
         }
     }
 
@@ -504,6 +534,52 @@ mod tests {
             db.get("alice").and_then(|u| u.maildrop.as_deref()),
             Some(Path::new("/srv/mail/alice.mbox"))
         );
+    }
+
+    #[test]
+    fn parse_reads_a_users_uidl_list_after_the_password_or_the_path() {
+        let text = "alice:a:b:uidl=dovecot,pop3d\nbob:pw:/srv/bob:uidl=popa3d\n\
+carol:uidl=x-uidl\ndave:pw:uidl\n";
+        let db = UsersDb::parse(text).unwrap();
+        let spec = |name: &str| {
+            db.get(name)
+                .and_then(|u| u.uidl.as_ref())
+                .map(|s| s.to_string())
+        };
+        let alice = db.get("alice").unwrap();
+        assert_eq!(alice.password.shared_secret(), Some("a:b"));
+        assert_eq!(spec("alice").as_deref(), Some("dovecot,pop3d"));
+        let bob = db.get("bob").unwrap();
+        assert_eq!(bob.maildrop.as_deref(), Some(Path::new("/srv/bob")));
+        assert_eq!(bob.password.shared_secret(), Some("pw"));
+        assert_eq!(spec("bob").as_deref(), Some("popa3d"));
+        // "uidl=" right after the name is the password: a user needs one.
+        let carol = db.get("carol").unwrap();
+        assert_eq!(carol.password.shared_secret(), Some("uidl=x-uidl"));
+        assert_eq!(spec("carol"), None);
+        // Without '=' it is part of the password, as before.
+        assert_eq!(
+            db.get("dave").unwrap().password.shared_secret(),
+            Some("pw:uidl")
+        );
+        assert_eq!(spec("dave"), None);
+    }
+
+    #[test]
+    fn parse_refuses_a_bad_uidl_list() {
+        for text in [
+            "alice:pw:uidl=qpopper\n",
+            "alice:pw:uidl=\n",
+            "alice:pw:uidl=pop3d,pop3d\n",
+            "alice:pw:/srv/a:uidl=Dovecot\n",
+            "alice:uidl=x:uidl=pop3d,\n",
+        ] {
+            let (line, reason) = malformed_line(UsersDb::parse(text));
+            assert_eq!(line, 1, "{text:?}");
+            assert!(reason.contains("uidl"), "{text:?}: {reason}");
+        }
+        let (_, reason) = malformed_line(UsersDb::parse("alice::uidl=pop3d\n"));
+        assert_eq!(reason, "empty password");
     }
 
     #[test]

@@ -25,3 +25,4 @@ mod privileges;
 mod proxy;
 mod session_short_read;
 mod system_users;
+mod uidl;

@@ -267,6 +267,12 @@ for ((RUN = 1; RUN <= RUNS; RUN++)); do
     [ "$PEER" = dovecot ] && run_server dovecot "$D_DIR/mail" start_dovecot
     log "references and footprint (run $RUN)"
     measured pop3d cat "${LOAD[@]}" cat --server pop3d --results "$RESULTS" --file "$PRISTINE/huge"
+    # The in-process open of the huge mbox with each --uidl scheme (issue 15), beside pop3d's.
+    for scheme in pop3d popa3d,pop3d solid-pop3d,pop3d dovecot,pop3d dovecot-md5,pop3d uw,pop3d x-uidl,pop3d; do
+        log "pop3d: open huge --uidl $scheme (run $RUN)"
+        measured pop3d "open --uidl $scheme" "$TOOL" maildrop stat --uidl "$scheme" \
+            --results "$RESULTS" "$PRISTINE/huge" >/dev/null
+    done
     measured pop3d tcp "${LOAD[@]}" tcp --server pop3d --results "$RESULTS" --megabytes "$TCP_MB"
     mkdir -p "$WORK/startup/mail"
     measured pop3d startup "${LOAD[@]}" startup --server pop3d --results "$RESULTS" \

@@ -7,8 +7,8 @@
 #
 # fetchmail, mpop, curl and Python's poplib fetch the interop fixtures through each front and
 # every message must arrive byte for byte; pop3d's log must show the client's own address.
-# Then, over a veth pair into a network namespace made here (10.203.0.1 host side, 10.203.0.2
-# inside, removed on exit), the --plaintext-auth policy for a client that is not on this
+# Then, over a veth pair into a network namespace made here (in 10.203.0.0/16, picked by pid,
+# removed on exit), the --plaintext-auth policy for a client that is not on this
 # host: straight to pop3d it gets no USER, is refused USER/PASS and AUTH PLAIN, and logs in
 # with APOP; through stunnel it logs in with USER/PASS, and a capture of the client's side
 # never contains the password.
@@ -40,8 +40,11 @@ T=$(mktemp -d /tmp/pop3d-tls.XXXXXX)
 NS=pop3d-tls-$$
 VETH_HOST=p3tls$$h
 VETH_NS=p3tls$$n
-HOST_IP=10.203.0.1
-NS_IP=10.203.0.2
+# A /30 of 10.203.0.0/16 picked by pid, so that two runs at once (or one left behind by a
+# killed run) do not claim the same addresses.
+NET=10.203.$(($$ % 256)).$(($$ / 256 % 64 * 4))
+HOST_IP=${NET%.*}.$((${NET##*.} + 1))
+NS_IP=${NET%.*}.$((${NET##*.} + 2))
 PIDS=()
 
 cleanup() {
@@ -103,7 +106,7 @@ python3 "$INTEROP/fixtures.py" "$FIX" || exit 1
 PW='tls-only Secret 8d1f'
 ME=$(id -un)
 CERTS=$T/certs
-# The namespace's side of the host, 10.203.0.1, is in the certificate for the capture check.
+# The namespace's side of the host, $HOST_IP, is in the certificate for the capture check.
 if ! tls_make_certs "$CERTS" "$HOST_IP"; then
     fail "openssl makes a test CA and a server certificate"
     summary
@@ -147,7 +150,7 @@ chmod 600 "$T/users"
 for u in $USERS; do fresh_mbox "$u"; done
 PORTS=$(free_port 7)
 read -r DIRECT SECURE ROUTER STUNNEL NGINX_S NGINX_P NS_STUNNEL <<<"$PORTS"
-# Direct clients on loopback and, for the namespace, on 10.203.0.1; the fronts on the
+# Direct clients on loopback and, for the namespace, on $HOST_IP; the fronts on the
 # secure listener. 127.0.0.1 (stunnel, nginx) must send a PROXY header.
 spawn "$T/pop3d.stderr" "$POP3D" --listen "127.0.0.1:$DIRECT" --listen "$HOST_IP:$DIRECT" \
     --secure-listen "127.0.0.1:$SECURE" --trusted-proxy 127.0.0.1 \

@@ -435,7 +435,9 @@ pub fn match_owner(file: &File, like: &fs::Metadata) -> io::Result<()> {
 
 /// The session lock: an fs2 exclusive lock on the companion file "<mbox>.pop3d", which
 /// delivery agents never touch, held for the whole POP3 session and released on Drop. The
-/// companion's mtime records the last successful login (the Unix epoch: none yet).
+/// companion's mtime records the last successful login (the Unix epoch: none yet); its
+/// content, when not empty, is one line "uidvalidity N": the UIDVALIDITY that `--uidl
+/// dovecot` or `uw` last read in the mbox's first message (see `MboxContext`).
 #[derive(Debug)]
 pub struct SessionLock {
     mbox: PathBuf,
@@ -486,6 +488,47 @@ impl SessionLock {
     pub fn record_login(&self) -> io::Result<()> {
         self.file.set_modified(SystemTime::now())
     }
+
+    /// The UIDVALIDITY remembered in the companion, if any (see the type's doc).
+    pub fn remembered_uid_validity(&self) -> Option<u32> {
+        read_uid_validity(&self.file)
+    }
+
+    /// Remembers `value` in the companion, keeping its mtime (the last login's). Written
+    /// under the session lock, so no other pop3d reads it meanwhile; a torn write reads as
+    /// nothing remembered, and the next session with the header writes it again.
+    pub fn remember_uid_validity(&self, value: u32) -> io::Result<()> {
+        let mtime = self.file.metadata()?.modified()?;
+        let line = format!("{UID_VALIDITY_KEY}{value}\n");
+        std::os::unix::fs::FileExt::write_all_at(&self.file, line.as_bytes(), 0)?;
+        self.file.set_len(line.len() as u64)?;
+        self.file.set_modified(mtime)
+    }
+}
+
+/// The remembered UIDVALIDITY of `mbox`, read from its session-lock companion without taking
+/// the lock (for the dry run, which never writes); None if there is none.
+pub fn remembered_uid_validity(mbox: &Path) -> Option<u32> {
+    let file = File::open(sibling(mbox, companion::SESSION)).ok()?;
+    read_uid_validity(&file)
+}
+
+/// The companion's line: "uidvalidity N\n".
+const UID_VALIDITY_KEY: &str = "uidvalidity ";
+
+/// More than the line ever holds: a companion grown by something else is not read whole.
+const MAX_COMPANION_READ: u64 = 64;
+
+fn read_uid_validity(file: &File) -> Option<u32> {
+    let mut text = String::new();
+    io::Read::take(file, MAX_COMPANION_READ)
+        .read_to_string(&mut text)
+        .ok()?;
+    let digits = text.strip_prefix(UID_VALIDITY_KEY)?.strip_suffix('\n')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl Drop for SessionLock {
@@ -505,6 +548,33 @@ mod tests {
 
     use super::*;
     use crate::testing::TempDir;
+
+    #[test]
+    fn the_companion_remembers_a_uid_validity_and_keeps_the_login_time() {
+        let dir = TempDir::new("lock-uidvalidity");
+        let path = mbox(&dir);
+        let lock = SessionLock::try_acquire(&path).expect("lock");
+        assert_eq!(lock.remembered_uid_validity(), None);
+        lock.record_login().expect("record");
+        let companion = sibling(&path, ".pop3d");
+        let login = fs::metadata(&companion).unwrap().modified().unwrap();
+        lock.remember_uid_validity(4_000_000_000).expect("remember");
+        lock.remember_uid_validity(1_700_000_000).expect("remember");
+        assert_eq!(lock.remembered_uid_validity(), Some(1_700_000_000));
+        assert_eq!(remembered_uid_validity(&path), Some(1_700_000_000));
+        assert_eq!(fs::read(&companion).unwrap(), b"uidvalidity 1700000000\n");
+        assert_eq!(fs::metadata(&companion).unwrap().modified().unwrap(), login);
+        drop(lock);
+        for junk in [
+            &b"uidvalidity \n"[..],
+            b"uidvalidity 99999999999\n",
+            b"uidvalidity 12",
+            b"x",
+        ] {
+            fs::write(&companion, junk).unwrap();
+            assert_eq!(remembered_uid_validity(&path), None, "{junk:?}");
+        }
+    }
 
     fn mbox(dir: &TempDir) -> PathBuf {
         let path = dir.path().join("mbox");

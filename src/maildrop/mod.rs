@@ -13,6 +13,7 @@
 pub mod companion;
 mod fault;
 pub mod from_line;
+pub mod ids;
 pub mod journal;
 pub mod lock;
 pub mod scan;
@@ -31,6 +32,8 @@ use fault::fault_point;
 use journal::{CompactError, JournalError, Plan};
 use lock::{DeliveryLocks, LockError};
 use scan::ScanError;
+
+use crate::uidl::{self, UidlSpec};
 
 pub use lock::SessionLock;
 pub use scan::{MessageInfo, Uid};
@@ -51,12 +54,15 @@ const RECHECK_BUFFER: u64 = 256 * 1024;
 pub struct OpenOptions {
     /// How long to wait for the delivery locks.
     pub lock_timeout: Duration,
+    /// Whose unique ids the messages get (`--uidl`, or the user's own list).
+    pub uidl: UidlSpec,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            uidl: UidlSpec::default(),
         }
     }
 }
@@ -215,12 +221,20 @@ impl Maildrop {
             )));
         }
         let file = open_mbox(path)?;
+        let want = WantedIds {
+            spec: &opts.uidl,
+            remembered: if opts.uidl.needs_headers() {
+                session.remembered_uid_validity()
+            } else {
+                None
+            },
+        };
         let optimistic = match &file {
-            Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout)?,
+            Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout, &want)?,
             None => None,
         };
-        let scan = if let Some(scan) = optimistic {
-            scan
+        let Scanned { scan, chosen } = if let Some(scanned) = optimistic {
+            scanned
         } else {
             let locks = DeliveryLocks::acquire(file.as_ref(), path, opts.lock_timeout)?;
             let keepalive = || refresh(&locks);
@@ -228,14 +242,26 @@ impl Maildrop {
             journal::recover(path, file.as_ref(), &keepalive)?;
             match &file {
                 // Under the delivery locks: the bodies read are the ones scanned.
-                Some(f) => scan_file(f, f.metadata()?.len(), u64::MAX)?,
-                None => scan::Scan {
-                    messages: Vec::new(),
-                    scanned_len: 0,
-                    preamble_len: 0,
+                Some(f) => scan_file(f, f.metadata()?.len(), u64::MAX, &want)?,
+                None => Scanned {
+                    scan: scan::Scan {
+                        messages: Vec::new(),
+                        scanned_len: 0,
+                        preamble_len: 0,
+                    },
+                    chosen: None,
                 },
             }
         };
+        if let Some(chosen) = chosen {
+            log_ids(path, &opts.uidl, &chosen.report);
+            let remembered = want.remembered;
+            if let Some(v) = chosen.uid_validity.filter(|v| Some(*v) != remembered) {
+                if let Err(e) = session.remember_uid_validity(v) {
+                    log::warn!("{}: cannot remember UIDVALIDITY {v}: {e}", path.display());
+                }
+            }
+        }
         if scan.preamble_len > 0 {
             log::warn!(
                 "{}: {} bytes before the first \"From \" line belong to no message",
@@ -526,13 +552,15 @@ fn scan_without_holding_up_delivery(
     file: &File,
     path: &Path,
     timeout: Duration,
-) -> Result<Option<scan::Scan>, MaildropError> {
+    want: &WantedIds,
+) -> Result<Option<Scanned>, MaildropError> {
     if journal_pending(path)? {
         return Ok(None);
     }
     let before = Fingerprint::of(file)?;
-    // The bodies that `distinguish` reads are checked by the same fingerprint as the scan.
-    let Ok(scan) = scan_file(file, before.len, before.len) else {
+    // The bodies that `distinguish` reads, and the header lines of another server's scheme,
+    // are checked by the same fingerprint as the scan.
+    let Ok(scan) = scan_file(file, before.len, before.len, want) else {
         // Perhaps a half-written delivery: the locked scan says what is really there.
         return Ok(None);
     };
@@ -542,14 +570,43 @@ fn scan_without_holding_up_delivery(
     Ok(unchanged.then_some(scan))
 }
 
+/// The unique ids a scan is to give: the `--uidl` list, and the UIDVALIDITY the session
+/// lock remembers (read only when the list needs headers).
+struct WantedIds<'a> {
+    spec: &'a UidlSpec,
+    remembered: Option<u32>,
+}
+
+/// A scan, with what `maildrop::ids` did when the list names another server's scheme.
+struct Scanned {
+    scan: scan::Scan,
+    chosen: Option<ids::Chosen>,
+}
+
 /// Scans `file` (`octets` long, read up to `limit`), then tells apart messages whose header
-/// digests collide by their bodies, so their unique ids never pass from one to another.
-fn scan_file(file: &File, octets: u64, limit: u64) -> Result<scan::Scan, scan::ScanError> {
+/// digests collide by their bodies, so their unique ids never pass from one to another; then,
+/// only if `want` names another server's scheme, gives the messages its ids.
+fn scan_file(
+    file: &File,
+    octets: u64,
+    limit: u64,
+    want: &WantedIds,
+) -> Result<Scanned, scan::ScanError> {
     let mut scan = scan::scan_sized(BufReader::new(ReadAt::new(file, 0, limit)), octets)?;
     scan::distinguish(&mut scan.messages, |m| {
         scan::body_digest(ReadAt::new(file, m.content_start, m.content_len))
     })?;
-    Ok(scan)
+    let chosen = if want.spec.needs_headers() {
+        Some(ids::choose(
+            &mut scan.messages,
+            want.spec,
+            want.remembered,
+            |m| Ok(ReadAt::new(file, m.content_start, m.content_len)),
+        )?)
+    } else {
+        None
+    };
+    Ok(Scanned { scan, chosen })
 }
 
 /// Whether an interrupted UPDATE left a journal beside the mbox.
@@ -669,6 +726,54 @@ fn refresh(locks: &DeliveryLocks<'_>) {
     }
 }
 
+/// The dry run of `--uidl-report`: the messages of the mbox at `path` with the ids `spec`
+/// gives them, who named each, and what the list's first scheme gave each. Reads the file
+/// as it is, without the delivery locks and without replaying a crash journal, and never
+/// writes: an admin runs it on a live spool, perhaps as another user than pop3d's.
+pub fn dry_run(path: &Path, spec: &UidlSpec) -> Result<DryRun, MaildropError> {
+    // A missing file is an error here, not an empty maildrop: it is likely a typo.
+    let f = File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(MaildropError::NotAFile(path.to_owned()));
+    }
+    let octets = f.metadata()?.len();
+    let pop3d_only = UidlSpec::default();
+    let want = WantedIds {
+        spec: &pop3d_only,
+        remembered: None,
+    };
+    let Scanned { mut scan, .. } = scan_file(&f, octets, octets, &want)?;
+    let remembered = lock::remembered_uid_validity(path);
+    let (chosen, first) = ids::choose_with_first(&mut scan.messages, spec, remembered, |m| {
+        Ok(ReadAt::new(&f, m.content_start, m.content_len))
+    })?;
+    Ok(DryRun {
+        messages: scan.messages,
+        chosen,
+        first,
+    })
+}
+
+/// What `dry_run` found.
+#[derive(Debug)]
+pub struct DryRun {
+    pub messages: Vec<MessageInfo>,
+    pub chosen: ids::Chosen,
+    /// Per message, what the list's first scheme gave.
+    pub first: Vec<Result<String, uidl::Unnamed>>,
+}
+
+/// The session's one log line on the ids of another server's scheme: a warning when a
+/// header was invalid or taken before (a forged X-UID or X-UIDL, a popa3d id shared by two
+/// messages), since those messages get ids their old server did not give.
+fn log_ids(path: &Path, spec: &UidlSpec, report: &uidl::AssignReport) {
+    if report.unusual() {
+        log::warn!("{}: --uidl {spec}: {report}", path.display());
+    } else {
+        log::info!("{}: --uidl {spec}: {report}", path.display());
+    }
+}
+
 /// Reads bytes [pos, pos + len) of a file by offset, leaving the file position alone.
 struct ReadAt<'a> {
     file: &'a File,
@@ -746,6 +851,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             lock,
             &OpenOptions {
                 lock_timeout: Duration::from_millis(300),
+                ..OpenOptions::default()
             },
         )
     }
@@ -878,6 +984,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
                 lock,
                 &OpenOptions {
                     lock_timeout: Duration::from_secs(5),
+                    ..OpenOptions::default()
                 },
             );
             finisher.join().expect("agent");

@@ -59,41 +59,83 @@ const HASH_QUEUE: usize = 4;
 /// file order.
 ///
 /// Displayed as 32 lowercase hex digits, then "-N" for the N-th later copy of an identical
-/// message, so it is 32 to 43 characters in 0x21..0x7E.
+/// message, so it is 32 to 43 characters in 0x21..0x7E; or, under a `--uidl` list with another
+/// server's scheme, as the id that list chose (any RFC 1939 unique id). The digest stays
+/// either way: it is what a re-scan checks.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Uid {
     digest: [u8; 16],
-    /// md-5 of `digest` and the body digest, set only when another message of the scan has
-    /// the same `digest` but another body.
-    distinct: Option<[u8; 16]>,
-    dup: u32,
+    label: Label,
+}
+
+/// What a `Uid` shows besides its digest. One enum rather than a further field, so a
+/// `MessageInfo` is no larger than before `--uidl` (40 bytes of id a message): the default
+/// scheme costs no memory.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Label {
+    /// pop3d's own id.
+    Own {
+        /// md-5 of `digest` and the body digest, set only when another message of the scan
+        /// has the same `digest` but another body.
+        distinct: Option<[u8; 16]>,
+        dup: u32,
+    },
+    /// The id a `--uidl` list chose (`maildrop::ids`).
+    Chosen(Box<str>),
 }
 
 impl Uid {
+    fn own(digest: [u8; 16], distinct: Option<[u8; 16]>, dup: u32) -> Uid {
+        Uid {
+            digest,
+            label: Label::Own { distinct, dup },
+        }
+    }
+
     /// The md-5 digest of the "From " line, header block and size (never of the body): what
     /// a re-scan of the message alone finds again.
     pub fn digest(&self) -> &[u8; 16] {
         &self.digest
     }
 
-    /// How many earlier messages of the same scan have the same id without the counter.
+    /// How many earlier messages of the same scan have the same id without the counter (0
+    /// for an id a `--uidl` list chose).
     pub fn dup(&self) -> u32 {
-        self.dup
+        match self.label {
+            Label::Own { dup, .. } => dup,
+            Label::Chosen(_) => 0,
+        }
     }
 
     /// Whether the id was told apart from a colliding message by its body.
     pub fn is_distinct(&self) -> bool {
-        self.distinct.is_some()
+        matches!(
+            self.label,
+            Label::Own {
+                distinct: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Makes `id` the id shown, in place of pop3d's own: the caller (`maildrop::ids`, from
+    /// `uidl::assign`) guarantees it is a valid unique id no other message has.
+    pub fn choose(&mut self, id: String) {
+        self.label = Label::Chosen(id.into_boxed_str());
     }
 }
 
 impl fmt::Display for Uid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.distinct.unwrap_or(self.digest) {
+        let (distinct, dup) = match &self.label {
+            Label::Chosen(id) => return f.write_str(id),
+            Label::Own { distinct, dup } => (distinct, *dup),
+        };
+        for byte in distinct.unwrap_or(self.digest) {
             write!(f, "{byte:02x}")?;
         }
-        if self.dup > 0 {
-            write!(f, "-{}", self.dup)?;
+        if dup > 0 {
+            write!(f, "-{dup}")?;
         }
         Ok(())
     }
@@ -229,7 +271,7 @@ pub fn distinguish<E>(
 ) -> Result<(), E> {
     let collided: HashSet<[u8; 16]> = messages
         .iter()
-        .filter(|m| m.uid.dup > 0)
+        .filter(|m| m.uid.dup() > 0)
         .map(|m| m.uid.digest)
         .collect();
     if collided.is_empty() {
@@ -255,8 +297,7 @@ pub fn distinguish<E>(
             h.update(digest);
             h.update(body);
             let dup = seen.entry(*body).or_insert(0);
-            messages[index].uid.distinct = Some(h.finalize().into());
-            messages[index].uid.dup = *dup;
+            messages[index].uid = Uid::own(digest, Some(h.finalize().into()), *dup);
             *dup += 1;
         }
     }
@@ -330,11 +371,7 @@ impl Partial {
         let mut seen: HashMap<[u8; 16], u32> = HashMap::with_capacity(self.messages.len());
         for (info, digest) in self.messages.iter_mut().zip(digests) {
             let dup = seen.entry(digest).or_insert(0);
-            info.uid = Uid {
-                digest,
-                distinct: None,
-                dup: *dup,
-            };
+            info.uid = Uid::own(digest, None, *dup);
             *dup += 1;
         }
         Ok(Scan {
@@ -590,11 +627,7 @@ impl Current {
             content_start: self.content_start,
             content_len,
             octets,
-            uid: Uid {
-                digest: [0; 16],
-                distinct: None,
-                dup: 0,
-            },
+            uid: Uid::own([0; 16], None, 0),
         }
     }
 }
@@ -1429,6 +1462,12 @@ mod tests {
             body_digest(&b""[..]).expect("digest"),
             model::body_digest(b"")
         );
+    }
+
+    #[test]
+    fn a_message_info_is_no_larger_for_the_chosen_ids() {
+        // 32 bytes of offsets and sizes, 40 of id: what it was before --uidl.
+        assert_eq!(std::mem::size_of::<MessageInfo>(), 72);
     }
 
     #[test]

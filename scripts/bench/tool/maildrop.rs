@@ -1,30 +1,44 @@
 //! `bench maildrop`: measures pop3d's maildrop engine in process, without a server, on a large
 //! mbox: open + STAT time, resident memory, and the time of UPDATE after deleting the first or
-//! the last message.
+//! the last message. `--uidl SCHEMES` opens with that unique-id list (issue 15: the cost of
+//! another server's scheme at open), as `pop3d --uidl` would.
 //!
 //!     cargo run --release --example bench -- maildrop generate /tmp/big.mbox 1024 100000
 //!     cargo run --release --example bench -- maildrop stat /tmp/big.mbox
+//!     cargo run --release --example bench -- maildrop stat --uidl dovecot,pop3d /tmp/big.mbox
 //!     cargo run --release --example bench -- maildrop delete /tmp/big.mbox first
 //!     cargo run --release --example bench -- maildrop delete /tmp/big.mbox last
 
 use std::error::Error;
-use std::fs::File;
+use std::fs::{File, OpenOptions as OpenOptionsFs};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
 use getopts::Options;
 use pop3d::maildrop::{Maildrop, OpenOptions, SessionLock};
+use pop3d::uidl::UidlSpec;
 
 use crate::{fail, Outcome};
 
-const USAGE: &str =
-    "usage: bench maildrop generate PATH MB COUNT | stat PATH | delete PATH first|last";
+const USAGE: &str = "usage: bench maildrop generate PATH MB COUNT | stat [--uidl SCHEMES] PATH | delete [--uidl SCHEMES] PATH first|last";
 
 /// Runs one of the three measurements named by the words after `maildrop`.
 pub fn run(words: &[String]) -> Outcome<()> {
     let mut options = Options::new();
     options.optflag("h", "help", "print this help");
+    options.optopt(
+        "",
+        "uidl",
+        "open with this --uidl list (default pop3d)",
+        "SCHEMES",
+    );
+    options.optopt(
+        "",
+        "results",
+        "stat: append the open time to this results file (as uidl_open_FIRST-SCHEME_s)",
+        "FILE",
+    );
     let matches = options
         .parse(words)
         .map_err(|e| fail!("{e}\n{}", options.usage(USAGE)))?;
@@ -32,11 +46,19 @@ pub fn run(words: &[String]) -> Outcome<()> {
         println!("{}", options.usage(USAGE));
         return Ok(());
     }
+    let uidl = match matches.opt_str("uidl") {
+        Some(list) => UidlSpec::parse(&list).map_err(|e| fail!("--uidl: {e}"))?,
+        None => UidlSpec::default(),
+    };
+    let opts = OpenOptions {
+        uidl,
+        ..OpenOptions::default()
+    };
     let free: Vec<&str> = matches.free.iter().map(String::as_str).collect();
     let result = match free.as_slice() {
         ["generate", path, mb, count] => generate(Path::new(path), mb, count),
-        ["stat", path] => stat(Path::new(path)),
-        ["delete", path, which] => delete(Path::new(path), which),
+        ["stat", path] => stat(Path::new(path), &opts, matches.opt_str("results")),
+        ["delete", path, which] => delete(Path::new(path), which, &opts),
         _ => return Err(fail!("{}", options.usage(USAGE))),
     };
     result.map_err(|e| fail!("maildrop: {e}"))
@@ -107,24 +129,37 @@ fn memory() -> String {
         .join(", ")
 }
 
-fn open(path: &Path) -> Result<Maildrop, Box<dyn Error>> {
+fn open(path: &Path, opts: &OpenOptions) -> Result<Maildrop, Box<dyn Error>> {
     let lock = SessionLock::try_acquire(path)?;
-    Ok(Maildrop::open(path, lock, &OpenOptions::default())?)
+    Ok(Maildrop::open(path, lock, opts)?)
 }
 
-fn stat(path: &Path) -> Result<(), Box<dyn Error>> {
+fn stat(path: &Path, opts: &OpenOptions, results: Option<String>) -> Result<(), Box<dyn Error>> {
     let t = Instant::now();
-    let maildrop = open(path)?;
+    let maildrop = open(path, opts)?;
     let octets: u64 = maildrop.messages().iter().map(|m| m.octets).sum();
     let n = maildrop.messages().len();
     let elapsed = t.elapsed();
-    println!("open + STAT: {n} messages, {octets} octets in {elapsed:.3?}");
+    println!(
+        "open + STAT (--uidl {}): {n} messages, {octets} octets in {elapsed:.3?}",
+        opts.uidl
+    );
     println!("memory: {}", memory());
+    if let Some(results) = results {
+        // The row of scripts/bench/tool/report.rs for the list's first scheme.
+        let first = opts.uidl.schemes().first().map_or("pop3d", |s| s.name());
+        let line = format!("pop3d\tuidl_open_{first}_s\t{}\n", elapsed.as_secs_f64());
+        OpenOptionsFs::new()
+            .create(true)
+            .append(true)
+            .open(&results)?
+            .write_all(line.as_bytes())?;
+    }
     Ok(())
 }
 
-fn delete(path: &Path, which: &str) -> Result<(), Box<dyn Error>> {
-    let mut maildrop = open(path)?;
+fn delete(path: &Path, which: &str, opts: &OpenOptions) -> Result<(), Box<dyn Error>> {
+    let mut maildrop = open(path, opts)?;
     let n = maildrop.messages().len();
     if n == 0 {
         return Err("empty maildrop".into());

@@ -95,6 +95,13 @@ const ROWS: &[Row] = &[
     row("footprint", "release binary, stripped, KB", "binary_kb", 1.0, 0, Target::AtMost(1024.0)),
     row("footprint", "exec to greeting readable, ms", "startup_ms", 1.0, 2, Target::AtMost(10.0)),
     row("footprint", "RSS at rest after start, KB", "startup_rss_kb", 1.0, 0, Target::Under(2048.0)),
+    row("uidl", "{huge}: open + STAT in process, --uidl pop3d, s", "uidl_open_pop3d_s", 1.0, 3, Target::None),
+    row("uidl", "with --uidl popa3d,pop3d, s", "uidl_open_popa3d_s", 1.0, 3, Target::None),
+    row("uidl", "with --uidl solid-pop3d,pop3d, s", "uidl_open_solid-pop3d_s", 1.0, 3, Target::None),
+    row("uidl", "with --uidl dovecot,pop3d, s", "uidl_open_dovecot_s", 1.0, 3, Target::None),
+    row("uidl", "with --uidl dovecot-md5,pop3d, s", "uidl_open_dovecot-md5_s", 1.0, 3, Target::None),
+    row("uidl", "with --uidl uw,pop3d, s", "uidl_open_uw_s", 1.0, 3, Target::None),
+    row("uidl", "with --uidl x-uidl,pop3d, s", "uidl_open_x-uidl_s", 1.0, 3, Target::None),
     row("reference", "cat of the {huge} mbox to /dev/null (page cache), s", "ref_cat_s", 1.0, 3, Target::None),
     row("reference", "loopback TCP, MB/s", "ref_tcp_mb_s", 1.0, 0, Target::None),
 ];

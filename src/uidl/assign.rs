@@ -1,0 +1,259 @@
+//! The final unique ids of a maildrop, chosen from each message's candidates (one per scheme
+//! of the `--uidl` list): issue 15's rule. In file order, a message takes its most preferred
+//! candidate that no earlier message took; a candidate already taken (two byte-identical
+//! messages under popa3d, a forged X-UIDL) falls to the next scheme. A message left without
+//! any gets a fallback id distinct from every id given, built from pop3d's own id. The
+//! counts of what happened make one log line per session.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use super::{valid_id, Scheme, Unnamed, MAX_ID_LEN};
+
+/// Who named a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Named {
+    /// A scheme of the list.
+    Scheme(Scheme),
+    /// No scheme gave an id not taken before: a fallback id.
+    Fallback,
+}
+
+/// What happened to one scheme's candidates over the maildrop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchemeCounts {
+    /// Messages this scheme named.
+    pub named: usize,
+    /// Messages it could not name: the headers it reads were absent.
+    pub absent: usize,
+    /// ... or gave no valid id.
+    pub invalid: usize,
+    /// ... or gave an id an earlier message had taken.
+    pub duplicate: usize,
+}
+
+/// The counts behind the session's one log line about unique ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AssignReport {
+    /// Per scheme of the list, in its order (schemes after the one that named a message are
+    /// not counted for that message).
+    pub schemes: Vec<(Scheme, SchemeCounts)>,
+    /// Messages that took a fallback id.
+    pub fallback: usize,
+    /// Messages in all.
+    pub messages: usize,
+}
+
+impl AssignReport {
+    /// Whether anything worth a warning happened: an invalid or duplicate candidate, or a
+    /// fallback id (a message absent from a preferred scheme is the normal case of mail
+    /// delivered after the switch).
+    pub fn unusual(&self) -> bool {
+        self.fallback > 0
+            || self
+                .schemes
+                .iter()
+                .any(|(_, c)| c.invalid > 0 || c.duplicate > 0)
+    }
+}
+
+impl fmt::Display for AssignReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unique ids of {} messages:", self.messages)?;
+        for (i, (scheme, c)) in self.schemes.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ";" };
+            write!(f, "{sep} {scheme} named {}", c.named)?;
+            let skipped = [
+                (c.absent, "without its header"),
+                (c.invalid, "with an invalid id"),
+                (c.duplicate, "with an id taken before"),
+            ];
+            for (n, why) in skipped {
+                if n > 0 {
+                    write!(f, ", passed on {n} {why}")?;
+                }
+            }
+        }
+        if self.fallback > 0 {
+            write!(f, "; {} got a fallback id", self.fallback)?;
+        }
+        Ok(())
+    }
+}
+
+/// The ids of a maildrop, in file order, and who named each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    pub ids: Vec<String>,
+    pub named: Vec<Named>,
+    pub report: AssignReport,
+}
+
+/// A fallback id is pop3d's id (at most 43 characters), cut to this length if need be, then
+/// "-N": room for a counter of up to 9 digits within `MAX_ID_LEN`.
+const FALLBACK_BASE: usize = MAX_ID_LEN - 10;
+
+/// Chooses the ids. `rows[i]` holds message i's candidates, one per scheme of `schemes`, in
+/// that order (a short row counts its missing candidates as absent); `pop3d_ids[i]` is
+/// pop3d's own id for message i, the base of its fallback id.
+pub fn assign(
+    schemes: &[Scheme],
+    rows: &[Vec<Result<String, Unnamed>>],
+    pop3d_ids: &[String],
+) -> Assignment {
+    let mut counts = vec![SchemeCounts::default(); schemes.len()];
+    let mut taken: HashSet<&str> = HashSet::with_capacity(rows.len());
+    let mut chosen: Vec<Option<(usize, &str)>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut pick = None;
+        for (k, c) in counts.iter_mut().enumerate() {
+            match row.get(k) {
+                Some(Ok(id)) if taken.insert(id.as_str()) => {
+                    c.named += 1;
+                    pick = Some((k, id.as_str()));
+                    break;
+                }
+                Some(Ok(_)) => c.duplicate += 1,
+                Some(Err(Unnamed::Invalid)) => c.invalid += 1,
+                Some(Err(Unnamed::Absent)) | None => c.absent += 1,
+            }
+        }
+        chosen.push(pick);
+    }
+    // Fallbacks come second, so that they never take an id a later message has from its
+    // old server.
+    let mut taken: HashSet<String> = taken.into_iter().map(str::to_owned).collect();
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut named = Vec::with_capacity(rows.len());
+    let mut fallback = 0;
+    for (i, pick) in chosen.into_iter().enumerate() {
+        if let Some((k, id)) = pick {
+            ids.push(id.to_owned());
+            named.push(Named::Scheme(schemes[k]));
+            continue;
+        }
+        fallback += 1;
+        let base: String = match pop3d_ids.get(i) {
+            Some(id) => id.chars().take(FALLBACK_BASE).collect(),
+            None => format!("m{}", i + 1),
+        };
+        let mut id = base.clone();
+        let mut n = 0u64;
+        while !valid_id(id.as_bytes()) || taken.contains(&id) {
+            n += 1;
+            id = format!("{base}-{n}");
+        }
+        taken.insert(id.clone());
+        ids.push(id);
+        named.push(Named::Fallback);
+    }
+    Assignment {
+        ids,
+        named,
+        report: AssignReport {
+            schemes: schemes.iter().copied().zip(counts).collect(),
+            fallback,
+            messages: rows.len(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(id: &str) -> Result<String, Unnamed> {
+        Ok(id.to_owned())
+    }
+
+    #[test]
+    fn first_in_file_order_keeps_an_id_and_later_ones_fall_to_the_next_scheme() {
+        let schemes = [Scheme::Popa3d, Scheme::Pop3d];
+        let rows = vec![
+            vec![ok("same"), ok("p1")],
+            vec![ok("same"), ok("p2")],
+            vec![ok("other"), ok("p3")],
+        ];
+        let a = assign(&schemes, &rows, &["p1".into(), "p2".into(), "p3".into()]);
+        assert_eq!(a.ids, ["same", "p2", "other"]);
+        assert_eq!(
+            a.named,
+            [
+                Named::Scheme(Scheme::Popa3d),
+                Named::Scheme(Scheme::Pop3d),
+                Named::Scheme(Scheme::Popa3d)
+            ]
+        );
+        assert_eq!(a.report.schemes[0].1.duplicate, 1);
+        assert!(a.report.unusual());
+    }
+
+    #[test]
+    fn absent_and_invalid_pass_to_the_next_scheme() {
+        let schemes = [Scheme::Dovecot, Scheme::Pop3d];
+        let rows = vec![
+            vec![ok("d1"), ok("p1")],
+            vec![Err(Unnamed::Absent), ok("p2")],
+            vec![Err(Unnamed::Invalid), ok("p3")],
+        ];
+        let a = assign(&schemes, &rows, &["p1".into(), "p2".into(), "p3".into()]);
+        assert_eq!(a.ids, ["d1", "p2", "p3"]);
+        let c = a.report.schemes[0].1;
+        assert_eq!((c.named, c.absent, c.invalid, c.duplicate), (1, 1, 1, 0));
+        assert_eq!(a.report.schemes[1].1.named, 2);
+        assert_eq!(
+            a.report.to_string(),
+            "unique ids of 3 messages: dovecot named 1, passed on 1 without its header, \
+             passed on 1 with an invalid id; pop3d named 2"
+        );
+    }
+
+    #[test]
+    fn absence_alone_is_not_unusual() {
+        let a = assign(
+            &[Scheme::Dovecot, Scheme::Pop3d],
+            &[vec![Err(Unnamed::Absent), ok("p1")]],
+            &["p1".into()],
+        );
+        assert!(!a.report.unusual());
+    }
+
+    #[test]
+    fn a_message_without_a_unique_candidate_gets_a_distinct_fallback() {
+        // Message 1's forged X-UIDL is message 2's pop3d id, and message 3's pop3d id is
+        // message 2's fallback base taken: every fallback is unique and takes no one's id.
+        let schemes = [Scheme::XUidl];
+        let rows = vec![vec![ok("p2")], vec![ok("p2")], vec![ok("p2-1")], vec![]];
+        let a = assign(
+            &schemes,
+            &rows,
+            &["p1".into(), "p2".into(), "p3".into(), "p4".into()],
+        );
+        assert_eq!(a.ids, ["p2", "p2-2", "p2-1", "p4"]);
+        assert_eq!(
+            a.named,
+            [
+                Named::Scheme(Scheme::XUidl),
+                Named::Fallback,
+                Named::Scheme(Scheme::XUidl),
+                Named::Fallback
+            ]
+        );
+        assert_eq!(a.report.fallback, 2);
+        let unique: HashSet<&String> = a.ids.iter().collect();
+        assert_eq!(unique.len(), a.ids.len());
+        assert!(a.ids.iter().all(|id| valid_id(id.as_bytes())));
+    }
+
+    #[test]
+    fn a_fallback_stays_within_70_characters() {
+        let long = "x".repeat(70);
+        let a = assign(
+            &[Scheme::XUidl],
+            &[vec![ok(&long[..60])], vec![Err(Unnamed::Absent)]],
+            &["y".into(), long.clone()],
+        );
+        assert_eq!(a.ids[1], format!("{}-1", &long[..60]));
+        assert!(a.ids.iter().all(|id| valid_id(id.as_bytes())));
+    }
+}
