@@ -9,7 +9,8 @@
 # accounts made with useradd and chpasswd (yescrypt and SHA-512; removed on exit, also on
 # failure), a spool made like Debian's /var/mail (root:mail 2775) with 0600 and 0660 mboxes,
 # pop3d standalone with only the capabilities its systemd unit keeps, and once more from
-# openbsd-inetd with scripts/deploy/system-users/inetd.conf. Last, fail2ban-regex runs the
+# openbsd-inetd with scripts/deploy/system-users/inetd.conf (under the capabilities of its
+# socket unit). Last, fail2ban-regex runs the
 # filter of scripts/deploy/fail2ban/ over the failed logins both servers logged. Each check
 # prints "ok   ..." or "FAIL ..."; the last line is "N passed, M failed" and the exit status
 # is 1 if anything failed.
@@ -496,7 +497,10 @@ system_users() {
     expect "system inetd: the example line was adapted (address, port, paths)" \
         grep -q "^127.0.0.1:$iport[[:space:]].*[[:space:]]root[[:space:]]$BIN[[:space:]].*--inetd --system-users --maildrop $SPOOL/%u" \
         "$T/inetd-system.conf"
-    inetd -d "$T/inetd-system.conf" >"$T/inetd-system.log" 2>&1 &
+    # inetd, and so each pop3d it starts, with only the capabilities that
+    # scripts/deploy/system-users/pop3d@.service keeps.
+    setpriv --bounding-set -all,+setuid,+setgid --inh-caps -all \
+        inetd -d "$T/inetd-system.conf" >"$T/inetd-system.log" 2>&1 &
     SYSTEM_INETD_PID=$!
     if wait_port "$iport"; then
         mkdir -p "$T/system-inetd-curl"
