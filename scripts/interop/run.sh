@@ -10,10 +10,9 @@
 # failure), a spool made like Debian's /var/mail (root:mail 2775) with 0600 and 0660 mboxes,
 # pop3d standalone with only the capabilities its systemd unit keeps, and once more from
 # openbsd-inetd with scripts/deploy/system-users/inetd.conf (under the capabilities of its
-# socket unit). Last, fail2ban-regex runs the
-# filter of scripts/deploy/fail2ban/ over the failed logins both servers logged. Each check
-# prints "ok   ..." or "FAIL ..."; the last line is "N passed, M failed" and the exit status
-# is 1 if anything failed.
+# socket unit). Last, fail2ban-regex runs the filter of scripts/deploy/fail2ban/ over the
+# failed logins both servers logged. Each check prints "ok   ..." or "FAIL ..."; the last
+# line is "N passed, M failed" and the exit status is 1 if anything failed.
 #
 # Installs what it needs when missing (Debian packages); run as root in CI.
 set -uo pipefail
