@@ -24,6 +24,10 @@ const MAX_TIMEOUT: u64 = 86_400;
 /// Longest --login-delay accepted (a week), for the same reason.
 const MAX_LOGIN_DELAY: u64 = 7 * 86_400;
 
+/// Longest --login-penalty accepted: an hour between two password checks of one address
+/// already stops guessing; longer would only lock out the users behind it.
+const MAX_LOGIN_PENALTY: u64 = 3600;
+
 /// RFC 1035: a host name is at most 253 octets; it keeps the greeting and the CRAM-MD5
 /// challenge, which both carry it, under RFC 2449's 512-octet reply limit.
 const MAX_HOSTNAME: usize = 253;
@@ -46,6 +50,9 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// 0 = LOGIN-DELAY off.
     pub login_delay: Duration,
+    /// The longest wait between two password checks of one client address with failed
+    /// logins (penalty.rs); zero turns the per-address penalty off.
+    pub login_penalty: Duration,
     /// Peers that must open with a PROXY protocol header naming the real client.
     pub trusted_proxies: Vec<TrustedNet>,
     /// Authenticate against the system's accounts instead of a users file.
@@ -126,6 +133,12 @@ fn options() -> Options {
         "",
         "login-delay",
         "refuse a user's login sooner than SECONDS after their previous one (RFC 2449 LOGIN-DELAY); default 0 = off",
+        "SECONDS",
+    );
+    o.optopt(
+        "",
+        "login-penalty",
+        "after failed logins from an address, its password checks wait 2 s, doubling per failure up to SECONDS; default 15, 0 = off",
         "SECONDS",
     );
     o.optopt(
@@ -224,6 +237,7 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         max_sessions: cli::cap(&m, "max-sessions", 100)?,
         max_per_ip: usize::try_from(cli::number(&m, "max-per-ip", 10)?).unwrap_or(usize::MAX),
         login_delay: login_delay(&m)?,
+        login_penalty: login_penalty(&m)?,
         hostname: hostname(&m)?,
         log_file: m.opt_str("log-file").map(PathBuf::from),
         trusted_proxies: trusted_proxies(&m)?,
@@ -333,6 +347,19 @@ fn login_delay(m: &Matches) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(delay))
 }
 
+/// --login-penalty: 0 (off) to `MAX_LOGIN_PENALTY` seconds; default penalty::MAX_DELAY.
+fn login_penalty(m: &Matches) -> Result<Duration, ConfigError> {
+    let default = crate::penalty::MAX_DELAY.as_secs();
+    let seconds = cli::number(m, "login-penalty", default)?;
+    if seconds > MAX_LOGIN_PENALTY {
+        return Err(cli::bad(
+            "login-penalty",
+            format!("at most {MAX_LOGIN_PENALTY} seconds"),
+        ));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
 /// --hostname, checked to fit the APOP timestamp; else the system's own name.
 fn hostname(m: &Matches) -> Result<String, ConfigError> {
     match m.opt_str("hostname") {
@@ -412,6 +439,7 @@ mod tests {
         assert_eq!(c.max_sessions, 100);
         assert_eq!(c.max_per_ip, 10);
         assert_eq!(c.login_delay, Duration::ZERO);
+        assert_eq!(c.login_penalty, Duration::from_secs(15));
         assert!(c.log_file.is_none());
         assert!(c.warnings.is_empty());
         assert!(c.secure_listen.is_empty());
@@ -502,6 +530,8 @@ mod tests {
             "0",
             "--login-delay",
             "60",
+            "--login-penalty",
+            "0",
             "--trusted-proxy",
             "10.0.0.0/8",
             "--trusted-proxy",
@@ -524,6 +554,7 @@ mod tests {
         assert_eq!(c.hostname, "mail.example");
         assert_eq!(c.log_file, Some(PathBuf::from("/l")));
         assert_eq!(c.login_delay, Duration::from_secs(60));
+        assert_eq!(c.login_penalty, Duration::ZERO);
         assert_eq!(c.trusted_proxies.len(), 2);
         assert!(c.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
         assert!(c.trusted_proxies[1].contains("::1".parse().unwrap()));
@@ -556,6 +587,7 @@ mod tests {
             &["-t", "18446744073709551615"],
             &["-t", "86401"],
             &["--login-delay", "99999999999"],
+            &["--login-penalty", "3601"],
             &["--plaintext-auth", "never"],
             &["--plaintext-auth", ""],
             &["--plaintext-auth"],

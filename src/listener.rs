@@ -286,6 +286,7 @@ fn serve_connection(
     let peer_name = peer.to_string();
     let connection = Connection {
         peer: &peer_name,
+        address: Some(peer.ip()),
         security,
     };
     let ending = match TimedStream::new(&stream, timeout) {

@@ -18,6 +18,7 @@ use pop3d::listener::{self, Limits, Server, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::{self, MaildropError, OpenOptions};
 use pop3d::owner::{OwnerMaildrops, Scope};
+use pop3d::penalty::Penalties;
 use pop3d::security::Security;
 use pop3d::session::{self, Connection, Context, MaildropSource, UserSource};
 use pop3d::sources::MboxFiles;
@@ -167,6 +168,7 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
         login_delay: config.login_delay,
         failure_delay: session::FAILURE_DELAY,
         plaintext_auth: config.plaintext_auth,
+        penalties: Penalties::new(config.login_penalty),
     };
     if config.inetd {
         serve_stdio(&config, &ctx);
@@ -255,17 +257,22 @@ fn serve_stdio(config: &Config, ctx: &Context) {
         .map(TcpStream::from)
         .ok();
     if let Some(stream) = socket {
-        let (peer, security) = match stream.peer_addr() {
+        let (peer, address, security) = match stream.peer_addr() {
             Ok(peer) => match stdio_client(config, &stream, peer) {
-                Some((client, tls)) => (client.to_string(), Security::of(client.ip(), false, tls)),
+                Some((client, tls)) => (
+                    client.to_string(),
+                    Some(client.ip()),
+                    Security::of(client.ip(), false, tls),
+                ),
                 None => return,
             },
-            Err(_) => ("inetd-peer".to_string(), Security::LocalStream),
+            Err(_) => ("inetd-peer".to_string(), None, Security::LocalStream),
         };
         if let Ok(input) = TimedStream::new(&stream, config.timeout) {
             log::info!("{peer}: connected (inetd), {security}");
             let connection = Connection {
                 peer: &peer,
+                address,
                 security,
             };
             let ending = session::run(BufReader::new(input), &stream, ctx, connection);
@@ -277,6 +284,7 @@ fn serve_stdio(config: &Config, ctx: &Context) {
     log::info!("stdio: connected (not a socket, no autologout), {security}");
     let connection = Connection {
         peer: "stdio",
+        address: None,
         security,
     };
     let ending = session::run(BufReader::new(io::stdin()), io::stdout(), ctx, connection);

@@ -6,13 +6,16 @@
 //! `MaildropSource`, so the whole machine runs in tests over byte slices and in-memory mboxes.
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::auth;
 use crate::bytes::find_byte;
+use crate::failed_login::{FailedLogin, Mechanism};
 use crate::maildrop::{CommitStats, MaildropError, MessageInfo};
+use crate::penalty::Penalties;
 use crate::protocol::command::{self, Command, LineError, MsgNum, ParseError};
 use crate::protocol::reply::{self, Code, DotWriter};
 use crate::security::{PlaintextAuth, Security};
@@ -108,6 +111,8 @@ pub struct Context {
     pub failure_delay: Duration,
     /// Where clear-text passwords (USER/PASS, AUTH PLAIN) are taken.
     pub plaintext_auth: PlaintextAuth,
+    /// Failed logins per client address, shared by every session (penalty.rs).
+    pub penalties: Penalties,
 }
 
 /// What the session knows of its connection: a name for the log, and whether it is secure
@@ -115,6 +120,9 @@ pub struct Context {
 #[derive(Debug, Clone, Copy)]
 pub struct Connection<'a> {
     pub peer: &'a str,
+    /// The client's address (behind a trusted proxy, the one its header names); None on a
+    /// pipe. Failed logins are logged and slowed by it.
+    pub address: Option<IpAddr>,
     pub security: Security,
 }
 
@@ -218,6 +226,7 @@ pub fn run_then<R: Read + Autologout, W: Write>(
         output: BufWriter::with_capacity(OUTPUT_BUFFER, output),
         ctx,
         peer: connection.peer,
+        address: connection.address,
         plaintext: connection.security.allows_plaintext(ctx.plaintext_auth),
         timestamp: unique_timestamp(&ctx.hostname),
         state: State::Authorization { user: None },
@@ -289,6 +298,7 @@ struct Session<'a, R: Read + Autologout, W: Write> {
     output: BufWriter<W>,
     ctx: &'a Context,
     peer: &'a str,
+    address: Option<IpAddr>,
     /// Whether USER/PASS and AUTH PLAIN are offered and taken on this connection.
     plaintext: bool,
     /// The APOP timestamp of the greeting (RFC 1939 section 7).
@@ -503,20 +513,22 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 };
                 let name = std::mem::take(name);
                 self.state = State::Authorization { user: None };
+                self.wait_turn()?;
                 let user = self
                     .ctx
                     .users
                     .checked_user(&name, &|stored| stored.check(&password));
-                self.authenticated(&name, user, "USER/PASS")
+                self.authenticated(&name, user, Mechanism::Pass)
             }
             Command::Apop { name, digest } => {
+                self.wait_turn()?;
                 // A hashed password is no shared secret: APOP fails for its user.
                 let user = self.ctx.users.checked_user(&name, &|stored| {
                     stored
                         .shared_secret()
                         .is_some_and(|secret| auth::check_apop(&self.timestamp, secret, &digest))
                 });
-                self.authenticated(&name, user, "APOP")
+                self.authenticated(&name, user, Mechanism::Apop)
             }
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
             _ => self.bad_command(format_args!("not allowed before login")),
@@ -556,12 +568,13 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let Ok(plain) = auth::parse_plain(&decoded) else {
                     return self.bad_command(format_args!("malformed PLAIN response"));
                 };
+                self.wait_turn()?;
                 // No proxy authorization: an authzid must name the user itself.
                 let authz_ok = plain.authzid.is_empty() || plain.authzid == plain.authcid;
                 let user = self.ctx.users.checked_user(&plain.authcid, &|stored| {
                     stored.check(&plain.password) && authz_ok
                 });
-                self.authenticated(&plain.authcid, user, "AUTH PLAIN")
+                self.authenticated(&plain.authcid, user, Mechanism::Plain)
             }
             "CRAM-MD5" if self.ctx.users.has_shared_secrets() => {
                 if initial.is_some() {
@@ -579,12 +592,13 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let Ok((name, digest)) = auth::parse_cram_md5_response(&decoded) else {
                     return self.bad_command(format_args!("malformed CRAM-MD5 response"));
                 };
+                self.wait_turn()?;
                 let user = self.ctx.users.checked_user(&name, &|stored| {
                     stored
                         .shared_secret()
                         .is_some_and(|secret| auth::check_cram_md5(&challenge, secret, &digest))
                 });
-                self.authenticated(&name, user, "AUTH CRAM-MD5")
+                self.authenticated(&name, user, Mechanism::CramMd5)
             }
             _ => self.bad_command(format_args!("unsupported authentication mechanism")),
         }
@@ -637,16 +651,46 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
         Ok(Next::Continue)
     }
 
+    /// Waits for this client address's turn to have a password checked (penalty.rs): none
+    /// while it has no failures. Replies already queued go out first, and nothing is held
+    /// meanwhile (no lock, no maildrop: this session is still in AUTHORIZATION).
+    fn wait_turn(&mut self) -> io::Result<()> {
+        let Some(address) = self.address else {
+            return Ok(());
+        };
+        let wait = self.ctx.penalties.turn(address, Instant::now());
+        if !wait.is_zero() {
+            self.output.flush()?;
+            log::debug!(
+                "{}: earlier failed logins from {address}: check in {} ms",
+                self.peer,
+                wait.as_millis()
+            );
+            std::thread::sleep(wait);
+        }
+        Ok(())
+    }
+
     /// The end of every login: refuses after the failure delay, or opens the maildrop.
-    fn authenticated(&mut self, name: &str, user: Option<User>, method: &str) -> io::Result<Next> {
+    fn authenticated(
+        &mut self,
+        name: &str,
+        user: Option<User>,
+        mechanism: Mechanism,
+    ) -> io::Result<Next> {
+        let method = mechanism.commands();
         let Some(user) = user else {
             self.auth_failures += 1;
-            // The name as the client gave it, escaped: it may hold anything a stranger typed.
-            log::info!(
-                "{}: {method} login failed for user {}",
-                self.peer,
-                name.escape_default()
-            );
+            // One line of a fixed shape, for fail2ban (failed_login.rs).
+            let failed = FailedLogin {
+                address: self.address,
+                mechanism,
+                user: name,
+            };
+            log::info!("{}: {failed}", self.peer);
+            if let Some(address) = self.address {
+                self.ctx.penalties.failed(address, name, Instant::now());
+            }
             // Answer late so guessing is slow; the thread sleeps cheaply meanwhile.
             self.output.flush()?;
             std::thread::sleep(self.ctx.failure_delay);
@@ -657,6 +701,11 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             }
             return Ok(Next::Continue);
         };
+        // The password was right: this user's own failures from here count no more (and no
+        // other user's are touched, penalty.rs).
+        if let Some(address) = self.address {
+            self.ctx.penalties.succeeded(address, &user.name);
+        }
         let locked = match self.ctx.maildrops.lock(&user) {
             Ok(locked) => locked,
             Err(e) => return self.open_failed(&user.name, e),

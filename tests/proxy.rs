@@ -31,11 +31,20 @@ fn v1_header_names_the_client_in_the_log() {
     let mut c = proxied(&s, "192.0.2.7");
     c.greeting();
     c.ok("USER alice");
+    c.err("PASS wrong");
+    c.ok("USER alice");
     c.ok("PASS secret");
     c.ok("QUIT");
     c.expect_closed();
     let log = s.log_text();
     assert!(log.contains("192.0.2.7:40000: connected"), "{log}");
+    // The failed login names the client, not the proxy (fail2ban bans rhost).
+    assert!(
+        log.contains(
+            r#"192.0.2.7:40000: auth failed: rhost=192.0.2.7 mechanism=PASS user="alice""#
+        ),
+        "{log}"
+    );
     assert!(
         log.contains("192.0.2.7:40000: USER/PASS login as alice"),
         "{log}"

@@ -93,18 +93,16 @@ fn run(commands: &str) -> (String, Ending) {
         login_delay: Duration::ZERO,
         failure_delay: Duration::ZERO,
         plaintext_auth: PlaintextAuth::Secure,
+        penalties: pop3d::penalty::Penalties::default(),
     };
     let input = format!("USER alice\r\nPASS secret\r\n{commands}");
     let mut out = Vec::new();
-    let ending = session::run(
-        BufReader::new(input.as_bytes()),
-        &mut out,
-        &ctx,
-        Connection {
-            peer: "test",
-            security: Security::Loopback,
-        },
-    );
+    let connection = Connection {
+        peer: "test",
+        address: None,
+        security: Security::Loopback,
+    };
+    let ending = session::run(BufReader::new(input.as_bytes()), &mut out, &ctx, connection);
     (String::from_utf8_lossy(&out).into_owned(), ending)
 }
 

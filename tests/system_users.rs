@@ -450,12 +450,17 @@ fn an_inetd_session_runs_as_the_mailbox_owner() {
     let dir = TempDir::new("system-users-inetd");
     let spool = debian_spool(dir.path());
     // exim's mode: 0660.
-    user_mbox(
+    let mbox = user_mbox(
         &spool,
         &f.sha512,
         0o660,
-        &mbox_message("a@x", "Subject: one\n\nbody\n"),
+        &format!(
+            "{}{}",
+            mbox_message("a@x", "Subject: one\n\nbody\n"),
+            mbox_message("b@x", "Subject: two\n\nkept\n")
+        ),
     );
+    let before = fs::metadata(&mbox).unwrap();
     let mut child = Pop3d {
         child: Command::new(support::binary())
             .args(["--system-users", "--inetd"])
@@ -482,15 +487,36 @@ fn an_inetd_session_runs_as_the_mailbox_owner() {
     assert!(line().starts_with("+OK"));
     let ok = line();
     assert!(
-        ok.starts_with("+OK") && ok.contains("has 1 messages"),
+        ok.starts_with("+OK") && ok.contains("has 2 messages"),
         "{ok}"
     );
     let uid = uid_of(&f.sha512);
     let status = Path::new(&format!("/proc/{pid}/status")).to_path_buf();
     assert_eq!(status_uids(&status), Some(vec![uid; 4]));
-    write!(input, "QUIT\r\n").unwrap();
+    // The process has group mail, which the user is no member of: the dotlock of UPDATE
+    // (refused without it, and nothing deleted) can be made in the root:mail 2775 spool.
+    let mail = sys::group_id("mail").unwrap().unwrap();
+    assert_eq!(
+        groups_of_thread_as(pid, uid).map(|g| g.contains(&mail)),
+        Some(true)
+    );
+    let account = sys::account_by_name(&f.sha512).unwrap().unwrap();
+    assert!(!sys::group_list(&account).unwrap().contains(&mail));
+    write!(input, "DELE 1\r\nQUIT\r\n").unwrap();
     assert!(line().starts_with("+OK"));
+    let bye = line();
+    assert!(bye.contains("1 messages deleted"), "{bye}");
     assert!(child.child.wait().unwrap().success());
+    let after = fs::metadata(&mbox).unwrap();
+    assert_eq!(
+        (after.ino(), after.uid(), after.gid(), after.mode()),
+        (before.ino(), before.uid(), before.gid(), before.mode())
+    );
+    let left = fs::read_to_string(&mbox).unwrap();
+    assert!(
+        left.contains("kept") && !left.contains("Subject: one"),
+        "{left}"
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod maildrop_full_disk;
 mod maildrop_integrity;
 mod maildrop_locks;
 mod maildrop_stale_journal;
+mod penalty;
 mod plaintext_auth;
 mod pop3;
 mod privileges;

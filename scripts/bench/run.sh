@@ -13,16 +13,22 @@
 #                                      errors or loses mail, never on a time (CI)
 #   --small                            the smoke pass's sizes, judged like a full run
 #   --runs N                           runs per figure (default 3; 1 with --smoke or --small)
+#   --only system                      only the system-accounts figures (see below)
 #
 # After the table: sessions per second straight to pop3d, through stunnel and through nginx's
 # TLS (scripts/deploy/tls/), one client for all three (scripts/bench/tls.py), and what one TLS
 # handshake costs (installs stunnel4 and nginx's mail module if missing).
+#
+# Then (as root): sessions per second with --system-users and, with --peer dovecot,
+# with Dovecot's shadow passdb, on the same test accounts, and the cost of one crypt check of
+# the host's default method, the bound both are read against (scripts/bench/system.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib/common.sh
 
 SMOKE=0
 SMALL=0
+ONLY=""
 PEER=""
 RUNS=""
 while [ $# -gt 0 ]; do
@@ -32,11 +38,16 @@ while [ $# -gt 0 ]; do
         --peer) PEER=${2:?--peer needs a name}; shift ;;
         --peer=*) PEER=${1#--peer=} ;;
         --runs) RUNS=${2:?--runs needs a number}; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --only) ONLY=${2:?--only needs a scenario}; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
+case "$ONLY" in
+    ""|system) ;;
+    *) echo "bench.sh: --only takes only system" >&2; exit 2 ;;
+esac
 case "$PEER" in
     ""|dovecot) ;;
     *) echo "bench.sh: unknown peer $PEER (only dovecot)" >&2; exit 2 ;;
@@ -103,9 +114,11 @@ stop_server() {
         SERVER_PID=""
     fi
 }
+. scripts/bench/system.sh
 cleanup() {
     stop_server
     tls_stop
+    system_cleanup
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -132,9 +145,11 @@ log "generating the maildrops in $WORK (huge: $HUGE_N messages, about $HUGE_MB M
 PRISTINE=$WORK/pristine
 mkdir -p "$PRISTINE"
 "$TOOL" mbox --out "$PRISTINE/session" --messages "$SESSION_MSGS" --octets "$SMALL_MSG_OCTETS" --vary
-"$TOOL" mbox --out "$PRISTINE/big" --messages "$BIG_N" --octets "$BIG_OCTETS"
-"$TOOL" mbox --out "$PRISTINE/small" --messages "$SMALL_N" --octets "$SMALL_OCTETS"
-"$TOOL" mbox --out "$PRISTINE/huge" --messages "$HUGE_N" --octets "$HUGE_OCTETS" --vary
+if [ "$ONLY" != system ]; then
+    "$TOOL" mbox --out "$PRISTINE/big" --messages "$BIG_N" --octets "$BIG_OCTETS"
+    "$TOOL" mbox --out "$PRISTINE/small" --messages "$SMALL_N" --octets "$SMALL_OCTETS"
+    "$TOOL" mbox --out "$PRISTINE/huge" --messages "$HUGE_N" --octets "$HUGE_OCTETS" --vary
+fi
 USER_NAMES=(big small huge)
 for ((i = 0; i < USERS; i++)); do USER_NAMES+=("u$i"); done
 
@@ -246,6 +261,7 @@ run_server() {
 
 [ "$PEER" = dovecot ] && setup_dovecot
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+[ "$ONLY" = system ] && RUNS=0
 for ((RUN = 1; RUN <= RUNS; RUN++)); do
     run_server pop3d "$P_DIR/mail" start_pop3d
     [ "$PEER" = dovecot ] && run_server dovecot "$D_DIR/mail" start_dovecot
@@ -314,14 +330,28 @@ tls_figures() {
     } >"$TLS_OUT"
 }
 TLS_OK=1
-tls_figures || TLS_OK=0
-tls_stop
+if [ "$ONLY" != system ]; then
+    tls_figures || TLS_OK=0
+    tls_stop
+fi
+SYSTEM_STATUS=0
+system_figures || SYSTEM_STATUS=$?
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 echo "Machine: ${CPU:-unknown CPU}, $(nproc) cores, $(( $(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo) / 1024 / 1024 )) GB RAM, Linux $(uname -r); load average $LOAD_BEFORE before, $LOAD_AFTER after."
 if [ "$PEER" = dovecot ]; then
     echo "Peer: Dovecot $(dovecot --version | cut -d' ' -f1), configured by scripts/bench/dovecot.conf.in."
+fi
+if [ "$ONLY" = system ]; then
+    system_table
+    if [ "$SYSTEM_STATUS" = 0 ]; then
+        pass "system accounts: figures without errors"
+    else
+        fail "system accounts: figures without errors"
+    fi
+    summary
+    exit
 fi
 echo "Each figure: median of $RUNS run(s), (min–max). MB = 2^20 octets."
 echo
@@ -358,4 +388,11 @@ if [ "$TLS_OK" = 1 ] && awk -F'\t' '$1 == "sessions" && $4 == 0 && $3 > 0 { s++ 
 else
     fail "TLS fronts: three session figures without errors, two handshake figures"
 fi
+system_table
+# Status 2: not root, so no accounts could be made; the table then says nothing of them.
+case $SYSTEM_STATUS in
+    0) pass "system accounts: figures without errors" ;;
+    2) echo "system accounts: skipped (needs root)" ;;
+    *) fail "system accounts: figures without errors" ;;
+esac
 summary

@@ -4,8 +4,11 @@ pop3d has (user, pass_, apop, stat, list, retr, top, uidl, dele, rset, noop, cap
 and compares what it gets with the fixtures. Prints "ok   ..." / "FAIL ..." lines; exits
 1 if any check failed.
 
-Usage: poplib_client.py LABEL HOST PORT USER PASSWORD FIXTURES
+Usage: poplib_client.py LABEL HOST PORT USER PASSWORD FIXTURES [hashed]
 The user's maildrop must hold the fixture mbox; on success it ends without message 1.
+"hashed": the server holds no shared secret for the user (--system-users, a {CRYPT}
+password), so CAPA offers PLAIN without CRAM-MD5 and APOP is refused like a wrong password;
+the later session logs in with USER and PASS instead.
 """
 import os
 import poplib
@@ -37,7 +40,8 @@ def refused(label, what, call):
 
 
 def main():
-    label, host, port, user, password, fixtures = sys.argv[1:]
+    label, host, port, user, password, fixtures = sys.argv[1:7]
+    hashed = sys.argv[7:] == ["hashed"]
     port = int(port)
     names = []
     expected = []
@@ -71,9 +75,10 @@ def main():
     )
     caps = p.capa()
     want_caps = ["TOP", "UIDL", "USER", "RESP-CODES", "PIPELINING", "SASL"]
+    want_sasl = ["PLAIN"] if hashed else ["PLAIN", "CRAM-MD5"]
     check(
-        all(c in caps for c in want_caps) and {"PLAIN", "CRAM-MD5"} <= set(caps.get("SASL", [])),
-        "%s: capa lists %s with PLAIN and CRAM-MD5" % (label, " ".join(want_caps)),
+        all(c in caps for c in want_caps) and caps.get("SASL", []) == want_sasl,
+        "%s: capa lists %s with %s" % (label, " ".join(want_caps), " and ".join(want_sasl)),
         caps,
     )
     check(p.user(user).startswith(b"+OK"), "%s: user" % label)
@@ -127,9 +132,19 @@ def main():
     check(p.dele(1).startswith(b"+OK"), "%s: dele(1) again" % label)
     check(p.quit().startswith(b"+OK"), "%s: quit commits the deletion" % label)
 
-    # APOP, in a new session: message 1 is gone and the other ids are unchanged.
-    p = poplib.POP3(host, port, timeout=30)
-    check(p.apop(user, password).startswith(b"+OK"), "%s: apop" % label)
+    # APOP, in a new session: message 1 is gone and the other ids are unchanged. Without a
+    # shared secret APOP fails (in a session of its own: the failure delays it) and the
+    # later session logs in with USER and PASS.
+    if hashed:
+        p = poplib.POP3(host, port, timeout=30)
+        refused(label, "apop without a shared secret", lambda: p.apop(user, password))
+        p.close()
+        p = poplib.POP3(host, port, timeout=30)
+        check(p.user(user).startswith(b"+OK") and p.pass_(password).startswith(b"+OK"),
+              "%s: user and pass_ again" % label)
+    else:
+        p = poplib.POP3(host, port, timeout=30)
+        check(p.apop(user, password).startswith(b"+OK"), "%s: apop" % label)
     check(p.stat() == (count - 1, sum(sizes) - sizes[0]), "%s: stat after quit" % label, p.stat())
     _, later, _ = p.uidl()
     check(

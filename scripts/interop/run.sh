@@ -5,8 +5,14 @@
 # lines, an empty body, CRLF on disk, 8-bit bytes, a several-MB message, no final newline)
 # from a standalone pop3d, and poplib and curl again from pop3d run by openbsd-inetd with the
 # example line of scripts/deploy/inetd.conf. Every stored message is compared byte for byte
-# with the fixture. Each check prints "ok   ..." or "FAIL ..."; the last line is "N passed,
-# M failed" and the exit status is 1 if anything failed.
+# with the fixture. Then the same clients fetch through --system-users (as root): test
+# accounts made with useradd and chpasswd (yescrypt and SHA-512; removed on exit, also on
+# failure), a spool made like Debian's /var/mail (root:mail 2775) with 0600 and 0660 mboxes,
+# pop3d standalone with only the capabilities its systemd unit keeps, and once more from
+# openbsd-inetd with scripts/deploy/system-users/inetd.conf (under the capabilities of its
+# socket unit). Last, fail2ban-regex runs the filter of scripts/deploy/fail2ban/ over the
+# failed logins both servers logged. Each check prints "ok   ..." or "FAIL ..."; the last
+# line is "N passed, M failed" and the exit status is 1 if anything failed.
 #
 # Installs what it needs when missing (Debian packages); run as root in CI.
 set -uo pipefail
@@ -16,7 +22,8 @@ HERE=$PWD/scripts/interop
 
 . scripts/lib/common.sh
 . scripts/lib/packages.sh
-need_packages curl:curl fetchmail:fetchmail mpop:mpop getmail:getmail6 inetd:openbsd-inetd python3:python3
+need_packages curl:curl fetchmail:fetchmail mpop:mpop getmail:getmail6 inetd:openbsd-inetd python3:python3 \
+    setpriv:util-linux useradd:passwd fail2ban-regex:fail2ban
 
 if ! pop3d_build; then
     fail "cargo build --release"
@@ -27,12 +34,19 @@ BIN=$POP3D
 T=$(mktemp -d /tmp/pop3d-interop.XXXXXX)
 SERVER_PID=
 INETD_PID=
+SYSTEM_PID=
+SYSTEM_INETD_PID=
+# The test accounts of the --system-users part, removed by cleanup.
+ACCOUNTS=()
 
 cleanup() {
-    local pid
-    for pid in $SERVER_PID $INETD_PID; do
+    local pid name
+    for pid in $SERVER_PID $INETD_PID $SYSTEM_PID $SYSTEM_INETD_PID; do
         kill "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
+    done
+    for name in "${ACCOUNTS[@]}"; do
+        userdel -f "$name" 2>/dev/null
     done
     rm -rf "$T"
 }
@@ -200,12 +214,14 @@ EOF
 }
 # fetchmail_cmd FETCHMAILRC AUTH DIR: sets FETCHMAIL to a fetchmail run delivering through
 # deliver.sh (one file per message) into DIR. As root fetchmail only warns; FETCHMAILHOME
-# keeps its .fetchids and lock in the temp directory, and FETCHMAILUSER makes it run the MDA
-# as this user.
+# keeps its .fetchids in the temp directory, --pidfile its lock (as root it would otherwise
+# be /run/fetchmail.pid, shared with any other fetchmail on the host), and FETCHMAILUSER
+# makes it run the MDA as this user.
 fetchmail_cmd() {
     mkdir -p "$3"
     FETCHMAIL=(env FETCHMAILHOME="$F/home" FETCHMAILUSER="$ME"
-        fetchmail --nodetach --verbose -f "$1" --auth "$2" --mda "$HERE/deliver.sh $3")
+        fetchmail --nodetach --verbose --pidfile "$F/home/fetchmail.pid" -f "$1" --auth "$2"
+        --mda "$HERE/deliver.sh $3")
 }
 
 fresh_mbox fmkeep
@@ -365,6 +381,214 @@ expect "inetd: the example line was adapted (address, port, user, paths)" \
 inetd -d "$T/inetd.conf" >"$T/inetd.log" 2>&1 &
 INETD_PID=$!
 through_superserver inetd "$IPORT" "$INETD_PID"
+
+# --- --system-users: the host's own accounts, a spool made like /var/mail --------------------
+echo "# --system-users"
+# account NAME METHOD: a test account (no home, no shell) with the password $PW hashed by
+# METHOD (chpasswd -c: YESCRYPT, SHA512); cleanup removes it.
+account() {
+    useradd -M -s /usr/sbin/nologin "$1" || return 1
+    ACCOUNTS+=("$1")
+    printf '%s:%s\n' "$1" "$PW" | chpasswd -c "$2"
+}
+# system_mbox USER MODE: the user's mbox in the spool holds the fixture mbox, owned by the user,
+# group mail, mode MODE (0600 as postfix local makes it, 0660 as exim does).
+system_mbox() {
+    cp "$FIX/mbox" "$SPOOL/$1"
+    chown "$1:mail" "$SPOOL/$1"
+    chmod "$2" "$SPOOL/$1"
+}
+# mbox_identity USER: inode, owner, group and mode of the user's mbox.
+mbox_identity() { stat -c '%i %U %G %a' "$SPOOL/$1"; }
+# no_root_files: nothing in the spool but the spool itself belongs to root.
+no_root_files() { [ -z "$(find "$SPOOL" -mindepth 1 -user root)" ]; }
+
+system_users() {
+    if [ "$(id -u)" -ne 0 ]; then
+        if [ -n "${CI:-}" ]; then fail "--system-users part runs as root in CI"; fi
+        echo "# skipped: --system-users needs root"
+        return
+    fi
+    local tag
+    tag=p3i$(($$ % 100000))
+    local SPL=${tag}pl SCU=${tag}cu SFM=${tag}fm SMP=${tag}mp SGM=${tag}gm SIN=${tag}in
+    local name ok=1
+    for name in "$SPL:YESCRYPT" "$SCU:SHA512" "$SFM:YESCRYPT" "$SMP:SHA512" "$SGM:YESCRYPT" "$SIN:SHA512"; do
+        account "${name%%:*}" "${name#*:}" || ok=
+    done
+    expect "system: test accounts made with useradd and chpasswd (yescrypt, SHA-512)" test -n "$ok"
+    [ -n "$ok" ] || return
+    expect "system: the yescrypt account's hash is \$y\$" grep -q "^$SPL:\\\$y\\\$" /etc/shadow
+    # The sessions, switched to their users, must reach the spool through the temp directory.
+    chmod 711 "$T"
+    SPOOL=$T/spool
+    mkdir -p "$SPOOL"
+    chown root:mail "$SPOOL"
+    chmod 2775 "$SPOOL"
+    system_mbox "$SPL" 600
+    system_mbox "$SCU" 660
+    system_mbox "$SFM" 600
+    system_mbox "$SMP" 660
+    system_mbox "$SGM" 600
+    system_mbox "$SIN" 660
+
+    # Standalone, as root with only the capabilities scripts/deploy/system-users/pop3d.service
+    # keeps: if pop3d needed more, the logins below would fail.
+    local sport
+    sport=$(free_port)
+    setpriv --bounding-set -all,+setuid,+setgid,+net_bind_service --inh-caps -all \
+        "$BIN" --system-users --listen "127.0.0.1:$sport" --maildrop "$SPOOL/%u" --timeout 60 \
+        --hostname interop.test --log-file "$T/pop3d-system.log" &
+    SYSTEM_PID=$!
+    if ! wait_port "$sport"; then
+        fail "pop3d --system-users listens on 127.0.0.1:$sport"
+        show "$T/pop3d-system.log"
+        return
+    fi
+    # The client helpers above connect to $PORT.
+    local users_port=$PORT
+    PORT=$sport
+
+    local before
+    before=$(mbox_identity "$SPL")
+    checks python3 "$HERE/poplib_client.py" "system poplib" 127.0.0.1 "$sport" "$SPL" "$PW" "$FIX" hashed
+    expect "system poplib: DELE+QUIT kept the mbox's inode, owner, group and mode ($before)" \
+        test "$(mbox_identity "$SPL")" = "$before"
+
+    mkdir -p "$T/system-curl"
+    run "system curl: RETR 1..$COUNT" 0 "$T/system-curl.log" curl -q -sS --max-time 50 \
+        -u "$SCU:$PW" -o "$T/system-curl/#1" "pop3://127.0.0.1:$sport/[1-$COUNT]"
+    messages "system curl" "$T/system-curl"/*
+    expect "system curl: the 0660 mbox is unchanged" cmp -s "$FIX/mbox" "$SPOOL/$SCU"
+
+    before=$(mbox_identity "$SFM")
+    local rc
+    rc=$(fetchmailrc "$SFM" "no keep")
+    fetchmail_cmd "$rc" password "$F/system"
+    run "system fetchmail: no keep (delete)" 0 "$F/system.log" "${FETCHMAIL[@]}"
+    messages "system fetchmail" "$F/system"/*
+    expect "system fetchmail: the fetched messages are deleted from the mbox" test ! -s "$SPOOL/$SFM"
+    expect "system fetchmail: DELE+QUIT kept the mbox's inode, owner, group and mode ($before)" \
+        test "$(mbox_identity "$SFM")" = "$before"
+
+    rc=$(mpoprc "$SMP" user)
+    run "system mpop: auth user" 0 "$M/system.log" mpop -q -C "$rc" "$SMP"
+    messages "system mpop" --lf "$M/$SMP/new"/*
+
+    maildir "$G/system"
+    chown -R nobody "$G/system"
+    mkdir -p "$G/system-state"
+    sed -e "s|^username = .*|username = $SGM|" -e "s|^port = .*|port = $sport|" \
+        -e "s|^path = .*|path = $G/system/|" "$G/rc" >"$G/system.rc"
+    run "system getmail: retrieve all, keep" 0 "$G/system.log" \
+        getmail --rcfile "$G/system.rc" --getmaildir "$G/system-state"
+    messages "system getmail" --lf --added Return-Path "$G/system/new"/*
+    PORT=$users_port
+
+    # From openbsd-inetd, with the line of scripts/deploy/system-users/inetd.conf: address,
+    # port, binary and spool changed, nothing else.
+    local iport
+    iport=$(free_port)
+    sed -e "s|^pop3[[:space:]]|127.0.0.1:$iport\t|" \
+        -e "s|/usr/local/sbin/pop3d|$BIN|" \
+        -e "s|--system-users\$|--system-users --maildrop $SPOOL/%u --log-file $T/pop3d-system-inetd.log|" \
+        scripts/deploy/system-users/inetd.conf >"$T/inetd-system.conf"
+    expect "system inetd: the example line was adapted (address, port, paths)" \
+        grep -q "^127.0.0.1:$iport[[:space:]].*[[:space:]]root[[:space:]]$BIN[[:space:]].*--inetd --system-users --maildrop $SPOOL/%u" \
+        "$T/inetd-system.conf"
+    # inetd, and so each pop3d it starts, with only the capabilities that
+    # scripts/deploy/system-users/pop3d@.service keeps.
+    setpriv --bounding-set -all,+setuid,+setgid --inh-caps -all \
+        inetd -d "$T/inetd-system.conf" >"$T/inetd-system.log" 2>&1 &
+    SYSTEM_INETD_PID=$!
+    if wait_port "$iport"; then
+        mkdir -p "$T/system-inetd-curl"
+        run "system inetd: curl RETR 1..$COUNT" 0 "$T/system-inetd-curl.log" curl -q -sS \
+            --max-time 50 -u "$SIN:$PW" -o "$T/system-inetd-curl/#1" "pop3://127.0.0.1:$iport/[1-$COUNT]"
+        messages "system inetd curl" "$T/system-inetd-curl"/*
+        before=$(mbox_identity "$SIN")
+        # -I: DELE has a one-line answer, no body (libcurl's CURLOPT_CUSTOMREQUEST, POP3).
+        run "system inetd: curl DELE 1" 0 "$T/system-inetd-dele.log" curl -q -sS --max-time 50 \
+            -u "$SIN:$PW" -I -X DELE "pop3://127.0.0.1:$iport/1"
+        expect "system inetd: DELE+QUIT kept the mbox's inode, owner, group and mode ($before)" \
+            test "$(mbox_identity "$SIN")" = "$before"
+        expect "system inetd: message 1 is gone from the mbox" \
+            test "$(stat -c %s "$SPOOL/$SIN")" -lt "$(stat -c %s "$FIX/mbox")"
+    else
+        fail "system inetd listens on 127.0.0.1:$iport"
+        show "$T/inetd-system.log"
+    fi
+
+    expect "system: no file in the spool belongs to root" no_root_files
+    echo "# the spool after the sessions (name owner group mode):"
+    stat -c '#   %n %U %G %a' "$SPOOL"/* | sed -e "s|$SPOOL/||"
+    local lock_ok=1
+    for name in "$SPL" "$SCU" "$SFM" "$SMP" "$SGM" "$SIN"; do
+        [ "$(stat -c '%U %G %a' "$SPOOL/$name.pop3d" 2>/dev/null)" = "$name mail 600" ] || lock_ok=
+    done
+    expect "system: each session lock file is the user's, group mail, 0600" test -n "$lock_ok"
+    expect "system: no dotlock or journal is left in the spool" \
+        test -z "$(find "$SPOOL" -name '*.lock' -o -name '*.pop3d-journal')"
+    if [ "$FAILED" -gt 0 ]; then
+        echo "# pop3d --system-users log (last lines):"
+        show "$T/pop3d-system.log"
+    fi
+}
+system_users
+
+# --- fail2ban: scripts/deploy/fail2ban/pop3d.conf against the lines pop3d wrote above ---------
+echo "# fail2ban"
+# One more failure on the users-file server: an AUTH PLAIN name that forges the fields after
+# it (AUTH PLAIN takes any authcid); fail2ban must still see the client's address only.
+python3 - "$PORT" <<'PYEOF'
+import base64, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+f = s.makefile("rb")
+f.readline()
+name = b'x" rhost=198.51.100.1 mechanism=PASS user="y'
+s.sendall(b"AUTH PLAIN " + base64.b64encode(b"\0" + name + b"\0wrong") + b"\r\n")
+print(f.readline().decode().strip())
+s.sendall(b"QUIT\r\n")
+f.readline()
+PYEOF
+# fail2ban-regex reads the filter with its include (common.conf, from the fail2ban package)
+# from one directory.
+F2B=$T/fail2ban/filter.d
+mkdir -p "$F2B"
+cp /etc/fail2ban/filter.d/common.conf scripts/deploy/fail2ban/pop3d.conf "$F2B/"
+# as_syslog LOG: the same lines as rsyslog writes what pop3d sends to /dev/log under --inetd
+# ("Dec  6 01:05:09 host pop3d[PID]: text", no level).
+as_syslog() {
+    python3 -c '
+import sys, time
+for line in open(sys.argv[1]):
+    stamp, program, level, text = line.split(None, 3)
+    t = time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
+    sys.stdout.write("%s interop %s: %s" % (time.strftime("%b %e %H:%M:%S", t), program, text))
+' "$1"
+}
+# fail2ban_finds LABEL LOG: the filter matches every failed login in LOG, and each match names
+# the client, 127.0.0.1.
+fail2ban_finds() {
+    local label=$1 log=$2 want ips
+    want=$(grep -c ': auth failed: ' "$log")
+    ips=$(fail2ban-regex -o ip "$log" "$F2B/pop3d.conf" 2>&1)
+    if [ "$want" -gt 0 ] && [ "$(grep -c . <<<"$ips")" -eq "$want" ] &&
+        [ -z "$(grep -v '^127\.0\.0\.1$' <<<"$ips")" ]; then
+        pass "fail2ban: $label: the filter finds all $want failed logins, each from 127.0.0.1"
+    else
+        fail "fail2ban: $label: the filter finds all $want failed logins, each from 127.0.0.1"
+        sed -e 's/^/#   /' <<<"$ips" | head -n 20
+    fi
+}
+expect "fail2ban: the users-file server logged the forged name escaped" \
+    grep -qF 'auth failed: rhost=127.0.0.1 mechanism=PLAIN user="x\" rhost=198.51.100.1 mechanism=PASS user=\"y"' "$T/pop3d.log"
+fail2ban_finds "users-file server, --log-file" "$T/pop3d.log"
+as_syslog "$T/pop3d.log" >"$T/pop3d.syslog"
+fail2ban_finds "users-file server, syslog form" "$T/pop3d.syslog"
+if [ -f "$T/pop3d-system.log" ]; then
+    fail2ban_finds "--system-users server, --log-file" "$T/pop3d-system.log"
+fi
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     fail "pop3d still running at the end"

@@ -107,6 +107,21 @@ else
     fail "sessions_per_second_measured_without_errors"
 fi
 
+# The router's refusals are logged in pop3d's failed-login line: fail2ban's filter for pop3d
+# (scripts/deploy/fail2ban/pop3d.conf) finds each one, with nginx's client address.
+need_packages fail2ban-regex:fail2ban
+mkdir -p "$DIR/fail2ban"
+cp /etc/fail2ban/filter.d/common.conf scripts/deploy/fail2ban/pop3d.conf "$DIR/fail2ban/"
+refused=$(grep -c ': auth failed: rhost=' "$DIR/router-users.log")
+found=$(fail2ban-regex -o ip "$DIR/router-users.log" "$DIR/fail2ban/pop3d.conf" 2>&1)
+if [ "$refused" -gt 0 ] && [ "$(grep -c . <<<"$found")" -eq "$refused" ] &&
+    [ -z "$(grep -v '^127\.0\.0\.[0-9]*$' <<<"$found")" ]; then
+    pass "fail2ban_filter_finds_the_routers_refused_logins ($refused)"
+else
+    fail "fail2ban_filter_finds_the_routers_refused_logins ($refused)"
+    sed -e 's/^/#   /' <<<"$found" | head -n 20
+fi
+
 if [ "$FAILED" -gt 0 ]; then
     for f in "$DIR"/a/pop3d.log "$DIR"/b/pop3d.log "$DIR"/router-*.log "$DIR"/nginx-*/error.log; do
         echo "---- last lines of ${f#"$DIR"/}"

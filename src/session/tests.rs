@@ -118,6 +118,7 @@ fn setup(mbox: &str) -> Setup {
         login_delay: Duration::ZERO,
         failure_delay: Duration::ZERO,
         plaintext_auth: PlaintextAuth::Secure,
+        penalties: Penalties::default(),
     };
     Setup { store, ctx }
 }
@@ -131,6 +132,7 @@ fn transcript_on(security: Security, ctx: &Context, input: &str) -> (String, End
     let mut out = Vec::new();
     let connection = Connection {
         peer: "test",
+        address: None,
         security,
     };
     let ending = run(BufReader::new(input.as_bytes()), &mut out, ctx, connection);
@@ -270,6 +272,46 @@ fn three_failures_close_the_session() {
         "USER a\nPASS x\nUSER a\nPASS x\nUSER a\nPASS x\nUSER alice\nPASS secret\n",
     );
     assert_eq!(ending, Ending::TooManyAuthFailures);
+}
+
+/// A session from `address` (a client off the loopback that may still send passwords).
+fn replies_from(address: &str, ctx: &Context, input: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let connection = Connection {
+        peer: "test",
+        address: Some(address.parse().unwrap()),
+        security: Security::Loopback,
+    };
+    run(BufReader::new(input.as_bytes()), &mut out, ctx, connection);
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn failures_count_against_the_address_and_a_login_takes_back_only_its_own() {
+    let mut s = setup(MBOX);
+    // Turns a millisecond apart: the counting is under test here, not the waiting.
+    s.ctx.penalties = Penalties::new(Duration::from_millis(1));
+    let attacker: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let r = replies_from(
+        "192.0.2.7",
+        &s.ctx,
+        "USER bob\nPASS guess\nUSER alice\nPASS guess\nQUIT\n",
+    );
+    assert_eq!(r[2], "-ERR [AUTH] invalid user name or password", "{r:?}");
+    assert_eq!(s.ctx.penalties.failures(attacker), 2);
+    // alice's own login from the address takes back her failure, not bob's.
+    let r = replies_from("192.0.2.7", &s.ctx, "USER alice\nPASS secret\nQUIT\n");
+    assert!(r[2].starts_with("+OK alice has"), "{r:?}");
+    assert_eq!(s.ctx.penalties.failures(attacker), 1);
+    // Other addresses have nothing counted.
+    assert_eq!(s.ctx.penalties.failures("192.0.2.8".parse().unwrap()), 0);
+    // A session without an address (a pipe) counts nothing.
+    replies(&s.ctx, "USER bob\nPASS guess\nQUIT\n");
+    assert_eq!(s.ctx.penalties.len(), 1);
 }
 
 #[test]
@@ -679,6 +721,7 @@ fn pipelined_replies_leave_in_one_write() {
     let input = "USER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nQUIT\r\n";
     let connection = Connection {
         peer: "test",
+        address: None,
         security: Security::Loopback,
     };
     run(
@@ -887,6 +930,7 @@ fn random_command_lines_get_well_formed_replies() {
             &s.ctx,
             Connection {
                 peer: "fuzz",
+                address: None,
                 security: Security::Loopback,
             },
         );

@@ -6,9 +6,11 @@
 //! prints the table. Each scenario appends tab-separated result lines
 //! `SERVER<TAB>FIGURE<TAB>VALUE` to a results file; `report` turns that file into the table.
 //! Starting, stopping and resetting the servers is left to the script.
-//! `bench maildrop` times pop3d's maildrop engine itself, in process, on a large mbox.
+//! `bench maildrop` times pop3d's maildrop engine itself, in process, on a large mbox;
+//! `bench crypt` times one password check of the host's default crypt method.
 
 mod args;
+mod crypt;
 mod maildrop;
 mod mbox;
 mod pop3;
@@ -58,6 +60,7 @@ usage: bench COMMAND ...   (cargo run --release --example bench -- COMMAND ...)
   report [options]         print the table of the scenarios' results
   maildrop generate PATH MB COUNT | stat PATH | delete PATH first|last
                            time pop3d's maildrop engine on a large mbox, in process
+  crypt [CHECKS]           time one password check of the host's default crypt method
 Every command takes --help.";
 
 /// Where a scenario's figures go: a line per figure, appended, and echoed to stderr.
@@ -134,6 +137,7 @@ fn try_main(words: &[String]) -> Outcome<Ran> {
             }
         }
         "maildrop" => return maildrop::run(rest).map(|()| Ran::Done),
+        "crypt" => return crypt::run(rest).map(|()| Ran::Done),
         "-h" | "--help" => println!("{USAGE}"),
         _ => return Ok(Ran::Usage),
     }

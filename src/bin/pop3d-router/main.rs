@@ -28,13 +28,14 @@ use std::time::Duration;
 
 use getopts::Options;
 use pop3d::cli::{self, Parsed, StartError, UsageError};
+use pop3d::failed_login::{FailedLogin, Mechanism};
 use pop3d::listener;
 use pop3d::logging::{self, Destination};
 use pop3d::security::PlaintextAuth;
 use pop3d::users::UsersFile;
 
 use crate::decide::Verdict;
-use crate::http::Answer;
+use crate::http::{Answer, Method};
 use crate::routes::RoutesFile;
 
 /// The name on log lines, messages and --version.
@@ -285,10 +286,16 @@ impl Router {
                     user.escape_debug()
                 )
             }
-            Verdict::LoginFailed => log::info!(
-                "{client}: {method} login failed (attempt {})",
-                request.attempt
-            ),
+            Verdict::LoginFailed => {
+                // The line of pop3d's own failed logins, for the same fail2ban filter.
+                let failed = FailedLogin {
+                    address: request.client,
+                    mechanism: mechanism(method),
+                    user: &String::from_utf8_lossy(&request.user),
+                };
+                log::info!("{client}: {failed}");
+                log::debug!("{client}: attempt {} on its connection", request.attempt);
+            }
             Verdict::NotPop3 => log::warn!(
                 "{client}: refused, protocol {} is not pop3",
                 request.protocol.escape_debug()
@@ -317,6 +324,18 @@ impl Router {
         if let Err(e) = http::write_answer(&mut &*stream, &answer) {
             log::warn!("{peer}: cannot answer: {e}");
         }
+    }
+}
+
+/// The mechanism word of a failed login's line. nginx reports USER/PASS and AUTH PLAIN alike
+/// as "plain". Other methods never get to a password check (decide refuses them first); they
+/// would count as PLAIN.
+fn mechanism(method: &Method) -> Mechanism {
+    match method {
+        Method::Plain | Method::Other(_) => Mechanism::Plain,
+        Method::Login => Mechanism::Login,
+        Method::Apop => Mechanism::Apop,
+        Method::CramMd5 => Mechanism::CramMd5,
     }
 }
 

@@ -1,0 +1,162 @@
+//! Failed logins slowed per client address, across connections (src/penalty.rs): ten
+//! parallel connections from one address guess about one password per turn of the address,
+//! not ten, while a client from another address logs in at once. The addresses come in PROXY
+//! headers from a trusted proxy (std cannot bind a client socket to 127.0.0.2 before it
+//! connects), which is also how pop3d learns them behind nginx or stunnel.
+
+use crate::support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{mbox_message, Server, ServerBuilder};
+
+/// Parallel guessing connections from the one address.
+const CONNECTIONS: usize = 10;
+
+/// How long the guessing goes on in all.
+const ATTACK: Duration = Duration::from_secs(8);
+
+/// The first few failures, which come before the address has a penalty to queue for...
+const FIRST_FEW: usize = 2;
+
+/// ...then the failures in this window after them...
+const WINDOW: Duration = Duration::from_secs(4);
+
+/// ...may be at most this many: about one a second, with a margin (the turns are 2 s apart
+/// and more). A penalty kept per connection lets each of the ten guess again within the
+/// window (2 s wait + 1 s answer); without a penalty each guesses once a second.
+const MAX_IN_WINDOW: usize = 5;
+
+fn server() -> Server {
+    ServerBuilder::new("penalty")
+        .user("alice", "secret")
+        .user("bob", "bob-pw")
+        .mbox("bob", &mbox_message("a@x", "Subject: one\n\nhello\n"))
+        .arg("--trusted-proxy")
+        .arg("127.0.0.1")
+        .arg("--max-per-ip")
+        .arg("0")
+        .start()
+}
+
+/// A connection through the "proxy" for `client`, its greeting read; reads end at `until`.
+fn connect(server: SocketAddr, client: &str, until: Instant) -> Option<BufReader<TcpStream>> {
+    let mut stream = TcpStream::connect(server).ok()?;
+    stream
+        .set_read_timeout(Some(until.checked_duration_since(Instant::now())?))
+        .ok()?;
+    let header = format!("PROXY TCP4 {client} 127.0.0.1 40000 110\r\n");
+    stream.write_all(header.as_bytes()).ok()?;
+    let mut reader = BufReader::new(stream);
+    let greeting = read_line(&mut reader)?;
+    assert!(greeting.starts_with("+OK"), "{greeting}");
+    Some(reader)
+}
+
+fn read_line(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut line = String::new();
+    match reader.read_line(&mut line) {
+        Ok(n) if n > 0 => Some(line),
+        _ => None,
+    }
+}
+
+/// Sends `line` and reads the reply, waiting no later than `until`.
+fn command(reader: &mut BufReader<TcpStream>, line: &str, until: Instant) -> Option<String> {
+    let left = until.checked_duration_since(Instant::now())?;
+    let stream = reader.get_mut();
+    stream.set_read_timeout(Some(left)).ok()?;
+    stream.write_all(format!("{line}\r\n").as_bytes()).ok()?;
+    read_line(reader)
+}
+
+/// One guessing connection after another from `client` until `until`; the time of each
+/// refused guess (since `start`) goes to `failures`.
+fn guess(
+    server: SocketAddr,
+    client: &str,
+    start: Instant,
+    until: Instant,
+    failures: &Mutex<Vec<Duration>>,
+) {
+    let mut n = 0;
+    while Instant::now() < until {
+        let Some(mut c) = connect(server, client, until) else {
+            return;
+        };
+        loop {
+            n += 1;
+            if command(&mut c, "USER alice", until).is_none() {
+                break;
+            }
+            match command(&mut c, &format!("PASS guess-{n}"), until) {
+                Some(reply) if reply.starts_with("-ERR [AUTH]") => {
+                    failures.lock().unwrap().push(start.elapsed());
+                }
+                // Closed after the third failure: a new connection; or the attack is over.
+                _ => break,
+            }
+        }
+    }
+}
+
+#[test]
+fn parallel_connections_from_one_address_share_its_slow_turns() {
+    let s = server();
+    let addr = s.addr;
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let until = start + ATTACK;
+    let guessers: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let failures = Arc::clone(&failures);
+            thread::spawn(move || guess(addr, "127.0.0.2", start, until, &failures))
+        })
+        .collect();
+
+    // Once a guess has failed and the other connections queue for their turns (2 s apart,
+    // the last about 20 s away), a client from another address logs in at once.
+    while failures.lock().unwrap().is_empty() && Instant::now() < until {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let asked = Instant::now();
+    let patience = asked + Duration::from_secs(20);
+    let mut other = connect(addr, "127.0.0.3", patience).unwrap();
+    assert!(command(&mut other, "USER bob", patience)
+        .unwrap()
+        .starts_with("+OK"));
+    let reply = command(&mut other, "PASS bob-pw", patience).unwrap();
+    let took = asked.elapsed();
+    assert!(reply.starts_with("+OK bob has 1 messages"), "{reply}");
+    assert!(took < Duration::from_secs(10), "127.0.0.3 waited {took:?}");
+    command(&mut other, "QUIT", patience);
+
+    for g in guessers {
+        g.join().unwrap();
+    }
+    let mut times = failures.lock().unwrap().clone();
+    times.sort();
+    assert!(
+        times.len() >= FIRST_FEW,
+        "only {} guesses failed in {ATTACK:?}: {times:?}",
+        times.len()
+    );
+    let first_few = times[FIRST_FEW - 1];
+    let later = times
+        .iter()
+        .filter(|&&t| t > first_few && t <= first_few + WINDOW)
+        .count();
+    assert!(
+        later <= MAX_IN_WINDOW,
+        "{later} failed guesses in the {WINDOW:?} after the first few ({first_few:?}): {times:?}"
+    );
+    let log = s.log_text();
+    assert!(
+        log.contains(r#"auth failed: rhost=127.0.0.2 mechanism=PASS user="alice""#),
+        "{log}"
+    );
+}
