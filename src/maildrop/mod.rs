@@ -10,6 +10,7 @@
 //! keeps other POP3 sessions away, and every read checks that the bytes are still those
 //! scanned. The mbox is read without advancing its access time (see `open_without_atime`).
 
+mod checked_read;
 pub mod companion;
 mod fault;
 pub mod from_line;
@@ -25,6 +26,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use checked_read::{CheckedRead, ContentDigest};
 #[cfg(test)]
 pub(crate) use fault::crash;
 use fault::fault_point;
@@ -273,21 +275,28 @@ impl Maildrop {
     /// The raw on-disk content of message `index` (0-based): exactly content_len bytes,
     /// streamed from the file (never read whole into memory). Before returning, checks that
     /// the file still holds what the scan saw at that place (else MaildropError::Changed).
-    /// If the file ends before the message does while it streams, the reader fails with an
-    /// `io::ErrorKind::UnexpectedEof` error holding `MaildropError::Truncated`: a short read
-    /// never looks like the message's end.
+    /// If another program writes to the file while the message streams (a rewrite, a cut, an
+    /// append), the reader fails with an error holding `MaildropError::Changed` instead of
+    /// handing out the block it read after the write (see `checked_read`); beneath that, a
+    /// file that ends before the message does fails the read with an
+    /// `io::ErrorKind::UnexpectedEof` error holding `MaildropError::Truncated`. Either way a
+    /// short or rewritten message never looks complete.
     pub fn message_reader(&mut self, index: usize) -> Result<Box<dyn BufRead + '_>, MaildropError> {
         let info = self
             .messages
             .get(index)
             .ok_or_else(|| no_such_message(index))?;
         let file = self.current_file()?;
-        self.check_record(file, index)?;
+        // Before the record is checked: a write after it, while the message streams, shows.
+        let fingerprint = Fingerprint::of(file)?;
+        let mut content = ContentDigest::default();
+        self.check_record_through(file, index, Some(&mut content))?;
         let end = self.record_end(index);
         if end < self.scanned_len && !from_line_at(file, end)? {
             return Err(MaildropError::Changed);
         }
         let reader = ReadAt::new(file, info.content_start, info.content_len).exact();
+        let reader = CheckedRead::new(reader, file, fingerprint, content.finish());
         Ok(Box::new(BufReader::with_capacity(READ_BUFFER, reader)))
     }
 
@@ -392,10 +401,28 @@ impl Maildrop {
     /// Re-scans record `index` alone; it must be one message with the same layout, size and
     /// digest as at open, or another program has rewritten the mbox.
     fn check_record(&self, file: &File, index: usize) -> Result<(), MaildropError> {
+        self.check_record_through(file, index, None)
+    }
+
+    /// `check_record`, handing the record's content to `content` as the re-scan reads it
+    /// (one pass over the file for both).
+    fn check_record_through(
+        &self,
+        file: &File,
+        index: usize,
+        content: Option<&mut ContentDigest>,
+    ) -> Result<(), MaildropError> {
         let info = &self.messages[index];
         let len = self.record_end(index) - info.record_start;
-        let reader = ReadAt::new(file, info.record_start, len);
-        let again = scan::scan_with_buffer(reader, len.min(RECHECK_BUFFER) as usize)?;
+        let mut reader = ReadAt::new(file, info.record_start, len);
+        let again = match content {
+            Some(digest) => {
+                let skip = info.content_start - info.record_start;
+                let tee = digest.tee(&mut reader, skip, info.content_len);
+                scan::scan_with_buffer(tee, len.min(RECHECK_BUFFER) as usize)?
+            }
+            None => scan::scan_with_buffer(reader, len.min(RECHECK_BUFFER) as usize)?,
+        };
         let same = match again.messages.as_slice() {
             [m] => {
                 m.record_start == 0
@@ -983,6 +1010,19 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         let mut out = Vec::new();
         let e = reader
             .read_to_end(&mut out)
+            .expect_err("a short read is an error");
+        // The file's fingerprint shows the cut before the short read does.
+        assert!(matches!(
+            e.get_ref().and_then(|e| e.downcast_ref::<MaildropError>()),
+            Some(MaildropError::Changed)
+        ));
+        drop(reader);
+        // Beneath it, an exact read never takes the file's end for the message's end.
+        let file = md.current_file().expect("file");
+        let start = second_start() as u64;
+        let mut exact = ReadAt::new(file, start, TWO.len() as u64 - start).exact();
+        let e = exact
+            .read_to_end(&mut Vec::new())
             .expect_err("a short read is an error");
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         assert!(matches!(
