@@ -24,7 +24,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use checked_read::{CheckedRead, ContentDigest};
 #[cfg(test)]
@@ -525,7 +525,30 @@ struct Fingerprint {
     ctime: (i64, i64),
 }
 
+/// How long ago a file must have been last written for a fingerprint to tell a later write
+/// of the same length from none: file systems keep times in clock ticks (ext3, HFS+ and
+/// some network file systems in whole seconds), and a write within the tick of the last one
+/// leaves them as they were.
+const TIMESTAMP_TICK: Duration = Duration::from_secs(1);
+
 impl Fingerprint {
+    /// Whether a write after this fingerprint, at `now`, must change it: its last write (or
+    /// change of times, as a program that restores the mtime makes) is at least a clock
+    /// tick old. A time in the future (a clock stepped back) counts as recent.
+    fn settled(&self, now: SystemTime) -> bool {
+        let latest = self.mtime.max(self.ctime);
+        let Ok(now) = now.duration_since(UNIX_EPOCH) else {
+            return false;
+        };
+        let Ok(secs) = u64::try_from(latest.0) else {
+            // Before 1970: long settled.
+            return true;
+        };
+        let nanos = u32::try_from(latest.1).unwrap_or(0);
+        now.checked_sub(Duration::new(secs, nanos))
+            .is_some_and(|age| age >= TIMESTAMP_TICK)
+    }
+
     fn of(file: &File) -> io::Result<Fingerprint> {
         let m = file.metadata()?;
         Ok(Fingerprint {
@@ -546,9 +569,9 @@ impl Fingerprint {
 /// bytes, as mail that arrives during a session always does. Taking the dotlock also proves,
 /// as before, that pop3d may create it (else the login is refused, not the UPDATE). None when
 /// the file changed, a journal waits for recovery or the unlocked scan failed: then the caller
-/// takes the locks again, recovers and scans under them. A rewrite of the same length within
-/// one tick of the file system's clock could pass the check; every later read and UPDATE
-/// re-checks the records they touch.
+/// takes the locks again, recovers and scans under them; so too when the file was written
+/// within the last tick of the file system's clock (`TIMESTAMP_TICK`), where a rewrite of
+/// the same length could leave the fingerprint as it was.
 fn scan_without_holding_up_delivery(
     file: &File,
     path: &Path,
@@ -558,6 +581,11 @@ fn scan_without_holding_up_delivery(
         return Ok(None);
     }
     let before = Fingerprint::of(file)?;
+    if !before.settled(SystemTime::now()) {
+        // Written within the last clock tick: a same-length rewrite could leave the
+        // fingerprint as it is, so only the locked scan is sure.
+        return Ok(None);
+    }
     // The bodies that `distinguish` reads are checked by the same fingerprint as the scan.
     let Ok(scan) = scan_file(file, before.len, before.len) else {
         // Perhaps a half-written delivery: the locked scan says what is really there.
@@ -958,6 +986,43 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             .and_then(|m| m.accessed())
             .expect("atime");
         assert_eq!(after, before, "the access time moved");
+    }
+
+    fn written_at(mtime: (i64, i64), ctime: (i64, i64)) -> Fingerprint {
+        Fingerprint {
+            dev: 1,
+            ino: 2,
+            len: 3,
+            mtime,
+            ctime,
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_is_trusted_only_a_clock_tick_after_the_last_write() {
+        let now = UNIX_EPOCH + Duration::new(1_000_000, 500_000_000);
+        // Written 1.5 s ago: any later write moves the times.
+        assert!(written_at((999_999, 0), (999_999, 0)).settled(now));
+        // Within the last second (the tick of a coarse file system): a same-length rewrite
+        // in the same tick would leave the fingerprint as it is.
+        assert!(!written_at((1_000_000, 0), (1_000_000, 0)).settled(now));
+        assert!(!written_at((999_999, 600_000_000), (999_999, 600_000_000)).settled(now));
+        // A program that restores the mtime after its rewrite still moved the ctime.
+        assert!(!written_at((500_000, 0), (1_000_000, 0)).settled(now));
+        // In the future (the clock was stepped back): not to be trusted.
+        assert!(!written_at((2_000_000, 0), (2_000_000, 0)).settled(now));
+        assert!(!written_at((0, 0), (0, 0)).settled(UNIX_EPOCH - Duration::from_secs(1)));
+        assert!(written_at((-5, 0), (-5, 0)).settled(now));
+    }
+
+    #[test]
+    fn a_file_just_written_is_not_settled_until_a_tick_later() {
+        let dir = TempDir::new("md-settled");
+        let path = mbox(&dir, TWO);
+        let file = File::open(&path).expect("open");
+        let fingerprint = Fingerprint::of(&file).expect("fingerprint");
+        assert!(!fingerprint.settled(SystemTime::now()));
+        assert!(fingerprint.settled(SystemTime::now() + TIMESTAMP_TICK));
     }
 
     #[test]
