@@ -4,8 +4,12 @@
 //! that make a connection secure (its client address, its listener, its PROXY header).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -260,6 +264,32 @@ pub fn read_proxy_header(stream: &TcpStream, peer: SocketAddr) -> Option<(Socket
     }
 }
 
+/// What an --inetd session's stdin is, as far as its security goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StdioStream {
+    /// A pipe, a terminal, a file or a Unix socket: its other end is on this host.
+    Local,
+    /// A network socket, and its peer if that can be read (a TCP socket whose peer cannot
+    /// be read still has its other end somewhere on the network).
+    Network(Option<SocketAddr>),
+}
+
+/// Tells what `fd` is from its type, never from a failure to read its peer: only a
+/// descriptor that is positively no socket, or positively a Unix socket, is local.
+pub fn stdio_stream(fd: BorrowedFd<'_>) -> io::Result<StdioStream> {
+    let file = File::from(fd.try_clone_to_owned()?);
+    if !file.metadata()?.file_type().is_socket() {
+        return Ok(StdioStream::Local);
+    }
+    // getsockname answers for a Unix socket alone with an AF_UNIX address.
+    let unix = UnixStream::from(OwnedFd::from(file));
+    if unix.local_addr().is_ok() {
+        return Ok(StdioStream::Local);
+    }
+    let tcp = TcpStream::from(OwnedFd::from(unix));
+    Ok(StdioStream::Network(tcp.peer_addr().ok()))
+}
+
 /// Tells a client over the caps why it goes, without letting a client that does not read
 /// stall the accept loop.
 fn refuse(stream: &TcpStream, why: &str) {
@@ -343,5 +373,33 @@ impl Read for TimedStream<'_> {
 impl Autologout for TimedStream<'_> {
     fn restart(&mut self) {
         self.deadline = Instant::now() + self.timeout;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn stdio_is_local_only_when_its_type_says_so() {
+        let (reader, writer) = io::pipe().expect("pipe");
+        assert_eq!(stdio_stream(reader.as_fd()).unwrap(), StdioStream::Local);
+        assert_eq!(stdio_stream(writer.as_fd()).unwrap(), StdioStream::Local);
+        let (unix, _other) = UnixStream::pair().expect("socket pair");
+        assert_eq!(stdio_stream(unix.as_fd()).unwrap(), StdioStream::Local);
+        // A TCP socket whose peer cannot be read (getpeername: ENOTCONN) is on the network.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        assert_eq!(
+            stdio_stream(listener.as_fd()).unwrap(),
+            StdioStream::Network(None)
+        );
+        let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        let (accepted, peer) = listener.accept().expect("accept");
+        assert_eq!(
+            stdio_stream(accepted.as_fd()).unwrap(),
+            StdioStream::Network(Some(peer))
+        );
+        drop(client);
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use pop3d::cli::{self, StartError};
 use pop3d::config::{self, Action, Config};
-use pop3d::listener::{self, Limits, Server, TimedStream};
+use pop3d::listener::{self, Limits, Server, StdioStream, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::OpenOptions;
 use pop3d::owner::{OwnerMaildrops, Scope};
@@ -203,20 +203,26 @@ fn hash_password() -> Result<(), SetupError> {
 /// person trying it in a terminal) the session runs without them.
 ///
 /// Security as standalone: a TCP peer is judged by its address (after a PROXY header when
-/// it is a trusted proxy); a pipe or a Unix socket has its other end on this host.
+/// it is a trusted proxy); a pipe or a Unix socket has its other end on this host. What stdin
+/// is comes from its type: a network socket whose peer cannot be read is insecure.
 fn serve_stdio(config: &Config, ctx: &Context) {
+    let kind = listener::stdio_stream(io::stdin().as_fd()).unwrap_or_else(|e| {
+        log::warn!("cannot tell what stdin is, taking it for a network socket: {e}");
+        StdioStream::Network(None)
+    });
     let socket = io::stdin()
         .as_fd()
         .try_clone_to_owned()
         .map(TcpStream::from)
         .ok();
     if let Some(stream) = socket {
-        let (peer, security) = match stream.peer_addr() {
-            Ok(peer) => match stdio_client(config, &stream, peer) {
+        let (peer, security) = match &kind {
+            StdioStream::Network(Some(peer)) => match stdio_client(config, &stream, *peer) {
                 Some((client, tls)) => (client.to_string(), Security::of(client.ip(), false, tls)),
                 None => return,
             },
-            Err(_) => ("inetd-peer".to_string(), Security::LocalStream),
+            StdioStream::Network(None) => ("inetd-peer".to_string(), Security::Open),
+            StdioStream::Local => ("inetd-peer".to_string(), Security::LocalStream),
         };
         if let Ok(input) = TimedStream::new(&stream, config.timeout) {
             log::info!("{peer}: connected (inetd), {security}");
@@ -229,7 +235,11 @@ fn serve_stdio(config: &Config, ctx: &Context) {
             return;
         }
     }
-    let security = Security::LocalStream;
+    // Only a descriptor positively local is secure, even here.
+    let security = match kind {
+        StdioStream::Local => Security::LocalStream,
+        StdioStream::Network(_) => Security::Open,
+    };
     log::info!("stdio: connected (not a socket, no autologout), {security}");
     let connection = Connection {
         peer: "stdio",
