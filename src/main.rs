@@ -218,7 +218,7 @@ fn serve_stdio(config: &Config, ctx: &Context) {
     if let Some(stream) = socket {
         let (peer, security) = match &kind {
             StdioStream::Network(Some(peer)) => match stdio_client(config, &stream, *peer) {
-                Some((client, tls)) => (client.to_string(), Security::of(client.ip(), false, tls)),
+                Some((client, security)) => (client.to_string(), security),
                 None => return,
             },
             StdioStream::Network(None) => ("inetd-peer".to_string(), Security::Open),
@@ -249,21 +249,21 @@ fn serve_stdio(config: &Config, ctx: &Context) {
     log::info!("stdio: session ended: {ending}");
 }
 
-/// The client of an --inetd session on a TCP socket: the peer, or the client a trusted
-/// proxy's PROXY header names (with its TLS flag). None if a trusted proxy sent no header.
+/// The client of an --inetd session on a TCP socket and its security: the peer, or the
+/// client a trusted proxy's PROXY header names. None if a trusted proxy sent no header.
 fn stdio_client(
     config: &Config,
     stream: &TcpStream,
     peer: std::net::SocketAddr,
-) -> Option<(std::net::SocketAddr, bool)> {
+) -> Option<(std::net::SocketAddr, Security)> {
     let trusted = config
         .trusted_proxies
         .iter()
         .any(|net| net.contains(peer.ip()));
     if !trusted {
-        return Some((peer, false));
+        return Some((peer, Security::of(peer.ip(), false, false)));
     }
-    listener::read_proxy_header(stream, peer)
+    Some(listener::read_proxy_header(stream, peer)?.judge(peer, false))
 }
 
 /// Panics go to the log, never to stderr (the client's socket under inetd); the unwinding
