@@ -4,8 +4,12 @@
 //! that make a connection secure (its client address, its listener, its PROXY header).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -160,18 +164,18 @@ impl Server {
             .stack_size(SESSION_STACK)
             .spawn(move || {
                 let mut slot = slot;
-                let (client, proxy_tls) = if proxied {
-                    let Some((client, tls)) = read_proxy_header(&stream, peer) else {
+                let (client, security) = if proxied {
+                    let Some(header) = read_proxy_header(&stream, peer) else {
                         return;
                     };
+                    let (client, security) = header.judge(peer, secure_listener);
                     if !claim(&mut slot, &stream, client, max_per_ip) {
                         return;
                     }
-                    (client, tls)
+                    (client, security)
                 } else {
-                    (peer, false)
+                    (peer, Security::of(peer.ip(), secure_listener, false))
                 };
-                let security = Security::of(client.ip(), secure_listener, proxy_tls);
                 serve_connection(stream, client, security, &ctx, timeout, move || drop(slot));
             });
         if let Err(e) = spawned {
@@ -237,10 +241,33 @@ fn claim(slot: &mut Slot, stream: &TcpStream, client: SocketAddr, max_per_ip: us
     false
 }
 
-/// Reads the PROXY header a trusted proxy sends first: the client's address, and whether its
-/// SSL TLV says the client used TLS. None (and the connection closed without a greeting) if
-/// there is none or it is malformed.
-pub fn read_proxy_header(stream: &TcpStream, peer: SocketAddr) -> Option<(SocketAddr, bool)> {
+/// The client a trusted proxy's header speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxiedClient {
+    /// The header names the client, and whether its SSL TLV says the client used TLS.
+    Named { client: SocketAddr, tls: bool },
+    /// v1 UNKNOWN, v2 LOCAL (or v2 without IP addresses): no client named. The connection
+    /// is the proxy's own (a health check) or comes from a client it cannot name; either
+    /// way the proxy's address says nothing of where the client is.
+    Unnamed,
+}
+
+impl ProxiedClient {
+    /// The address for the log and the per-address cap (the proxy's own for an unnamed
+    /// client), and the connection's security.
+    pub fn judge(self, proxy: SocketAddr, secure_listener: bool) -> (SocketAddr, Security) {
+        match self {
+            ProxiedClient::Named { client, tls } => {
+                (client, Security::of(client.ip(), secure_listener, tls))
+            }
+            ProxiedClient::Unnamed => (proxy, Security::unnamed(secure_listener)),
+        }
+    }
+}
+
+/// Reads the PROXY header a trusted proxy sends first: the client it names, if any. None
+/// (and the connection closed without a greeting) if there is none or it is malformed.
+pub fn read_proxy_header(stream: &TcpStream, peer: SocketAddr) -> Option<ProxiedClient> {
     if let Err(e) = stream.set_read_timeout(Some(proxy::HEADER_TIMEOUT)) {
         log::warn!("{peer}: cannot set up the connection: {e}");
         return None;
@@ -250,14 +277,46 @@ pub fn read_proxy_header(stream: &TcpStream, peer: SocketAddr) -> Option<(Socket
             source, client_tls, ..
         }) => {
             log::debug!("{peer}: proxied for {source}");
-            Some((source, client_tls))
+            Some(ProxiedClient::Named {
+                client: source,
+                tls: client_tls,
+            })
         }
-        Ok(ProxyHeader::Local) => Some((peer, false)),
+        Ok(ProxyHeader::Local) => {
+            log::debug!("{peer}: proxy named no client");
+            Some(ProxiedClient::Unnamed)
+        }
         Err(e) => {
             log::warn!("{peer}: trusted proxy sent no valid PROXY header: {e}");
             None
         }
     }
+}
+
+/// What an --inetd session's stdin is, as far as its security goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StdioStream {
+    /// A pipe, a terminal, a file or a Unix socket: its other end is on this host.
+    Local,
+    /// A network socket, and its peer if that can be read (a TCP socket whose peer cannot
+    /// be read still has its other end somewhere on the network).
+    Network(Option<SocketAddr>),
+}
+
+/// Tells what `fd` is from its type, never from a failure to read its peer: only a
+/// descriptor that is positively no socket, or positively a Unix socket, is local.
+pub fn stdio_stream(fd: BorrowedFd<'_>) -> io::Result<StdioStream> {
+    let file = File::from(fd.try_clone_to_owned()?);
+    if !file.metadata()?.file_type().is_socket() {
+        return Ok(StdioStream::Local);
+    }
+    // getsockname answers for a Unix socket alone with an AF_UNIX address.
+    let unix = UnixStream::from(OwnedFd::from(file));
+    if unix.local_addr().is_ok() {
+        return Ok(StdioStream::Local);
+    }
+    let tcp = TcpStream::from(OwnedFd::from(unix));
+    Ok(StdioStream::Network(tcp.peer_addr().ok()))
 }
 
 /// Tells a client over the caps why it goes, without letting a client that does not read
@@ -344,5 +403,57 @@ impl Read for TimedStream<'_> {
 impl Autologout for TimedStream<'_> {
     fn restart(&mut self) {
         self.deadline = Instant::now() + self.timeout;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_proxy_that_names_no_client_is_secure_only_on_a_secure_listener() {
+        let proxy: SocketAddr = "127.0.0.1:5555".parse().unwrap();
+        let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let unnamed = ProxiedClient::Unnamed;
+        assert_eq!(unnamed.judge(proxy, false), (proxy, Security::Open));
+        assert_eq!(
+            unnamed.judge(proxy, true),
+            (proxy, Security::SecureListener)
+        );
+        let named = |tls| ProxiedClient::Named { client, tls };
+        assert_eq!(named(false).judge(proxy, false), (client, Security::Open));
+        assert_eq!(
+            named(true).judge(proxy, false),
+            (client, Security::ProxyTls)
+        );
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let named_local = ProxiedClient::Named {
+            client: local,
+            tls: false,
+        };
+        assert_eq!(named_local.judge(proxy, false), (local, Security::Loopback));
+    }
+
+    #[test]
+    fn stdio_is_local_only_when_its_type_says_so() {
+        let (reader, writer) = io::pipe().expect("pipe");
+        assert_eq!(stdio_stream(reader.as_fd()).unwrap(), StdioStream::Local);
+        assert_eq!(stdio_stream(writer.as_fd()).unwrap(), StdioStream::Local);
+        let (unix, _other) = UnixStream::pair().expect("socket pair");
+        assert_eq!(stdio_stream(unix.as_fd()).unwrap(), StdioStream::Local);
+        // A TCP socket whose peer cannot be read (getpeername: ENOTCONN) is on the network.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        assert_eq!(
+            stdio_stream(listener.as_fd()).unwrap(),
+            StdioStream::Network(None)
+        );
+        let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        let (accepted, peer) = listener.accept().expect("accept");
+        assert_eq!(
+            stdio_stream(accepted.as_fd()).unwrap(),
+            StdioStream::Network(Some(peer))
+        );
+        drop(client);
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use pop3d::cli::{self, StartError};
 use pop3d::config::{self, Action, Config};
-use pop3d::listener::{self, Limits, Server, TimedStream};
+use pop3d::listener::{self, Limits, Server, StdioStream, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::{self, MaildropError, OpenOptions};
 use pop3d::owner::{OwnerMaildrops, Scope};
@@ -249,24 +249,26 @@ fn uidl_report(uidl: &UidlSpec, mbox: &std::path::Path) -> Result<(), SetupError
 /// person trying it in a terminal) the session runs without them.
 ///
 /// Security as standalone: a TCP peer is judged by its address (after a PROXY header when
-/// it is a trusted proxy); a pipe or a Unix socket has its other end on this host.
+/// it is a trusted proxy); a pipe or a Unix socket has its other end on this host. What stdin
+/// is comes from its type: a network socket whose peer cannot be read is insecure.
 fn serve_stdio(config: &Config, ctx: &Context) {
+    let kind = listener::stdio_stream(io::stdin().as_fd()).unwrap_or_else(|e| {
+        log::warn!("cannot tell what stdin is, taking it for a network socket: {e}");
+        StdioStream::Network(None)
+    });
     let socket = io::stdin()
         .as_fd()
         .try_clone_to_owned()
         .map(TcpStream::from)
         .ok();
     if let Some(stream) = socket {
-        let (peer, address, security) = match stream.peer_addr() {
-            Ok(peer) => match stdio_client(config, &stream, peer) {
-                Some((client, tls)) => (
-                    client.to_string(),
-                    Some(client.ip()),
-                    Security::of(client.ip(), false, tls),
-                ),
+        let (peer, address, security) = match &kind {
+            StdioStream::Network(Some(peer)) => match stdio_client(config, &stream, *peer) {
+                Some((client, security)) => (client.to_string(), Some(client.ip()), security),
                 None => return,
             },
-            Err(_) => ("inetd-peer".to_string(), None, Security::LocalStream),
+            StdioStream::Network(None) => ("inetd-peer".to_string(), None, Security::Open),
+            StdioStream::Local => ("inetd-peer".to_string(), None, Security::LocalStream),
         };
         if let Ok(input) = TimedStream::new(&stream, config.timeout) {
             log::info!("{peer}: connected (inetd), {security}");
@@ -280,7 +282,11 @@ fn serve_stdio(config: &Config, ctx: &Context) {
             return;
         }
     }
-    let security = Security::LocalStream;
+    // Only a descriptor positively local is secure, even here.
+    let security = match kind {
+        StdioStream::Local => Security::LocalStream,
+        StdioStream::Network(_) => Security::Open,
+    };
     log::info!("stdio: connected (not a socket, no autologout), {security}");
     let connection = Connection {
         peer: "stdio",
@@ -291,21 +297,21 @@ fn serve_stdio(config: &Config, ctx: &Context) {
     log::info!("stdio: session ended: {ending}");
 }
 
-/// The client of an --inetd session on a TCP socket: the peer, or the client a trusted
-/// proxy's PROXY header names (with its TLS flag). None if a trusted proxy sent no header.
+/// The client of an --inetd session on a TCP socket and its security: the peer, or the
+/// client a trusted proxy's PROXY header names. None if a trusted proxy sent no header.
 fn stdio_client(
     config: &Config,
     stream: &TcpStream,
     peer: std::net::SocketAddr,
-) -> Option<(std::net::SocketAddr, bool)> {
+) -> Option<(std::net::SocketAddr, Security)> {
     let trusted = config
         .trusted_proxies
         .iter()
         .any(|net| net.contains(peer.ip()));
     if !trusted {
-        return Some((peer, false));
+        return Some((peer, Security::of(peer.ip(), false, false)));
     }
-    listener::read_proxy_header(stream, peer)
+    Some(listener::read_proxy_header(stream, peer)?.judge(peer, false))
 }
 
 /// Panics go to the log, never to stderr (the client's socket under inetd); the unwinding

@@ -11,7 +11,7 @@
 //!     stream.set_read_timeout(Some(proxy::HEADER_TIMEOUT))?;
 //!     match proxy::read_header(&mut &stream) {
 //!         Ok(ProxyHeader::Proxied { source, .. }) => client = source,  // log, caps, auth delay
-//!         Ok(ProxyHeader::Local) => client = peer,                      // health check
+//!         Ok(ProxyHeader::Local) => client = peer,  // health check: insecure by address
 //!         Err(e) => { log "{peer}: {e}"; close without a greeting }
 //!     }
 //! }

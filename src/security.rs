@@ -70,6 +70,16 @@ impl Security {
         }
     }
 
+    /// Judges a connection whose trusted proxy named no client (PROXY UNKNOWN, v2 LOCAL): the
+    /// proxy's own address (loopback, often) says nothing of where the client is.
+    pub fn unnamed(secure_listener: bool) -> Security {
+        if secure_listener {
+            Security::SecureListener
+        } else {
+            Security::Open
+        }
+    }
+
     pub fn is_secure(self) -> bool {
         self != Security::Open
     }

@@ -7,6 +7,7 @@
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,7 +29,9 @@ const OUTPUT_BUFFER: usize = 64 * 1024;
 /// scanner, not a mail client: the session ends (Dovecot uses 20 as well).
 const MAX_BAD_COMMANDS: u32 = 20;
 
-/// A failed authentication is answered this late, so guessing passwords is slow.
+/// A failed authentication is answered this long after its check began, so guessing
+/// passwords is slow, and so the check's own time (which differs with the kind and cost of the
+/// stored hash, and between an account and the dummy hash of an unknown name) does not show.
 pub const FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// Failed PASS / APOP / AUTH attempts before the connection is closed.
@@ -514,16 +517,13 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let name = std::mem::take(name);
                 self.state = State::Authorization { user: None };
                 self.wait_turn()?;
-                let user = self
-                    .ctx
-                    .users
-                    .checked_user(&name, &|stored| stored.check(&password));
+                let user = self.check(&name, &|stored| stored.check(&password));
                 self.authenticated(&name, user, Mechanism::Pass)
             }
             Command::Apop { name, digest } => {
                 self.wait_turn()?;
                 // A hashed password is no shared secret: APOP fails for its user.
-                let user = self.ctx.users.checked_user(&name, &|stored| {
+                let user = self.check(&name, &|stored| {
                     stored
                         .shared_secret()
                         .is_some_and(|secret| auth::check_apop(&self.timestamp, secret, &digest))
@@ -571,7 +571,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 self.wait_turn()?;
                 // No proxy authorization: an authzid must name the user itself.
                 let authz_ok = plain.authzid.is_empty() || plain.authzid == plain.authcid;
-                let user = self.ctx.users.checked_user(&plain.authcid, &|stored| {
+                let user = self.check(&plain.authcid, &|stored| {
                     stored.check(&plain.password) && authz_ok
                 });
                 self.authenticated(&plain.authcid, user, Mechanism::Plain)
@@ -593,7 +593,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                     return self.bad_command(format_args!("malformed CRAM-MD5 response"));
                 };
                 self.wait_turn()?;
-                let user = self.ctx.users.checked_user(&name, &|stored| {
+                let user = self.check(&name, &|stored| {
                     stored
                         .shared_secret()
                         .is_some_and(|secret| auth::check_cram_md5(&challenge, secret, &digest))
@@ -671,15 +671,22 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
         Ok(())
     }
 
+    /// Every login's check of a name and password, noting when it began.
+    fn check(&self, name: &str, check: &dyn Fn(&Password) -> bool) -> Checked {
+        let started = Instant::now();
+        let user = self.ctx.users.checked_user(name, check);
+        Checked { user, started }
+    }
+
     /// The end of every login: refuses after the failure delay, or opens the maildrop.
     fn authenticated(
         &mut self,
         name: &str,
-        user: Option<User>,
+        checked: Checked,
         mechanism: Mechanism,
     ) -> io::Result<Next> {
         let method = mechanism.commands();
-        let Some(user) = user else {
+        let Some(user) = checked.user else {
             self.auth_failures += 1;
             // One line of a fixed shape, for fail2ban (failed_login.rs).
             let failed = FailedLogin {
@@ -691,9 +698,13 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             if let Some(address) = self.address {
                 self.ctx.penalties.failed(address, name, Instant::now());
             }
-            // Answer late so guessing is slow; the thread sleeps cheaply meanwhile.
+            // Answer late so guessing is slow; the thread sleeps cheaply meanwhile. The check
+            // is timed before the flush, which a slow reader may hold up.
+            check_too_slow(checked.started.elapsed(), self.ctx.failure_delay);
             self.output.flush()?;
-            std::thread::sleep(self.ctx.failure_delay);
+            if let Some(wait) = failure_wait(checked.started.elapsed(), self.ctx.failure_delay) {
+                std::thread::sleep(wait);
+            }
             // The code is part of LOGIN_FAILED, which the router shares.
             reply::err(&mut self.output, None, format_args!("{LOGIN_FAILED}"))?;
             if self.auth_failures >= MAX_AUTH_FAILURES {
@@ -909,6 +920,34 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
         }
         body.finish()?;
         Ok(Next::Continue)
+    }
+}
+
+/// A login check's outcome, and when the check began: a failure is answered from then.
+struct Checked {
+    user: Option<User>,
+    started: Instant,
+}
+
+/// How much longer a failed authentication waits for its answer, `elapsed` after its check
+/// began: the answer comes at one deadline, the start plus `delay`, however long the check
+/// took, so its time never tells a known name from an unknown one. None once the deadline
+/// has passed (the check took longer than the delay, and showed).
+fn failure_wait(elapsed: Duration, delay: Duration) -> Option<Duration> {
+    delay.checked_sub(elapsed).filter(|wait| !wait.is_zero())
+}
+
+/// Warns (once per process) that a password check outlasted the failure delay: its time
+/// then shows in the answer, and the delay should be longer than the slowest hash.
+fn check_too_slow(elapsed: Duration, delay: Duration) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if elapsed > delay && !WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "a password check took {} ms, longer than the failure delay ({} ms): \
+             its time can tell accounts apart",
+            elapsed.as_millis(),
+            delay.as_millis()
+        );
     }
 }
 

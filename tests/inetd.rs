@@ -163,3 +163,44 @@ fn startup_error_under_inetd_answers_err_and_logs() {
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("--timeout"), "{logged}");
 }
+
+/// A TCP socket whose peer cannot be read (getpeername fails with ENOTCONN: here a socket
+/// that never connected) has its other end somewhere on the network, not on this host: the
+/// session must count as insecure, never as a local stream.
+#[test]
+fn a_tcp_socket_without_a_readable_peer_is_insecure() {
+    let s = setup();
+    let log = s.dir.path().join("log");
+    let unconnected = TcpListener::bind("127.0.0.1:0").unwrap();
+    let log_arg = log.to_string_lossy().into_owned();
+    let mut child = spawn_on(&s, unconnected.into(), &["--log-file", &log_arg]);
+    // Nothing can be said to a socket without a peer: the session ends at once.
+    let status = child.wait().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("connected (inetd), insecure"),
+        "status {status:?}, log: {logged}"
+    );
+    assert!(!logged.contains("secure (local stream)"), "{logged}");
+}
+
+/// A Unix socket's other end is on this host (an ssh command, a local tool): secure.
+#[test]
+fn a_unix_socket_is_a_local_stream() {
+    let s = setup();
+    let log = s.dir.path().join("log");
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let log_arg = log.to_string_lossy().into_owned();
+    let mut child = spawn_on(&s, theirs.into(), &["--log-file", &log_arg]);
+    let mut writer = ours.try_clone().unwrap();
+    let text = transcript(&ours, &mut writer, "CAPA\r\nQUIT\r\n");
+    assert!(child.wait().unwrap().success());
+    assert!(text.contains("\r\nUSER\r\n"), "{text}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("connected (inetd), secure (local stream)"),
+        "{logged}"
+    );
+}

@@ -161,3 +161,55 @@ fn wait_for_log(server: &support::Server, needle: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Another program rewrites the message in place while RETR streams it: the same length,
+/// other bytes past what can be in flight. The client must not get the final "." line, as
+/// it would store a message that never was in the mbox as complete.
+#[test]
+fn retr_of_a_message_rewritten_while_it_streams_ends_without_the_final_dot() {
+    let mut mbox = String::from("From big@example Mon Jan  1 00:00:00 2024\nSubject: big\n\n");
+    for i in 0..BIG_MESSAGE_LINES {
+        mbox.push_str(&format!(
+            "line {i:08} of a long message body, padded out a bit\n"
+        ));
+    }
+    let server = ServerBuilder::new("retr-rewrite")
+        .user("alice", "secret")
+        .mbox("alice", &mbox)
+        .start();
+    let mut c = server.login("alice", "secret");
+    c.send("RETR 1");
+    let first = c.line();
+    assert!(first.starts_with("+OK "), "{first:?}");
+    let mut head = vec![0u8; 64 * 1024];
+    c.reader.read_exact(&mut head).expect("start of the body");
+    // Same length: only the bytes differ, from CUT_AT_PERCENT of the file on.
+    let at = mbox.len() as u64 * CUT_AT_PERCENT / 100;
+    let other = vec![b'X'; 4096];
+    OpenOptions::new()
+        .write(true)
+        .open(server.mbox_path("alice"))
+        .and_then(|f| std::os::unix::fs::FileExt::write_all_at(&f, &other, at))
+        .expect("rewrite the mbox in place");
+    let mut received = head.len() as u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = c.reader.read_until(b'\n', &mut line).unwrap_or_else(|e| {
+            panic!("connection neither closed nor ended the body: {e} after {received} octets")
+        });
+        if n == 0 {
+            break;
+        }
+        assert_ne!(line, b".\r\n", "terminating dot after {received} octets");
+        received += n as u64;
+    }
+    drop(c);
+    let log = server.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("ERROR")
+            && l.contains("read of message 1 failed")
+            && l.contains("changed")),
+        "no error logged:\n{log}"
+    );
+}

@@ -111,3 +111,34 @@ fn per_address_cap_counts_the_proxied_client() {
     a.ok("QUIT");
     b.ok("QUIT");
 }
+
+/// v1 "PROXY UNKNOWN" from a trusted proxy on loopback names no client: the connection's own
+/// loopback address is the proxy's, so it says nothing of where the client is. Not secure:
+/// clear-text logins are neither offered nor taken (a health check never logs in).
+#[test]
+fn unknown_header_from_a_loopback_proxy_is_insecure() {
+    let s = server(&[]);
+    let mut c = s.connect();
+    c.send_raw(b"PROXY UNKNOWN\r\n");
+    c.greeting();
+    let capa = c.multi("CAPA");
+    assert!(!capa.iter().any(|l| l == "USER"), "{capa:?}");
+    c.err("USER alice");
+    c.ok("QUIT");
+    let log = s.log_text();
+    assert!(log.contains("connected, insecure"), "{log}");
+}
+
+/// The same from v2's LOCAL command.
+#[test]
+fn v2_local_header_from_a_loopback_proxy_is_insecure() {
+    let s = server(&[]);
+    let mut c = s.connect();
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.extend_from_slice(&[0x20, 0x00, 0, 0]);
+    c.send_raw(&header);
+    c.greeting();
+    let capa = c.multi("CAPA");
+    assert!(!capa.iter().any(|l| l == "USER"), "{capa:?}");
+    c.ok("QUIT");
+}

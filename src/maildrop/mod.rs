@@ -10,6 +10,7 @@
 //! keeps other POP3 sessions away, and every read checks that the bytes are still those
 //! scanned. The mbox is read without advancing its access time (see `open_without_atime`).
 
+mod checked_read;
 pub mod companion;
 mod fault;
 pub mod from_line;
@@ -25,8 +26,9 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use checked_read::{CheckedRead, ContentDigest};
 #[cfg(test)]
 pub(crate) use fault::crash;
 use fault::fault_point;
@@ -318,21 +320,28 @@ impl Maildrop {
     /// The raw on-disk content of message `index` (0-based): exactly content_len bytes,
     /// streamed from the file (never read whole into memory). Before returning, checks that
     /// the file still holds what the scan saw at that place (else MaildropError::Changed).
-    /// If the file ends before the message does while it streams, the reader fails with an
-    /// `io::ErrorKind::UnexpectedEof` error holding `MaildropError::Truncated`: a short read
-    /// never looks like the message's end.
+    /// If another program writes to the file while the message streams (a rewrite, a cut, an
+    /// append), the reader fails with an error holding `MaildropError::Changed` instead of
+    /// handing out the block it read after the write (see `checked_read`); beneath that, a
+    /// file that ends before the message does fails the read with an
+    /// `io::ErrorKind::UnexpectedEof` error holding `MaildropError::Truncated`. Either way a
+    /// short or rewritten message never looks complete.
     pub fn message_reader(&mut self, index: usize) -> Result<Box<dyn BufRead + '_>, MaildropError> {
         let info = self
             .messages
             .get(index)
             .ok_or_else(|| no_such_message(index))?;
         let file = self.current_file()?;
-        self.check_record(file, index)?;
+        // Before the record is checked: a write after it, while the message streams, shows.
+        let fingerprint = Fingerprint::of(file)?;
+        let mut content = ContentDigest::default();
+        self.check_record_through(file, index, Some(&mut content))?;
         let end = self.record_end(index);
         if end < self.scanned_len && !from_line_at(file, end)? {
             return Err(MaildropError::Changed);
         }
         let reader = ReadAt::new(file, info.content_start, info.content_len).exact();
+        let reader = CheckedRead::new(reader, file, fingerprint, content.finish());
         Ok(Box::new(BufReader::with_capacity(READ_BUFFER, reader)))
     }
 
@@ -453,10 +462,28 @@ impl Maildrop {
     /// Re-scans record `index` alone; it must be one message with the same layout, size and
     /// digest as at open, or another program has rewritten the mbox.
     fn check_record(&self, file: &File, index: usize) -> Result<(), MaildropError> {
+        self.check_record_through(file, index, None)
+    }
+
+    /// `check_record`, handing the record's content to `content` as the re-scan reads it
+    /// (one pass over the file for both).
+    fn check_record_through(
+        &self,
+        file: &File,
+        index: usize,
+        content: Option<&mut ContentDigest>,
+    ) -> Result<(), MaildropError> {
         let info = &self.messages[index];
         let len = self.record_end(index) - info.record_start;
-        let reader = ReadAt::new(file, info.record_start, len);
-        let again = scan::scan_with_buffer(reader, len.min(RECHECK_BUFFER) as usize)?;
+        let mut reader = ReadAt::new(file, info.record_start, len);
+        let again = match content {
+            Some(digest) => {
+                let skip = info.content_start - info.record_start;
+                let tee = digest.tee(&mut reader, skip, info.content_len);
+                scan::scan_with_buffer(tee, len.min(RECHECK_BUFFER) as usize)?
+            }
+            None => scan::scan_with_buffer(reader, len.min(RECHECK_BUFFER) as usize)?,
+        };
         let same = match again.messages.as_slice() {
             [m] => {
                 m.record_start == 0
@@ -559,7 +586,30 @@ struct Fingerprint {
     ctime: (i64, i64),
 }
 
+/// How long ago a file must have been last written for a fingerprint to tell a later write
+/// of the same length from none: file systems keep times in clock ticks (ext3, HFS+ and
+/// some network file systems in whole seconds), and a write within the tick of the last one
+/// leaves them as they were.
+const TIMESTAMP_TICK: Duration = Duration::from_secs(1);
+
 impl Fingerprint {
+    /// Whether a write after this fingerprint, at `now`, must change it: its last write (or
+    /// change of times, as a program that restores the mtime makes) is at least a clock
+    /// tick old. A time in the future (a clock stepped back) counts as recent.
+    fn settled(&self, now: SystemTime) -> bool {
+        let latest = self.mtime.max(self.ctime);
+        let Ok(now) = now.duration_since(UNIX_EPOCH) else {
+            return false;
+        };
+        let Ok(secs) = u64::try_from(latest.0) else {
+            // Before 1970: long settled.
+            return true;
+        };
+        let nanos = u32::try_from(latest.1).unwrap_or(0);
+        now.checked_sub(Duration::new(secs, nanos))
+            .is_some_and(|age| age >= TIMESTAMP_TICK)
+    }
+
     fn of(file: &File) -> io::Result<Fingerprint> {
         let m = file.metadata()?;
         Ok(Fingerprint {
@@ -580,9 +630,9 @@ impl Fingerprint {
 /// bytes, as mail that arrives during a session always does. Taking the dotlock also proves,
 /// as before, that pop3d may create it (else the login is refused, not the UPDATE). None when
 /// the file changed, a journal waits for recovery or the unlocked scan failed: then the caller
-/// takes the locks again, recovers and scans under them. A rewrite of the same length within
-/// one tick of the file system's clock could pass the check; every later read and UPDATE
-/// re-checks the records they touch.
+/// takes the locks again, recovers and scans under them; so too when the file was written
+/// within the last tick of the file system's clock (`TIMESTAMP_TICK`), where a rewrite of
+/// the same length could leave the fingerprint as it was.
 fn scan_without_holding_up_delivery(
     file: &File,
     path: &Path,
@@ -593,6 +643,11 @@ fn scan_without_holding_up_delivery(
         return Ok(None);
     }
     let before = Fingerprint::of(file)?;
+    if !before.settled(SystemTime::now()) {
+        // Written within the last clock tick: a same-length rewrite could leave the
+        // fingerprint as it is, so only the locked scan is sure.
+        return Ok(None);
+    }
     // The bodies that `distinguish` reads, and the header lines of another server's scheme,
     // are checked by the same fingerprint as the scan.
     let Ok(scan) = scan_file(file, before.len, before.len, want) else {
@@ -1119,6 +1174,43 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         assert_eq!(after, before, "the access time moved");
     }
 
+    fn written_at(mtime: (i64, i64), ctime: (i64, i64)) -> Fingerprint {
+        Fingerprint {
+            dev: 1,
+            ino: 2,
+            len: 3,
+            mtime,
+            ctime,
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_is_trusted_only_a_clock_tick_after_the_last_write() {
+        let now = UNIX_EPOCH + Duration::new(1_000_000, 500_000_000);
+        // Written 1.5 s ago: any later write moves the times.
+        assert!(written_at((999_999, 0), (999_999, 0)).settled(now));
+        // Within the last second (the tick of a coarse file system): a same-length rewrite
+        // in the same tick would leave the fingerprint as it is.
+        assert!(!written_at((1_000_000, 0), (1_000_000, 0)).settled(now));
+        assert!(!written_at((999_999, 600_000_000), (999_999, 600_000_000)).settled(now));
+        // A program that restores the mtime after its rewrite still moved the ctime.
+        assert!(!written_at((500_000, 0), (1_000_000, 0)).settled(now));
+        // In the future (the clock was stepped back): not to be trusted.
+        assert!(!written_at((2_000_000, 0), (2_000_000, 0)).settled(now));
+        assert!(!written_at((0, 0), (0, 0)).settled(UNIX_EPOCH - Duration::from_secs(1)));
+        assert!(written_at((-5, 0), (-5, 0)).settled(now));
+    }
+
+    #[test]
+    fn a_file_just_written_is_not_settled_until_a_tick_later() {
+        let dir = TempDir::new("md-settled");
+        let path = mbox(&dir, TWO);
+        let file = File::open(&path).expect("open");
+        let fingerprint = Fingerprint::of(&file).expect("fingerprint");
+        assert!(!fingerprint.settled(SystemTime::now()));
+        assert!(fingerprint.settled(SystemTime::now() + TIMESTAMP_TICK));
+    }
+
     #[test]
     fn message_reader_streams_exactly_the_content() {
         let dir = TempDir::new("md-read");
@@ -1169,6 +1261,19 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         let mut out = Vec::new();
         let e = reader
             .read_to_end(&mut out)
+            .expect_err("a short read is an error");
+        // The file's fingerprint shows the cut before the short read does.
+        assert!(matches!(
+            e.get_ref().and_then(|e| e.downcast_ref::<MaildropError>()),
+            Some(MaildropError::Changed)
+        ));
+        drop(reader);
+        // Beneath it, an exact read never takes the file's end for the message's end.
+        let file = md.current_file().expect("file");
+        let start = second_start() as u64;
+        let mut exact = ReadAt::new(file, start, TWO.len() as u64 - start).exact();
+        let e = exact
+            .read_to_end(&mut Vec::new())
             .expect_err("a short read is an error");
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         assert!(matches!(

@@ -943,3 +943,51 @@ fn random_command_lines_get_well_formed_replies() {
     }
     assert!(sessions > 100, "seed {seed:#x}: {sessions} sessions");
 }
+
+/// Users whose password check takes as long as the name says: "slow" as long as a costly
+/// hash, "fast" no time at all; every check fails.
+struct SlowChecks {
+    slow: Duration,
+}
+
+impl UserSource for SlowChecks {
+    fn checked_user(&self, name: &str, _check: &dyn Fn(&Password) -> bool) -> Option<User> {
+        if name == "slow" {
+            std::thread::sleep(self.slow);
+        }
+        None
+    }
+}
+
+#[test]
+fn failed_logins_are_answered_alike_however_long_the_check_took() {
+    let mut s = setup(MBOX);
+    let slow = Duration::from_millis(300);
+    s.ctx.failure_delay = Duration::from_millis(600);
+    s.ctx.users = Arc::new(SlowChecks { slow });
+    let mut took = Vec::new();
+    for name in ["slow", "fast"] {
+        let started = std::time::Instant::now();
+        let r = replies(&s.ctx, &format!("USER {name}\nPASS x\nQUIT\n"));
+        took.push(started.elapsed());
+        assert_eq!(r[1], format!("-ERR {LOGIN_FAILED}"), "{r:?}");
+    }
+    // Generous bounds: the answer comes at the start of the check plus the delay, so the
+    // check's own time (here the sleep) does not show; before, it was added on top.
+    for t in &took {
+        assert!(*t >= s.ctx.failure_delay, "{took:?}");
+    }
+    let difference = took[0].abs_diff(took[1]);
+    assert!(difference < Duration::from_millis(150), "{took:?}");
+}
+
+#[test]
+fn failure_wait_counts_from_the_start_of_the_check() {
+    let delay = Duration::from_millis(1000);
+    let ms = Duration::from_millis;
+    assert_eq!(failure_wait(ms(0), delay), Some(delay));
+    assert_eq!(failure_wait(ms(300), delay), Some(ms(700)));
+    assert_eq!(failure_wait(ms(1000), delay), None);
+    assert_eq!(failure_wait(ms(1500), delay), None);
+    assert_eq!(failure_wait(ms(5), Duration::ZERO), None);
+}
