@@ -39,6 +39,11 @@
 //! with NUL. If mail was appended before the truncation, the recovery plans the move of that
 //! new tail onto x as a fresh rewrite, which replaces the journal by rename.
 //!
+//! Only a journal that is pop3d's own is read at all: a regular file, opened without
+//! following a symlink, of the mbox's owner or pop3d's uid, that nobody else may write (see
+//! `private`). Anything else under its name is left alone and the login refused: in a
+//! world-writable spool another user could otherwise forge a plan that empties the mbox.
+//!
 //! The recovery rule. A journal is replayed only onto a file that is provably in a state a
 //! crash after its newest record leaves: the same device and inode (a backup copied over
 //! the mbox keeps the inode and a recreated mbox may reuse the number, so that alone
@@ -85,6 +90,7 @@ use md5::{Digest, Md5};
 use super::companion;
 use super::fault_point;
 use super::lock::{match_owner, sibling};
+use super::private::{self, Owners, PrivateError, Untrusted};
 
 /// Largest batch whose source overlaps its destination, so the most bytes saved per record
 /// and the size of the copy buffer: 8 MiB keeps the commit's memory small while a 1 GB
@@ -149,6 +155,9 @@ pub enum JournalError {
     /// The journal does not fit the mbox as it is now (another inode, other content, a
     /// shorter file): the recovery touches nothing and sets the journal aside for the admin.
     Mismatch(String),
+    /// The file under the journal's (or the temporary journal's) name is not pop3d's (see
+    /// `private`): the recovery neither replays, sets aside nor removes it.
+    Untrusted(Untrusted),
 }
 
 impl fmt::Display for JournalError {
@@ -156,6 +165,7 @@ impl fmt::Display for JournalError {
         match self {
             JournalError::Io(e) => write!(f, "rewrite failed: {e}"),
             JournalError::Mismatch(why) => write!(f, "journal does not fit the mbox: {why}"),
+            JournalError::Untrusted(u) => u.fmt(f),
         }
     }
 }
@@ -165,6 +175,16 @@ impl Error for JournalError {
         match self {
             JournalError::Io(e) => Some(e),
             JournalError::Mismatch(_) => None,
+            JournalError::Untrusted(u) => Some(u),
+        }
+    }
+}
+
+impl From<PrivateError> for JournalError {
+    fn from(e: PrivateError) -> Self {
+        match e {
+            PrivateError::Untrusted(u) => JournalError::Untrusted(u),
+            PrivateError::Io(e) => JournalError::Io(e),
         }
     }
 }
@@ -508,19 +528,13 @@ impl Journal {
         sync_dir(&self.path)
     }
 
-    fn load(path: &Path) -> Result<Loaded, JournalError> {
-        let meta = match fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Missing),
-            Err(e) => return Err(e.into()),
+    /// The journal at `path`, if there is one that `owners` may have written. Anything else
+    /// under its name (another user's file in a world-writable spool, one others may write,
+    /// a symlink) is `Untrusted`: whatever its header says, it is not read any further.
+    fn load(path: &Path, owners: &Owners) -> Result<Loaded, JournalError> {
+        let Some(file) = private::open_existing(path, owners)? else {
+            return Ok(Loaded::Missing);
         };
-        if !meta.is_file() {
-            return Err(JournalError::Mismatch(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
         let mut fixed = [0u8; FIXED_HEADER];
         if file.read_exact_at(&mut fixed[..8], 0).is_ok() && &fixed[..8] == OLD_MAGIC {
             return Err(JournalError::Mismatch(
@@ -1148,13 +1162,16 @@ fn finish(mbox: &File, mut journal: Journal, x: u64) -> Result<(), JournalError>
 /// exists and the mbox is provably the file it was written for. Otherwise the mbox is left
 /// as it is and the journal is set aside (renamed, never deleted), with an error logged.
 /// Ok(true) if there was a journal to deal with. `mbox` is None when the mbox is missing.
+/// Only a journal `owners` may have written is read at all (else `JournalError::Untrusted`,
+/// and the file is left where it is).
 pub fn recover(
     path: &Path,
     mbox: Option<&File>,
+    owners: &Owners,
     keepalive: &dyn Fn(),
 ) -> Result<bool, JournalError> {
     let jpath = journal_path(path);
-    match replay(path, &jpath, mbox, keepalive) {
+    match replay(path, &jpath, mbox, owners, keepalive) {
         Err(JournalError::Mismatch(why)) => {
             let aside = set_aside(&jpath)?;
             log::error!(
@@ -1176,9 +1193,10 @@ fn replay(
     path: &Path,
     jpath: &Path,
     mbox: Option<&File>,
+    owners: &Owners,
     keepalive: &dyn Fn(),
 ) -> Result<bool, JournalError> {
-    let (journal, newest) = match Journal::load(jpath)? {
+    let (journal, newest) = match Journal::load(jpath, owners)? {
         Loaded::Missing => return Ok(false),
         Loaded::Unusable => {
             // Its header never became durable, and every mbox write waits for that.
@@ -1236,7 +1254,7 @@ fn replay(
         if eof > e {
             // Mail arrived after the crash, behind the junk between x and e: a new plan
             // moves it onto x.
-            return retail(mbox, journal, x, e, keepalive).map(|()| true);
+            return retail(mbox, journal, x, e, owners, keepalive).map(|()| true);
         }
     }
     let mut journal = journal;
@@ -1283,6 +1301,7 @@ fn retail(
     old: Journal,
     x: u64,
     e: u64,
+    owners: &Owners,
     keepalive: &dyn Fn(),
 ) -> Result<(), JournalError> {
     let plan = Plan {
@@ -1291,10 +1310,10 @@ fn retail(
         tail_src: e,
     };
     let tmp = companion::journal_temp(&old.path);
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err.into()),
+    // A temporary journal left by a crash is removed, but only pop3d's own: another user's
+    // file cannot be removed from a sticky spool, and must not be.
+    if private::open_existing(&tmp, owners)?.is_some() {
+        fs::remove_file(&tmp)?;
     }
     let mut journal = Journal::create(&tmp, plan, mbox, true, old.batch)?;
     fs::rename(&tmp, &old.path)?;
@@ -1320,6 +1339,8 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
     use crate::maildrop::crash;
     use crate::maildrop::scan::model::Rng;
     use crate::testing::TempDir;
@@ -1372,6 +1393,11 @@ mod tests {
     }
 
     fn no_keepalive() {}
+
+    /// The owners of the files of a test: this process.
+    fn here() -> Owners {
+        Owners::of(None, None)
+    }
 
     #[test]
     fn moves_map_destinations_to_sources() {
@@ -1463,7 +1489,7 @@ mod tests {
 
         let jpath = journal_path(&path);
         if crashed {
-            if let Ok(Loaded::Valid(journal, newest)) = Journal::load(&jpath) {
+            if let Ok(Loaded::Valid(journal, newest)) = Journal::load(&jpath, &here()) {
                 match (damage, newest) {
                     (Damage::ScribbleBatch, Some((Record::Batch { w, len, .. }, _))) => {
                         file.write_all_at(&vec![0xee; len as usize], w)
@@ -1487,9 +1513,12 @@ mod tests {
                 .expect("append");
         }
         if let Some((point, nth)) = second_crash {
-            let _ = crash::during(point, nth, || recover(&path, Some(&file), &no_keepalive));
+            let _ = crash::during(point, nth, || {
+                recover(&path, Some(&file), &here(), &no_keepalive)
+            });
         }
-        recover(&path, Some(&file), &no_keepalive).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        recover(&path, Some(&file), &here(), &no_keepalive)
+            .unwrap_or_else(|e| panic!("{ctx}: {e}"));
         assert!(!jpath.exists(), "{ctx}: journal left");
 
         let got = fs::read(&path).expect("read");
@@ -1603,7 +1632,7 @@ mod tests {
             compact_with_batch(&path, &file, plan.clone(), 1 << 20, &no_keepalive)
         });
         assert!(crashed);
-        match Journal::load(&journal_path(&path)) {
+        match Journal::load(&journal_path(&path), &here()) {
             Ok(Loaded::Valid(j, _)) => assert_eq!(j.capacity, ALIGN),
             _ => panic!("journal expected"),
         }
@@ -1613,7 +1642,7 @@ mod tests {
             .open(&path)
             .and_then(|mut f| f.write_all(&late))
             .expect("append");
-        recover(&path, Some(&file), &no_keepalive).expect("recover");
+        recover(&path, Some(&file), &here(), &no_keepalive).expect("recover");
         let mut want = expected(&data, &plan);
         want.extend_from_slice(&late);
         assert_eq!(fs::read(&path).expect("read"), want);
@@ -1637,7 +1666,7 @@ mod tests {
         // Another program replaces the mbox with a new file.
         fs::remove_file(&path).expect("remove");
         let (_, other) = mbox_file(&dir, b"From x\nnew file\n");
-        assert!(recover(&path, Some(&other), &no_keepalive).expect("recover"));
+        assert!(recover(&path, Some(&other), &here(), &no_keepalive).expect("recover"));
         assert!(!journal_path(&path).exists(), "journal left in place");
         assert_eq!(stale(&dir).len(), 1, "journal must stay for the admin");
         assert_eq!(fs::read(&path).expect("read"), b"From x\nnew file\n");
@@ -1676,7 +1705,7 @@ mod tests {
         file.set_len(0).expect("truncate");
         file.write_all_at(&new, 0).expect("rewrite");
         let ctx = format!("seed {seed:#x} point {point}#{nth} plan {plan:?} batch {batch}");
-        assert!(recover(&path, Some(&file), &no_keepalive).expect("recover"));
+        assert!(recover(&path, Some(&file), &here(), &no_keepalive).expect("recover"));
         assert!(fs::read(&path).expect("read") == new, "{ctx}: mbox changed");
         assert!(
             !journal_path(&path).exists(),
@@ -1804,7 +1833,7 @@ mod tests {
         let data = b"From a\nhello\n".to_vec();
         let (path, file) = mbox_file(&dir, &data);
         fs::write(journal_path(&path), b"P3DJRNL1 and a plan").expect("write");
-        assert!(recover(&path, Some(&file), &no_keepalive).expect("recover"));
+        assert!(recover(&path, Some(&file), &here(), &no_keepalive).expect("recover"));
         assert_eq!(stale(&dir).len(), 1);
         assert_eq!(fs::read(&path).expect("read"), data);
     }
@@ -1824,7 +1853,7 @@ mod tests {
         let data = b"From a\nhello\n".to_vec();
         let (path, file) = mbox_file(&dir, &data);
         fs::write(journal_path(&path), b"P3DJRNL1 torn").expect("write");
-        assert!(recover(&path, Some(&file), &no_keepalive).expect("recover"));
+        assert!(recover(&path, Some(&file), &here(), &no_keepalive).expect("recover"));
         assert!(!journal_path(&path).exists());
         assert_eq!(fs::read(&path).expect("read"), data);
     }
@@ -1833,7 +1862,7 @@ mod tests {
     fn no_journal_means_nothing_to_recover() {
         let dir = TempDir::new("nojournal");
         let (path, file) = mbox_file(&dir, b"From a\n");
-        assert!(!recover(&path, Some(&file), &no_keepalive).expect("recover"));
+        assert!(!recover(&path, Some(&file), &here(), &no_keepalive).expect("recover"));
     }
 
     #[test]
@@ -1854,7 +1883,100 @@ mod tests {
         assert_eq!(meta.mode() & 0o777, 0o600);
         let mbox = fs::metadata(&path).expect("mbox");
         assert_eq!((meta.uid(), meta.gid()), (mbox.uid(), mbox.gid()));
-        recover(&path, Some(&file), &no_keepalive).expect("recover");
+        recover(&path, Some(&file), &here(), &no_keepalive).expect("recover");
+    }
+
+    /// Whether this process may give files away (root): the tests of planted files need it.
+    fn privileged() -> bool {
+        crate::sys::effective_uid() == 0
+    }
+
+    /// The uid of nobody, another user than the mbox's owner.
+    const NOBODY: u32 = 65534;
+
+    /// A journal as another user can forge it from `stat` alone: a dirty plan with nothing
+    /// kept and no original bytes to check, which replays as "truncate the mbox to 0".
+    fn forge_journal(path: &Path, mbox: &File) {
+        let meta = mbox.metadata().expect("stat");
+        let forged = Journal {
+            path: journal_path(path),
+            file: mbox.try_clone().expect("clone"),
+            plan: Plan {
+                first_dst: 0,
+                kept: Vec::new(),
+                tail_src: meta.len(),
+            },
+            dev: meta.dev(),
+            ino: meta.ino(),
+            dirty: true,
+            batch: 4096,
+            capacity: 0,
+            orig_len: 0,
+            grid: MIN_GRID,
+            blocks: Vec::new(),
+            slots_at: 0,
+            digest: [0; 16],
+            seq: 0,
+        };
+        let mut header = forged.header_bytes();
+        let digest: [u8; 16] = Md5::digest(&header).into();
+        header.extend_from_slice(&digest);
+        fs::write(journal_path(path), header).expect("plant journal");
+    }
+
+    /// Recovers with a planted journal and checks that it was refused, not applied, and left
+    /// where it was.
+    fn planted_journal_is_refused(label: &str, plant: &dyn Fn(&Path, &File)) {
+        let dir = TempDir::new(label);
+        let data = b"From a@x Mon Jan  1 00:00:00 2024\nSubject: mine\n\nprivate\n".to_vec();
+        let (path, file) = mbox_file(&dir, &data);
+        plant(&path, &file);
+        let planted = fs::symlink_metadata(journal_path(&path)).expect("planted");
+        let got = recover(&path, Some(&file), &here(), &no_keepalive);
+        assert!(
+            matches!(got, Err(JournalError::Untrusted(_))),
+            "{label}: {got:?}"
+        );
+        assert_eq!(
+            fs::read(&path).expect("read"),
+            data,
+            "{label}: mbox changed"
+        );
+        let after = fs::symlink_metadata(journal_path(&path)).expect("journal left in place");
+        assert_eq!(after.ino(), planted.ino(), "{label}: journal replaced");
+        assert!(stale(&dir).is_empty(), "{label}: journal set aside");
+    }
+
+    #[test]
+    fn a_journal_of_another_user_is_never_replayed() {
+        if !privileged() {
+            eprintln!("skipped: giving a file to another user needs root");
+            return;
+        }
+        planted_journal_is_refused("planted-other", &|path, file| {
+            forge_journal(path, file);
+            std::os::unix::fs::chown(journal_path(path), Some(NOBODY), Some(NOBODY))
+                .expect("chown");
+        });
+    }
+
+    #[test]
+    fn a_journal_others_may_write_is_never_replayed() {
+        planted_journal_is_refused("planted-writable", &|path, file| {
+            forge_journal(path, file);
+            fs::set_permissions(journal_path(path), fs::Permissions::from_mode(0o620))
+                .expect("chmod");
+        });
+    }
+
+    #[test]
+    fn a_symlinked_journal_is_never_replayed() {
+        planted_journal_is_refused("planted-symlink", &|path, file| {
+            forge_journal(path, file);
+            let target = path.with_file_name("elsewhere");
+            fs::rename(journal_path(path), &target).expect("move");
+            std::os::unix::fs::symlink(&target, journal_path(path)).expect("symlink");
+        });
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod fault;
 pub mod from_line;
 pub mod journal;
 pub mod lock;
+pub mod private;
 pub mod scan;
 
 use std::error::Error;
@@ -79,6 +80,9 @@ pub enum MaildropError {
     TooLarge { messages: usize },
     /// The mbox belongs to someone other than the user it is served to (--system-users).
     NotOwned(PathBuf),
+    /// A file under the name of pop3d's session lock or journal is not pop3d's (another
+    /// user's, writable by others, a symlink): it was neither used nor removed.
+    Untrusted(private::Untrusted),
     /// The file ended at `at`, before the end of the message being read (`end`): it was cut
     /// or rewritten while the message streamed. Comes back inside an `io::Error` of kind
     /// `UnexpectedEof` from a message reader.
@@ -107,6 +111,7 @@ impl fmt::Display for MaildropError {
             MaildropError::NotOwned(p) => {
                 write!(f, "{}: not owned by the mailbox's user", p.display())
             }
+            MaildropError::Untrusted(u) => u.fmt(f),
             MaildropError::Truncated { at, end } => {
                 write!(
                     f,
@@ -131,6 +136,7 @@ impl Error for MaildropError {
             | MaildropError::Interrupted(e)
             | MaildropError::Unsynced(e)
             | MaildropError::Io(e) => Some(e),
+            MaildropError::Untrusted(u) => Some(u),
             _ => None,
         }
     }
@@ -148,7 +154,7 @@ impl From<LockError> for MaildropError {
             LockError::InUse => MaildropError::InUse,
             LockError::TimedOut => MaildropError::Locked,
             LockError::Denied(e) => MaildropError::LockDenied(e),
-            LockError::NotAFile(p) => MaildropError::NotAFile(p),
+            LockError::Untrusted(u) => MaildropError::Untrusted(u),
             LockError::Io(e) => MaildropError::Io(e),
         }
     }
@@ -167,6 +173,7 @@ impl From<JournalError> for MaildropError {
     fn from(e: JournalError) -> Self {
         match e {
             JournalError::Io(e) => MaildropError::Io(e),
+            JournalError::Untrusted(u) => MaildropError::Untrusted(u),
             JournalError::Mismatch(why) => MaildropError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("journal does not fit the mbox: {why}"),
@@ -225,7 +232,8 @@ impl Maildrop {
             let locks = DeliveryLocks::acquire(file.as_ref(), path, opts.lock_timeout)?;
             let keepalive = || refresh(&locks);
             // Before anything else reads the mbox: it may be half rewritten.
-            journal::recover(path, file.as_ref(), &keepalive)?;
+            let owners = private::Owners::of(None, file.as_ref());
+            journal::recover(path, file.as_ref(), &owners, &keepalive)?;
             match &file {
                 // Under the delivery locks: the bodies read are the ones scanned.
                 Some(f) => scan_file(f, f.metadata()?.len(), u64::MAX)?,
@@ -792,6 +800,30 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         assert!(matches!(open(&sub), Err(MaildropError::NotAFile(_))));
     }
 
+    /// A journal planted beside the mbox by another user (in a world-writable spool) or one
+    /// others may write refuses the login; the mbox and the file stay as they are.
+    #[test]
+    fn open_refuses_a_journal_that_is_not_pop3ds() {
+        let dir = TempDir::new("md-planted-journal");
+        let path = mbox(&dir, TWO);
+        let jpath = journal::journal_path(&path);
+        fs::write(&jpath, b"P3DJRNL2 whatever follows").expect("plant");
+        fs::set_permissions(&jpath, std::os::unix::fs::PermissionsExt::from_mode(0o646))
+            .expect("chmod");
+        assert!(matches!(open(&path), Err(MaildropError::Untrusted(_))));
+        if crate::sys::effective_uid() == 0 {
+            fs::set_permissions(&jpath, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod");
+            std::os::unix::fs::chown(&jpath, Some(65534), Some(65534)).expect("chown");
+            assert!(matches!(open(&path), Err(MaildropError::Untrusted(_))));
+        }
+        assert_eq!(fs::read(&path).expect("read"), TWO);
+        assert_eq!(
+            fs::read(&jpath).expect("journal"),
+            b"P3DJRNL2 whatever follows"
+        );
+    }
+
     #[test]
     fn lock_failures_read_alike_after_becoming_maildrop_errors() {
         let denied = || io::Error::from(io::ErrorKind::PermissionDenied);
@@ -799,7 +831,10 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             LockError::InUse,
             LockError::TimedOut,
             LockError::Denied(denied()),
-            LockError::NotAFile(PathBuf::from("/m.lock")),
+            LockError::Untrusted(private::Untrusted {
+                path: PathBuf::from("/m.pop3d"),
+                why: private::Why::Owner(65534),
+            }),
         ] {
             let text = e.to_string();
             assert_eq!(MaildropError::from(e).to_string(), text);
