@@ -34,15 +34,27 @@ pub struct MboxFiles {
     pub options: OpenOptions,
 }
 
-impl MaildropSource for MboxFiles {
-    fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
+impl MboxFiles {
+    /// Takes the session lock of `user`'s mbox, to be opened with `options` (whose `owner`,
+    /// if any, the session lock's file must belong to as well).
+    pub fn lock_with(
+        &self,
+        user: &User,
+        options: OpenOptions,
+    ) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
         let path = users::maildrop_path(&self.pattern, user);
-        let lock = SessionLock::try_acquire(&path)?;
+        let lock = SessionLock::try_acquire_as(&path, options.owner)?;
         Ok(Box::new(LockedMbox {
             path,
             lock,
-            options: self.options.clone(),
+            options,
         }))
+    }
+}
+
+impl MaildropSource for MboxFiles {
+    fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
+        self.lock_with(user, self.options.clone())
     }
 }
 
@@ -99,6 +111,7 @@ mod tests {
             pattern: dir.join("%u").to_string_lossy().into_owned(),
             options: OpenOptions {
                 lock_timeout: Duration::from_millis(200),
+                owner: None,
             },
         };
         let user = User {

@@ -52,12 +52,16 @@ const RECHECK_BUFFER: u64 = 256 * 1024;
 pub struct OpenOptions {
     /// How long to wait for the delivery locks.
     pub lock_timeout: Duration,
+    /// The uid the mbox must belong to (--system-users: the user it is served to), checked
+    /// on the opened file; None when any owner will do (a users file's virtual users).
+    pub owner: Option<u32>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            owner: None,
         }
     }
 }
@@ -221,7 +225,7 @@ impl Maildrop {
                 "session lock belongs to another mbox",
             )));
         }
-        let file = open_mbox(path)?;
+        let file = open_mbox(path, opts.owner)?;
         let optimistic = match &file {
             Some(f) => scan_without_holding_up_delivery(f, path, opts.lock_timeout)?,
             None => None,
@@ -232,7 +236,7 @@ impl Maildrop {
             let locks = DeliveryLocks::acquire(file.as_ref(), path, opts.lock_timeout)?;
             let keepalive = || refresh(&locks);
             // Before anything else reads the mbox: it may be half rewritten.
-            let owners = private::Owners::of(None, file.as_ref());
+            let owners = private::Owners::of(opts.owner, file.as_ref());
             journal::recover(path, file.as_ref(), &owners, &keepalive)?;
             match &file {
                 // Under the delivery locks: the bodies read are the ones scanned.
@@ -578,8 +582,10 @@ fn no_such_message(index: usize) -> MaildropError {
 
 /// Opens the mbox read-write (the OFD write lock needs it). None if it does not exist; a
 /// symlink, directory or device is refused, so that nobody can point pop3d's rewrite at
-/// another file.
-fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
+/// another file, and so is a file not owned by `owner` when one is expected: the owner is
+/// checked on the opened file, since in a world-writable spool another user may create the
+/// mbox after any earlier look at the path.
+fn open_mbox(path: &Path, owner: Option<u32>) -> Result<Option<File>, MaildropError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -597,6 +603,9 @@ fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
     if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
         // Replaced between lstat and open: whatever is there now was not checked.
         return Err(MaildropError::NotAFile(path.to_owned()));
+    }
+    if owner.is_some_and(|uid| opened.uid() != uid) {
+        return Err(MaildropError::NotOwned(path.to_owned()));
     }
     Ok(Some(file))
 }
@@ -754,6 +763,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             lock,
             &OpenOptions {
                 lock_timeout: Duration::from_millis(300),
+                owner: None,
             },
         )
     }
@@ -786,6 +796,29 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         assert!(md.messages().is_empty());
         assert_eq!(md.commit(&[]).expect("commit").deleted, 0);
         assert!(!path.exists(), "open must not create the mbox");
+    }
+
+    /// --system-users: an mbox that another user made (in a world-writable spool, after the
+    /// login's own check found none) is refused by the open itself, from the opened file.
+    #[test]
+    fn open_refuses_an_mbox_of_another_owner_than_expected() {
+        let dir = TempDir::new("md-owner");
+        let path = mbox(&dir, TWO);
+        let me = crate::sys::effective_uid();
+        let opened = |owner| {
+            let lock = SessionLock::try_acquire(&path).expect("session lock");
+            let opts = OpenOptions {
+                owner: Some(owner),
+                ..OpenOptions::default()
+            };
+            Maildrop::open(&path, lock, &opts)
+        };
+        assert!(matches!(
+            opened(me.wrapping_add(1)),
+            Err(MaildropError::NotOwned(p)) if p == path
+        ));
+        assert_eq!(fs::read(&path).expect("read"), TWO);
+        assert_eq!(opened(me).expect("own mbox").messages().len(), 2);
     }
 
     #[test]
@@ -913,6 +946,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
                 lock,
                 &OpenOptions {
                     lock_timeout: Duration::from_secs(5),
+                    owner: None,
                 },
             );
             finisher.join().expect("agent");

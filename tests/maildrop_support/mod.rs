@@ -52,6 +52,7 @@ pub fn tag_of(content: &[u8]) -> Option<String> {
 pub fn options(timeout: Duration) -> OpenOptions {
     OpenOptions {
         lock_timeout: timeout,
+        owner: None,
     }
 }
 
