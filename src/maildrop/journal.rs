@@ -37,7 +37,10 @@
 //! locks are gone) is moved along by the recovery. Past step 5 the NUL byte tells whether the
 //! truncation happened: a delivery agent's append starts with "From " or a line break, never
 //! with NUL. If mail was appended before the truncation, the recovery plans the move of that
-//! new tail onto x as a fresh rewrite, which replaces the journal by rename.
+//! new tail onto x as a fresh rewrite, which replaces the journal by rename. The rewrite
+//! itself does the same when the file grew past e before step 4 or before step 6 (an agent
+//! that broke the dotlock as stale while pop3d was stopped): the truncation never cuts a
+//! byte the plan did not see.
 //!
 //! Only a journal that is pop3d's own is read at all: a regular file, opened without
 //! following a symlink, of the mbox's owner or pop3d's uid, that nobody else may write (see
@@ -989,9 +992,11 @@ fn compact_with_batch(
         .map_err(JournalError::from)
         .and_then(|()| run(mbox, &mut journal, Start::Fresh, keepalive, &mut touched));
     match result {
-        Ok(new_len) => {
-            finish(mbox, journal, new_len).map_err(CompactError::Interrupted)?;
-            Ok(new_len)
+        Ok((new_len, planned)) => {
+            // The mbox is the session's own (the caller holds it open and locked).
+            let owners = Owners::of(None, Some(mbox));
+            finish(mbox, journal, new_len, planned, &owners, keepalive)
+                .map_err(CompactError::Interrupted)
         }
         Err(e) if !touched => {
             // No batch reached the mbox: the journal can go, the mbox is as it was.
@@ -1005,15 +1010,16 @@ fn compact_with_batch(
     }
 }
 
-/// Executes the moves from `start`, returning the new length once all moves are durable and
-/// recorded (step 3). `touched` becomes true before the first write to the mbox.
+/// Executes the moves from `start`, returning the new length and the file length the moves
+/// were planned for, once all moves are durable and recorded (step 3). `touched` becomes
+/// true before the first write to the mbox.
 fn run(
     mbox: &File,
     journal: &mut Journal,
     start: Start,
     keepalive: &dyn Fn(),
     touched: &mut bool,
-) -> Result<u64, JournalError> {
+) -> Result<(u64, u64), JournalError> {
     let eof = mbox.metadata()?.len();
     if eof < journal.plan.tail_src {
         return Err(JournalError::Mismatch(format!(
@@ -1030,7 +1036,7 @@ fn run(
             if x != moves.new_len || e != eof {
                 return Err(JournalError::Mismatch("file length changed".into()));
             }
-            return Ok(x);
+            return Ok((x, e));
         }
         Start::Redo { w: at, len, saved } => {
             if at < w || at + len > moves.new_len || saved.len() as u64 > len {
@@ -1076,7 +1082,7 @@ fn run(
         },
     )?;
     fault_point("moves-done")?;
-    Ok(moves.new_len)
+    Ok((moves.new_len, eof))
 }
 
 /// Length of the prefix of batch [w, w + len) whose sources lie before w + len, inside the
@@ -1142,20 +1148,39 @@ fn write_at(file: &File, data: &[u8], at: u64, torn_at: u64) -> io::Result<()> {
     }
 }
 
-/// Steps 4 to 7: mark, truncate, remove the journal.
-fn finish(mbox: &File, mut journal: Journal, x: u64) -> Result<(), JournalError> {
-    let e = mbox.metadata()?.len();
+/// Steps 4 to 7: mark, truncate, remove the journal. `e` is the file's length that `run`
+/// planned the moves for: bytes past it were appended since (by an agent that broke a
+/// dotlock it took for stale, say), and are moved onto x as the recovery would (`retail`),
+/// never cut by the truncation. Returns the mbox's final length.
+fn finish(
+    mbox: &File,
+    mut journal: Journal,
+    x: u64,
+    e: u64,
+    owners: &Owners,
+    keepalive: &dyn Fn(),
+) -> Result<u64, JournalError> {
+    if mbox.metadata()?.len() > e {
+        // The newest record is MovesDone {x, e}: the recovery's own case of new mail.
+        return retail(mbox, journal, x, e, owners, keepalive);
+    }
     mbox.write_all_at(&[0], x)?;
     mbox.sync_data()?;
     fault_point("marker-written")?;
     journal.record(mbox, &Record::Marked { x, e })?;
     fault_point("marked")?;
+    // Once more right before the truncation, which nothing can make conditional on the
+    // length: an append from here to ftruncate is the one window left, and it needs an
+    // agent ignoring our fcntl lock and flock as well as the dotlock.
+    if mbox.metadata()?.len() > e {
+        return retail(mbox, journal, x, e, owners, keepalive);
+    }
     mbox.set_len(x)?;
     mbox.sync_all()?;
     fault_point("truncated")?;
     journal.remove()?;
     fault_point("journal-removed")?;
-    Ok(())
+    Ok(x)
 }
 
 /// Finishes an interrupted UPDATE of `mbox` (at `path`, delivery locks held) if its journal
@@ -1254,13 +1279,13 @@ fn replay(
         if eof > e {
             // Mail arrived after the crash, behind the junk between x and e: a new plan
             // moves it onto x.
-            return retail(mbox, journal, x, e, owners, keepalive).map(|()| true);
+            return retail(mbox, journal, x, e, owners, keepalive).map(|_| true);
         }
     }
     let mut journal = journal;
     let mut touched = true;
-    let x = run(mbox, &mut journal, start, keepalive, &mut touched)?;
-    finish(mbox, journal, x)?;
+    let (x, planned) = run(mbox, &mut journal, start, keepalive, &mut touched)?;
+    finish(mbox, journal, x, planned, owners, keepalive)?;
     Ok(true)
 }
 
@@ -1295,7 +1320,7 @@ fn set_aside(jpath: &Path) -> Result<PathBuf, JournalError> {
 }
 
 /// Replaces a finished journal by a fresh plan that moves the tail [e, end of file) onto x,
-/// atomically by rename, then runs it.
+/// atomically by rename, then runs it; returns the mbox's final length.
 fn retail(
     mbox: &File,
     old: Journal,
@@ -1303,7 +1328,7 @@ fn retail(
     e: u64,
     owners: &Owners,
     keepalive: &dyn Fn(),
-) -> Result<(), JournalError> {
+) -> Result<u64, JournalError> {
     let plan = Plan {
         first_dst: x,
         kept: Vec::new(),
@@ -1321,8 +1346,8 @@ fn retail(
     journal.path = old.path.clone();
     drop(old);
     let mut touched = true;
-    let x = run(mbox, &mut journal, Start::Fresh, keepalive, &mut touched)?;
-    finish(mbox, journal, x)
+    let (x, planned) = run(mbox, &mut journal, Start::Fresh, keepalive, &mut touched)?;
+    finish(mbox, journal, x, planned, owners, keepalive)
 }
 
 /// The byte at `at`, None past the end.
@@ -1646,6 +1671,82 @@ mod tests {
         let mut want = expected(&data, &plan);
         want.extend_from_slice(&late);
         assert_eq!(fs::read(&path).expect("read"), want);
+    }
+
+    /// A dotlock-only agent that broke pop3d's dotlock as stale (pop3d stopped for minutes)
+    /// appends after the moves were planned: its mail is moved onto the new end, never cut.
+    #[test]
+    fn mail_appended_after_the_moves_is_kept() {
+        for point in ["moves-done", "marker-written", "marked"] {
+            let mut rng = Rng(7);
+            let dir = TempDir::new("late-append");
+            let data = random_bytes(&mut rng, 3000);
+            let (path, file) = mbox_file(&dir, &data);
+            let plan = Plan {
+                first_dst: 100,
+                kept: vec![(400, 1000)],
+                tail_src: 2000,
+            };
+            let late = b"From late@x Mon Jan  1 00:00:00 2024\n\nappended late\n".to_vec();
+            let agent = {
+                let (path, late) = (path.clone(), late.clone());
+                move || {
+                    OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .and_then(|mut f| f.write_all(&late))
+                        .expect("append");
+                }
+            };
+            let (done, appended) = crash::hooked(point, agent, || {
+                compact_with_batch(&path, &file, plan.clone(), 64, &no_keepalive)
+            });
+            assert!(appended, "{point}: the hook must run");
+            done.unwrap_or_else(|e| panic!("{point}: {e:?}"));
+            let mut want = expected(&data, &plan);
+            want.extend_from_slice(&late);
+            let got = fs::read(&path).expect("read");
+            assert!(
+                got == want,
+                "{point}: {} bytes, want {} (the late mail last)",
+                got.len(),
+                want.len()
+            );
+            assert!(!journal_path(&path).exists(), "{point}: journal left");
+        }
+        // The same in a recovery that finishes a crashed rewrite.
+        let mut rng = Rng(8);
+        let dir = TempDir::new("late-append-recovery");
+        let data = random_bytes(&mut rng, 3000);
+        let (path, file) = mbox_file(&dir, &data);
+        let plan = Plan {
+            first_dst: 100,
+            kept: vec![(400, 1000)],
+            tail_src: 2000,
+        };
+        let crashed = crash::during("batch-written", 2, || {
+            compact_with_batch(&path, &file, plan.clone(), 64, &no_keepalive)
+        });
+        assert!(crashed, "the simulated crash must fire");
+        let late = b"From late@x Mon Jan  1 00:00:00 2024\n\nafter the recovery's moves\n";
+        let agent = {
+            let path = path.clone();
+            move || {
+                OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(late))
+                    .expect("append");
+            }
+        };
+        let (done, appended) = crash::hooked("moves-done", agent, || {
+            recover(&path, Some(&file), &here(), &no_keepalive)
+        });
+        assert!(appended, "the hook must run");
+        done.expect("recover");
+        let mut want = expected(&data, &plan);
+        want.extend_from_slice(late);
+        assert!(fs::read(&path).expect("read") == want, "late mail cut");
     }
 
     #[test]
