@@ -80,11 +80,6 @@ impl Uid {
     pub fn dup(&self) -> u32 {
         self.dup
     }
-
-    /// Whether the id was told apart from a colliding message by its body.
-    pub fn is_distinct(&self) -> bool {
-        self.distinct.is_some()
-    }
 }
 
 impl fmt::Display for Uid {
