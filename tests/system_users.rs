@@ -324,7 +324,7 @@ fn an_mbox_of_another_owner_or_a_symlink_in_a_sticky_spool_is_refused() {
 fn forged_journal(mbox: &Path) -> Vec<u8> {
     use md5::{Digest, Md5};
     let meta = fs::metadata(mbox).unwrap();
-    let mut header = b"P3DJRNL2".to_vec();
+    let mut header = b"P3DJRNL3".to_vec();
     for v in [meta.dev(), meta.ino(), 1, 4096, 0, 0, meta.len(), 0, 64, 0] {
         header.extend_from_slice(&v.to_le_bytes());
     }

@@ -69,11 +69,13 @@
 //!   appended past L after the crash is not checked, only moved along. After step 6 only
 //!   the rewritten bytes before x are left to check.
 //!
-//! The digests are Fletcher sums (fletcher64): they notice the differences a backup, a
-//! recreated file or a copy has at one place (a changed byte, a shift, another length) but
-//! for odds of about 2^-64, and cost an extra read of the bytes from the plan's first byte
-//! (from the page cache: the session's scan has just read them) at a small fraction of
-//! md-5's time. A copy of the crashed file itself, or one followed by new mail, is a state
+//! The digests are Fletcher sums modulo a prime above 2^32 (see `Fletcher`): they notice
+//! for sure a change of one or two 32-bit words or of the length, and the differences a
+//! backup, a recreated file or a copy has (a shift, other content) unless both sums agree
+//! by chance (odds of about 2^-64); they are no defence against crafted bytes, which only
+//! the mbox's owner and delivery agents could write. They cost an extra read of the bytes
+//! from the plan's first byte (from the page cache: the session's scan has just read them)
+//! at a fraction of md-5's time. A copy of the crashed file itself, or one followed by new mail, is a state
 //! a crash leaves, and is rightly finished. When the check fails (or the mbox is missing,
 //! or the journal is an older pop3d's) the recovery writes nothing to the mbox: it renames
 //! the journal aside as "<mbox>.pop3d-journal.stale-<unix time>" (never overwriting an earlier
@@ -105,11 +107,11 @@ pub const BATCH: u64 = 8 << 20;
 const MAX_BATCH: u64 = 256 << 20;
 
 /// First bytes of a journal file.
-const MAGIC: &[u8; 8] = b"P3DJRNL2";
+const MAGIC: &[u8; 8] = b"P3DJRNL3";
 
-/// First bytes of the journal of an older pop3d, which recorded no content to check: it is
-/// set aside, never replayed.
-const OLD_MAGIC: &[u8; 8] = b"P3DJRNL1";
+/// First bytes of the journals of older pop3d versions, which recorded no content to check
+/// (1) or digests of a weaker sum (2): they are set aside, never replayed.
+const OLD_MAGICS: [&[u8; 8]; 2] = [b"P3DJRNL1", b"P3DJRNL2"];
 
 /// Bytes of the header before the kept ranges: magic, dev, ino, dirty, batch, capacity,
 /// first_dst, tail_src, orig_len, grid, count.
@@ -415,13 +417,12 @@ fn digest_blocks(file: &File, from: u64, to: u64, grid: u64) -> io::Result<Vec<[
     Ok(blocks)
 }
 
-/// The digest of bytes [from, to) of `file`: a Fletcher sum (fletcher64), read in chunks
-/// through `buf`. It notices the differences a backup, a recreated file or an admin's copy
-/// has at one place (a changed byte, a shift, another length) but for odds of about 2^-64,
-/// and costs a small fraction of md-5's time over the whole rewrite. It is no defence
-/// against bytes crafted to collide; whoever can write the mbox needs none.
+/// The digest of bytes [from, to) of `file`: a Fletcher sum (`Fletcher` says exactly what
+/// it notices), read in chunks through `buf`. md-5 here about doubled the time of a 1 GB
+/// UPDATE that deletes the first message (`bench maildrop delete F first` on 100,000
+/// messages: 3.9 to 4.6 s, against 1.8 to 2.6 s with this sum).
 fn digest_range(file: &File, from: u64, to: u64, buf: &mut Vec<u8>) -> io::Result<[u8; 16]> {
-    /// A multiple of 8, so that each chunk ends on a Fletcher word.
+    /// A multiple of 4, so that each chunk ends on a Fletcher word.
     const CHUNK: u64 = 1 << 20;
     let mut sum = Fletcher::default();
     let mut at = from;
@@ -539,7 +540,9 @@ impl Journal {
             return Ok(Loaded::Missing);
         };
         let mut fixed = [0u8; FIXED_HEADER];
-        if file.read_exact_at(&mut fixed[..8], 0).is_ok() && &fixed[..8] == OLD_MAGIC {
+        if file.read_exact_at(&mut fixed[..8], 0).is_ok()
+            && OLD_MAGICS.iter().any(|old| &fixed[..8] == *old)
+        {
             return Err(JournalError::Mismatch(
                 "written by an older pop3d, without the content it expects".into(),
             ));
@@ -620,7 +623,8 @@ impl Journal {
 
     /// The check of one slot: md-5 of the plan's digest, the slot header and a checksum of
     /// the saved bytes. The checksum only has to notice a torn write (sectors of an older
-    /// record left behind), so a fast Fletcher sum replaces md-5 over megabytes.
+    /// record left behind, never crafted), so a fast Fletcher sum replaces md-5 over
+    /// megabytes.
     fn slot_digest(&self, head: &[u8], saved: &[u8]) -> [u8; 16] {
         let mut h = Md5::new();
         h.update(self.digest);
@@ -866,16 +870,31 @@ fn batch_size() -> u64 {
     BATCH
 }
 
-/// Fletcher's checksum over little-endian u64 words (the last one zero-padded), with the
-/// length mixed in: any stale or zeroed sector changes it except with odds of 2^-64.
+/// Fletcher's checksum of `data` (see `Fletcher`).
 fn fletcher64(data: &[u8]) -> [u8; 16] {
     let mut sum = Fletcher::default();
     sum.update(data);
     sum.finish()
 }
 
-/// fletcher64 over data given in pieces; every piece but the last must be a whole number
-/// of 8-byte words.
+/// The prime modulus of the Fletcher sums: the smallest prime above 2^32, so that every
+/// 32-bit word is its own residue and no difference between two words is 0 modulo it.
+const FLETCHER_PRIME: u64 = (1 << 32) + 15;
+
+/// Words summed between two reductions modulo `FLETCHER_PRIME`: with both sums below the
+/// prime before, the weighted one stays below 2^64 for 2^15 words of at most 2^32 - 1.
+const FLETCHER_RUN: usize = 1 << 15;
+
+/// Fletcher's checksum over little-endian 32-bit words (the last one zero-padded), modulo
+/// `FLETCHER_PRIME`: a plain sum A and a position-weighted sum B, with the length. What it
+/// notices for sure: any change of the length, and any change confined to one or two words
+/// of a range shorter than the prime in words (16 GiB): a word's difference is never 0
+/// modulo the prime, and two differences that cancel in A cancel in B only if their
+/// positions are a multiple of the prime apart. Other changes (a restored backup, a shifted
+/// region) pass only if both sums agree by chance, odds of about 2^-64 for unrelated bytes.
+/// It is no defence against bytes crafted to collide: the mbox is writable only by its
+/// owner and delivery agents, who need none, and a journal is trusted only if its owner's.
+/// Data may come in pieces; every piece but the last must be a whole number of words.
 #[derive(Default)]
 struct Fletcher {
     a: u64,
@@ -888,25 +907,31 @@ struct Fletcher {
 impl Fletcher {
     fn update(&mut self, data: &[u8]) {
         debug_assert!(self.rest.is_empty(), "only the last piece may end mid-word");
-        let mut chunks = data.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.a = self.a.wrapping_add(u64::from_le_bytes(w));
-            self.b = self.b.wrapping_add(self.a);
+        let whole = data.len() / 4 * 4;
+        for run in data[..whole].chunks(4 * FLETCHER_RUN) {
+            for c in run.chunks_exact(4) {
+                self.a += u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+                self.b += self.a;
+            }
+            self.a %= FLETCHER_PRIME;
+            self.b %= FLETCHER_PRIME;
         }
-        self.rest = chunks.remainder().to_vec();
+        self.rest = data[whole..].to_vec();
         self.len += data.len() as u64;
     }
 
-    fn finish(self) -> [u8; 16] {
-        let mut w = [0u8; 8];
-        w[..self.rest.len()].copy_from_slice(&self.rest);
-        let a = self.a.wrapping_add(u64::from_le_bytes(w));
-        let b = self.b.wrapping_add(a).wrapping_add(self.len);
+    /// A and B (each below 2^33) in 5 bytes apiece, then the length in 6.
+    fn finish(mut self) -> [u8; 16] {
+        if !self.rest.is_empty() {
+            let mut w = [0u8; 4];
+            w[..self.rest.len()].copy_from_slice(&self.rest);
+            self.a = (self.a + u64::from(u32::from_le_bytes(w))) % FLETCHER_PRIME;
+            self.b = (self.b + self.a) % FLETCHER_PRIME;
+        }
         let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&a.to_le_bytes());
-        out[8..].copy_from_slice(&b.to_le_bytes());
+        out[..5].copy_from_slice(&self.a.to_le_bytes()[..5]);
+        out[5..10].copy_from_slice(&self.b.to_le_bytes()[..5]);
+        out[10..].copy_from_slice(&self.len.to_le_bytes()[..6]);
         out
     }
 }
@@ -1943,10 +1968,14 @@ mod tests {
         let dir = TempDir::new("oldjournal");
         let data = b"From a\nhello\n".to_vec();
         let (path, file) = mbox_file(&dir, &data);
-        fs::write(journal_path(&path), b"P3DJRNL1 and a plan").expect("write");
-        assert!(recover(&path, Some(&file), &here(), &no_keepalive).expect("recover"));
-        assert_eq!(stale(&dir).len(), 1);
-        assert_eq!(fs::read(&path).expect("read"), data);
+        for (n, old) in OLD_MAGICS.iter().enumerate() {
+            let mut journal = old.to_vec();
+            journal.extend_from_slice(b" and a plan");
+            fs::write(journal_path(&path), journal).expect("write");
+            assert!(recover(&path, Some(&file), &here(), &no_keepalive).expect("recover"));
+            assert_eq!(stale(&dir).len(), n + 1);
+            assert_eq!(fs::read(&path).expect("read"), data);
+        }
     }
 
     #[test]
@@ -2088,6 +2117,58 @@ mod tests {
             fs::rename(journal_path(path), &target).expect("move");
             std::os::unix::fs::symlink(&target, journal_path(path)).expect("symlink");
         });
+    }
+
+    /// The sum modulo 2^64 missed this: the top bit of two words of the same index parity
+    /// flipped (each adds 2^63 to the plain sum and an even multiple of it to the weighted one).
+    #[test]
+    fn fletcher_notices_two_flipped_top_bits() {
+        let a: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut b = a.clone();
+        b[7] ^= 0x80;
+        b[23] ^= 0x80;
+        assert_ne!(fletcher64(&a), fletcher64(&b));
+    }
+
+    /// Every change confined to one or two 32-bit words is noticed (the modulus is a prime
+    /// above every word, so no word difference vanishes and two only cancel in both sums
+    /// when they are a multiple of the prime apart); checked here on random ones, with the
+    /// extreme word values that alias when the modulus is below 2^32.
+    #[test]
+    fn fletcher_notices_every_change_of_one_or_two_words() {
+        let mut rng = Rng(0xf1e7);
+        let base = random_bytes(&mut rng, 8192);
+        let words = base.len() / 4;
+        let extremes = [
+            0u32,
+            1,
+            4,
+            0x7fff_ffff,
+            0x8000_0000,
+            0xffff_fffb,
+            0xffff_ffff,
+        ];
+        for round in 0..20_000 {
+            let mut changed = base.clone();
+            let count = 1 + round % 2;
+            for _ in 0..count {
+                let at = 4 * rng.below(words);
+                let word = if rng.below(3) == 0 {
+                    extremes[rng.below(extremes.len())]
+                } else {
+                    rng.below(u32::MAX as usize) as u32
+                };
+                changed[at..at + 4].copy_from_slice(&word.to_le_bytes());
+            }
+            if changed != base {
+                assert_ne!(fletcher64(&base), fletcher64(&changed), "round {round}");
+            }
+        }
+        // A word of zeros becoming the value that is zero modulo a prime below 2^32.
+        let zeros = vec![0u8; 64];
+        let mut aliased = zeros.clone();
+        aliased[..4].copy_from_slice(&0xffff_fffb_u32.to_le_bytes());
+        assert_ne!(fletcher64(&zeros), fletcher64(&aliased));
     }
 
     #[test]
