@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::maildrop::MaildropError;
+use crate::maildrop::{MaildropError, OpenOptions};
 use crate::session::{LockedMaildrop, MaildropSource};
 use crate::sources::MboxFiles;
 use crate::sys::{self, Account, Credentials};
@@ -86,7 +86,10 @@ impl OwnerMaildrops {
 
 /// An existing mbox must be the user's own regular file. (The maildrop refuses a symlink
 /// itself, race-free; this refuses a file of someone else's, such as another user's mbox
-/// linked in by root or mail by mistake, with [SYS/PERM] and a log line.)
+/// linked in by root or mail by mistake, with [SYS/PERM] and a log line.) An early look
+/// only, as root before the switch: the maildrop checks the owner again on the file it
+/// opens (`OpenOptions::owner`), since a missing mbox may be created by anyone in a
+/// world-writable spool before then.
 fn refuse_if_not_owned(mbox: &Path, uid: u32) -> Result<(), MaildropError> {
     match std::fs::symlink_metadata(mbox) {
         Ok(metadata) if metadata.file_type().is_symlink() => {
@@ -123,6 +126,10 @@ impl MaildropSource for OwnerMaildrops {
             target.gid,
             target.groups
         );
-        self.files.lock(user)
+        let options = OpenOptions {
+            owner: Some(account.uid),
+            ..self.files.options.clone()
+        };
+        self.files.lock_with(user, options)
     }
 }

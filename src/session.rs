@@ -785,6 +785,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             // Not something a retry fixes: the admin has to look (RFC 3206 SYS/PERM).
             MaildropError::NotAFile(_)
             | MaildropError::NotOwned(_)
+            | MaildropError::Untrusted(_)
             | MaildropError::TooLarge { .. } => (
                 Code::SysPerm,
                 "cannot open maildrop, contact the administrator",

@@ -34,11 +34,17 @@ pub struct MboxFiles {
     pub options: OpenOptions,
 }
 
-impl MaildropSource for MboxFiles {
-    fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
+impl MboxFiles {
+    /// Takes the session lock of `user`'s mbox, to be opened with `options` (whose `owner`,
+    /// if any, the session lock's file must belong to as well).
+    pub fn lock_with(
+        &self,
+        user: &User,
+        options: OpenOptions,
+    ) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
         let path = users::maildrop_path(&self.pattern, user);
-        let lock = SessionLock::try_acquire(&path)?;
-        let mut options = self.options.clone();
+        let lock = SessionLock::try_acquire_as(&path, options.owner)?;
+        let mut options = options;
         if let Some(uidl) = &user.uidl {
             options.uidl = uidl.clone();
         }
@@ -47,6 +53,12 @@ impl MaildropSource for MboxFiles {
             lock,
             options,
         }))
+    }
+}
+
+impl MaildropSource for MboxFiles {
+    fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
+        self.lock_with(user, self.options.clone())
     }
 }
 

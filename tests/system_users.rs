@@ -318,6 +318,98 @@ fn an_mbox_of_another_owner_or_a_symlink_in_a_sticky_spool_is_refused() {
     c.ok("QUIT");
 }
 
+/// A journal that another user can forge for `mbox` from its `stat` alone (the layout of
+/// src/maildrop/journal.rs: magic, dev, ino, dirty, batch, capacity, first_dst, tail_src,
+/// orig_len, grid, no kept ranges, its md-5): replayed, it would truncate the mbox to 0 bytes.
+fn forged_journal(mbox: &Path) -> Vec<u8> {
+    use md5::{Digest, Md5};
+    let meta = fs::metadata(mbox).unwrap();
+    let mut header = b"P3DJRNL3".to_vec();
+    for v in [meta.dev(), meta.ino(), 1, 4096, 0, 0, meta.len(), 0, 64, 0] {
+        header.extend_from_slice(&v.to_le_bytes());
+    }
+    let digest = Md5::digest(&header);
+    header.extend_from_slice(&digest);
+    header
+}
+
+/// In a world-writable sticky spool, another user plants files under the names of the
+/// victim's journal and session lock. None is ever used or removed: the victim's login is
+/// refused with [SYS/PERM] (not held at [IN-USE] by the planter's flock), the mbox stays
+/// whole, and the log names the file.
+#[test]
+fn companions_planted_by_another_user_in_a_sticky_spool_are_refused() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("j");
+    let dir = TempDir::new("system-users-planted");
+    let spool = dir.path().join("mail");
+    fs::create_dir(&spool).unwrap();
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o1777)).unwrap();
+    let content = mbox_message("a@x", "Subject: private\n\nfor sha512 only\n");
+    let victim = user_mbox(&spool, &f.sha512, 0o600, &content);
+    let mallory = uid_of(&f.yescrypt);
+    let plant = |suffix: &str, bytes: &[u8], mode: u32| {
+        let path = spool.join(format!("{}{suffix}", f.sha512));
+        fs::write(&path, bytes).unwrap();
+        chown(&path, Some(mallory), Some(mallory)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    let log = dir.path().join("pop3d.log");
+    let (_server, addr) = start(&spool.join("%u"), &log);
+    let refused = |planted: &Path| {
+        let (_c, reply) = pass(addr, &f.sha512, "sha-pass");
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            content,
+            "{}: mbox changed",
+            planted.display()
+        );
+        assert!(
+            reply.starts_with("-ERR [SYS/PERM]"),
+            "{}: {reply}",
+            planted.display()
+        );
+        assert!(
+            fs::symlink_metadata(planted).is_ok(),
+            "{} removed",
+            planted.display()
+        );
+        let text = fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains(&planted.display().to_string()),
+            "the log must name {}",
+            planted.display()
+        );
+    };
+    // The forged journal, writable by the victim (the mode that let it be replayed), then
+    // one the victim cannot even open.
+    let journal = plant(".pop3d-journal", &forged_journal(&victim), 0o666);
+    refused(&journal);
+    fs::set_permissions(&journal, fs::Permissions::from_mode(0o600)).unwrap();
+    refused(&journal);
+    fs::remove_file(&journal).unwrap();
+    // The session lock, with the planter's flock on it.
+    let session = plant(".pop3d", b"", 0o666);
+    let held = fs::File::open(&session).unwrap();
+    fs2::FileExt::try_lock_exclusive(&held).unwrap();
+    refused(&session);
+    fs::remove_file(&session).unwrap();
+    // A symlink under the journal's name.
+    let link = spool.join(format!("{}.pop3d-journal", f.sha512));
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(mallory), Some(mallory)).unwrap();
+    refused(&link);
+    fs::remove_file(&link).unwrap();
+    // With the planted files gone, the victim gets in and finds the mail.
+    let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
+    assert!(reply.starts_with("+OK"), "{reply}");
+    assert_eq!(c.multi("LIST").len(), 1);
+    c.ok("QUIT");
+}
+
 #[test]
 fn percent_h_is_the_users_home_directory() {
     if !can_run() {

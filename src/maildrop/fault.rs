@@ -42,8 +42,25 @@ pub(super) fn fault_point(name: &str) -> io::Result<()> {
 pub(crate) mod crash {
     use std::cell::RefCell;
 
+    /// Something another program does while UPDATE runs, at a fault point.
+    type Hook = Box<dyn FnOnce()>;
+
     thread_local! {
         static AT: RefCell<Option<(String, u64)>> = const { RefCell::new(None) };
+        static HOOK: RefCell<Option<(String, Hook)>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f`; the first visit of fault point `name` on this thread runs `hook` there (an
+    /// agent's append in the middle of UPDATE, say). True if the hook ran.
+    pub(crate) fn hooked<T>(
+        name: &str,
+        hook: impl FnOnce() + 'static,
+        f: impl FnOnce() -> T,
+    ) -> (T, bool) {
+        HOOK.with(|h| *h.borrow_mut() = Some((name.to_owned(), Box::new(hook))));
+        let out = f();
+        let ran = HOOK.with(|h| h.borrow_mut().take().is_none());
+        (out, ran)
     }
 
     /// The message of a simulated crash's panic.
@@ -68,6 +85,16 @@ pub(crate) mod crash {
     }
 
     pub(super) fn check(name: &str) {
+        let hook = HOOK.with(|h| {
+            let mut h = h.borrow_mut();
+            match h.as_ref() {
+                Some((point, _)) if point == name => h.take().map(|(_, hook)| hook),
+                _ => None,
+            }
+        });
+        if let Some(hook) = hook {
+            hook();
+        }
         let fire = AT.with(|a| {
             let mut a = a.borrow_mut();
             match a.as_mut() {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fs2::FileExt;
 
 use super::companion;
+use super::private::{self, Owners, PrivateError, Untrusted};
 use crate::sys;
 
 /// A dotlock older than this (by its mtime) is stale even if its holder seems alive:
@@ -51,8 +52,8 @@ pub enum LockError {
     TimedOut,
     /// A lock file cannot be created at all (no permission, read-only file system).
     Denied(io::Error),
-    /// A lock file exists but is not a regular file.
-    NotAFile(PathBuf),
+    /// The session lock's file is not pop3d's to use (see `private`): left as it is.
+    Untrusted(Untrusted),
     /// Any other failure.
     Io(io::Error),
 }
@@ -63,7 +64,7 @@ impl fmt::Display for LockError {
             LockError::InUse => f.write_str(text::IN_USE),
             LockError::TimedOut => f.write_str(text::TIMED_OUT),
             LockError::Denied(e) => write!(f, "{}: {e}", text::DENIED),
-            LockError::NotAFile(p) => write!(f, "{}: {}", p.display(), text::NOT_A_FILE),
+            LockError::Untrusted(u) => u.fmt(f),
             LockError::Io(e) => write!(f, "cannot lock maildrop: {e}"),
         }
     }
@@ -73,7 +74,17 @@ impl Error for LockError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             LockError::Denied(e) | LockError::Io(e) => Some(e),
+            LockError::Untrusted(u) => Some(u),
             _ => None,
+        }
+    }
+}
+
+impl From<PrivateError> for LockError {
+    fn from(e: PrivateError) -> Self {
+        match e {
+            PrivateError::Untrusted(u) => LockError::Untrusted(u),
+            PrivateError::Io(e) => e.into(),
         }
     }
 }
@@ -376,45 +387,6 @@ fn is_contended(e: &io::Error) -> bool {
         || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
 }
 
-/// Opens (or creates, mode 0600) the regular file `path` for reading and writing without
-/// following a symlink planted there: an existing path is opened and then compared with what
-/// `lstat` sees; a missing one is created exclusively, which never follows symlinks.
-/// Returns the file and whether it was created.
-pub fn open_private_file(path: &Path) -> Result<(File, bool), LockError> {
-    // A few rounds: the path may appear or vanish between lstat and open.
-    for _ in 0..4 {
-        match fs::symlink_metadata(path) {
-            Ok(meta) if !meta.is_file() => return Err(LockError::NotAFile(path.to_owned())),
-            Ok(meta) => {
-                let file = match OpenOptions::new().read(true).write(true).open(path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                let opened = file.metadata()?;
-                if opened.dev() == meta.dev() && opened.ino() == meta.ino() {
-                    return Ok((file, false));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                match OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                {
-                    Ok(f) => return Ok((f, true)),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(LockError::NotAFile(path.to_owned()))
-}
-
 /// Gives `file` the owner of `like` when they differ (pop3d running as root creates files
 /// beside a user's mbox). Not being allowed to is no error: then pop3d runs as some user
 /// who can read the mbox anyway.
@@ -449,10 +421,19 @@ pub struct SessionLock {
 impl SessionLock {
     /// Takes the session lock of `mbox` without blocking (creating the companion file, mode
     /// 0600, if missing). `LockError::InUse` if another session, in this process or another
-    /// one, holds it; `LockError::Denied` if the companion cannot be created or opened.
+    /// one, holds it; `LockError::Denied` if the companion cannot be created or opened;
+    /// `LockError::Untrusted` if the file there is not pop3d's (see `private`).
     pub fn try_acquire(mbox: &Path) -> Result<SessionLock, LockError> {
+        Self::try_acquire_as(mbox, None)
+    }
+
+    /// As `try_acquire`, for an mbox that must belong to `owner` (--system-users): the
+    /// companion must then be that user's (or pop3d's) too, whoever owns the mbox now.
+    pub fn try_acquire_as(mbox: &Path, owner: Option<u32>) -> Result<SessionLock, LockError> {
         let path = sibling(mbox, companion::SESSION);
-        let (file, created) = open_private_file(&path)?;
+        // Another user's file under this name, with their flock on it, would keep the
+        // mailbox's owner out for good: it is refused, never locked or removed.
+        let (file, created) = private::open_or_create(&path, &Owners::of_path(owner, mbox))?;
         if created {
             // A fresh companion has never seen a login.
             file.set_modified(UNIX_EPOCH)?;
@@ -928,6 +909,35 @@ mod tests {
         assert!(age < Duration::from_secs(60), "{age:?}");
     }
 
+    /// Another user's file under the session lock's name (any mode, their flock on it) or a
+    /// file others may write: refused, never locked, never removed.
+    #[test]
+    fn session_lock_refuses_a_file_of_another_user_or_one_others_may_write() {
+        let dir = TempDir::new("session-planted");
+        let path = mbox(&dir);
+        let companion = sibling(&path, companion::SESSION);
+        fs::write(&companion, b"").expect("plant");
+        fs::set_permissions(&companion, fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert!(matches!(
+            SessionLock::try_acquire(&path),
+            Err(LockError::Untrusted(_))
+        ));
+        if privileged(&dir) {
+            fs::set_permissions(&companion, fs::Permissions::from_mode(0o600)).expect("chmod");
+            std::os::unix::fs::chown(&companion, Some(65534), Some(65534)).expect("chown");
+            let planter = open_rw(&companion);
+            FileExt::try_lock_exclusive(&planter).expect("the planter's flock");
+            assert!(matches!(
+                SessionLock::try_acquire(&path),
+                Err(LockError::Untrusted(_))
+            ));
+        }
+        assert!(
+            companion.exists(),
+            "the planted file must stay for the admin"
+        );
+    }
+
     #[test]
     fn session_lock_refuses_a_planted_symlink() {
         let dir = TempDir::new("session-symlink");
@@ -937,7 +947,7 @@ mod tests {
         std::os::unix::fs::symlink(&target, sibling(&path, ".pop3d")).expect("symlink");
         assert!(matches!(
             SessionLock::try_acquire(&path),
-            Err(LockError::NotAFile(_))
+            Err(LockError::Untrusted(_))
         ));
         assert_eq!(fs::read(&target).expect("read"), b"precious");
         // A dangling symlink must not make pop3d create its target either.

@@ -17,6 +17,7 @@ pub mod from_line;
 pub mod ids;
 pub mod journal;
 pub mod lock;
+pub mod private;
 pub mod scan;
 pub mod uid_owners;
 
@@ -60,6 +61,9 @@ pub struct OpenOptions {
     pub lock_timeout: Duration,
     /// Whose unique ids the messages get (`--uidl`, or the user's own list).
     pub uidl: UidlSpec,
+    /// The uid the mbox must belong to (--system-users: the user it is served to), checked
+    /// on the opened file; None when any owner will do (a users file's virtual users).
+    pub owner: Option<u32>,
 }
 
 impl Default for OpenOptions {
@@ -67,6 +71,7 @@ impl Default for OpenOptions {
         OpenOptions {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             uidl: UidlSpec::default(),
+            owner: None,
         }
     }
 }
@@ -89,6 +94,9 @@ pub enum MaildropError {
     TooLarge { messages: usize },
     /// The mbox belongs to someone other than the user it is served to (--system-users).
     NotOwned(PathBuf),
+    /// A file under the name of pop3d's session lock or journal is not pop3d's (another
+    /// user's, writable by others, a symlink): it was neither used nor removed.
+    Untrusted(private::Untrusted),
     /// The file ended at `at`, before the end of the message being read (`end`): it was cut
     /// or rewritten while the message streamed. Comes back inside an `io::Error` of kind
     /// `UnexpectedEof` from a message reader.
@@ -117,6 +125,7 @@ impl fmt::Display for MaildropError {
             MaildropError::NotOwned(p) => {
                 write!(f, "{}: not owned by the mailbox's user", p.display())
             }
+            MaildropError::Untrusted(u) => u.fmt(f),
             MaildropError::Truncated { at, end } => {
                 write!(
                     f,
@@ -141,6 +150,7 @@ impl Error for MaildropError {
             | MaildropError::Interrupted(e)
             | MaildropError::Unsynced(e)
             | MaildropError::Io(e) => Some(e),
+            MaildropError::Untrusted(u) => Some(u),
             _ => None,
         }
     }
@@ -158,7 +168,7 @@ impl From<LockError> for MaildropError {
             LockError::InUse => MaildropError::InUse,
             LockError::TimedOut => MaildropError::Locked,
             LockError::Denied(e) => MaildropError::LockDenied(e),
-            LockError::NotAFile(p) => MaildropError::NotAFile(p),
+            LockError::Untrusted(u) => MaildropError::Untrusted(u),
             LockError::Io(e) => MaildropError::Io(e),
         }
     }
@@ -177,6 +187,7 @@ impl From<JournalError> for MaildropError {
     fn from(e: JournalError) -> Self {
         match e {
             JournalError::Io(e) => MaildropError::Io(e),
+            JournalError::Untrusted(u) => MaildropError::Untrusted(u),
             JournalError::Mismatch(why) => MaildropError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("journal does not fit the mbox: {why}"),
@@ -227,7 +238,7 @@ impl Maildrop {
                 "session lock belongs to another mbox",
             )));
         }
-        let file = open_mbox(path)?;
+        let file = open_mbox(path, opts.owner)?;
         // Under the session lock, which every writer of the record holds.
         let mut owners = uid_owners::load(path);
         let now = uid_owners::now();
@@ -254,7 +265,8 @@ impl Maildrop {
             let locks = DeliveryLocks::acquire(file.as_ref(), path, opts.lock_timeout)?;
             let keepalive = || refresh(&locks);
             // Before anything else reads the mbox: it may be half rewritten.
-            journal::recover(path, file.as_ref(), &keepalive)?;
+            let owners = private::Owners::of(opts.owner, file.as_ref());
+            journal::recover(path, file.as_ref(), &owners, &keepalive)?;
             match &file {
                 // Under the delivery locks: the bodies read are the ones scanned.
                 Some(f) => scan_file(f, f.metadata()?.len(), u64::MAX, &want)?,
@@ -757,8 +769,10 @@ fn no_such_message(index: usize) -> MaildropError {
 
 /// Opens the mbox read-write (the OFD write lock needs it). None if it does not exist; a
 /// symlink, directory or device is refused, so that nobody can point pop3d's rewrite at
-/// another file.
-fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
+/// another file, and so is a file not owned by `owner` when one is expected: the owner is
+/// checked on the opened file, since in a world-writable spool another user may create the
+/// mbox after any earlier look at the path.
+fn open_mbox(path: &Path, owner: Option<u32>) -> Result<Option<File>, MaildropError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -776,6 +790,9 @@ fn open_mbox(path: &Path) -> Result<Option<File>, MaildropError> {
     if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
         // Replaced between lstat and open: whatever is there now was not checked.
         return Err(MaildropError::NotAFile(path.to_owned()));
+    }
+    if owner.is_some_and(|uid| opened.uid() != uid) {
+        return Err(MaildropError::NotOwned(path.to_owned()));
     }
     Ok(Some(file))
 }
@@ -1020,6 +1037,29 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         assert!(!path.exists(), "open must not create the mbox");
     }
 
+    /// --system-users: an mbox that another user made (in a world-writable spool, after the
+    /// login's own check found none) is refused by the open itself, from the opened file.
+    #[test]
+    fn open_refuses_an_mbox_of_another_owner_than_expected() {
+        let dir = TempDir::new("md-owner");
+        let path = mbox(&dir, TWO);
+        let me = crate::sys::effective_uid();
+        let opened = |owner| {
+            let lock = SessionLock::try_acquire(&path).expect("session lock");
+            let opts = OpenOptions {
+                owner: Some(owner),
+                ..OpenOptions::default()
+            };
+            Maildrop::open(&path, lock, &opts)
+        };
+        assert!(matches!(
+            opened(me.wrapping_add(1)),
+            Err(MaildropError::NotOwned(p)) if p == path
+        ));
+        assert_eq!(fs::read(&path).expect("read"), TWO);
+        assert_eq!(opened(me).expect("own mbox").messages().len(), 2);
+    }
+
     #[test]
     fn open_refuses_symlinks_and_directories() {
         let dir = TempDir::new("md-notafile");
@@ -1032,6 +1072,30 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         assert!(matches!(open(&sub), Err(MaildropError::NotAFile(_))));
     }
 
+    /// A journal planted beside the mbox by another user (in a world-writable spool) or one
+    /// others may write refuses the login; the mbox and the file stay as they are.
+    #[test]
+    fn open_refuses_a_journal_that_is_not_pop3ds() {
+        let dir = TempDir::new("md-planted-journal");
+        let path = mbox(&dir, TWO);
+        let jpath = journal::journal_path(&path);
+        fs::write(&jpath, b"P3DJRNL2 whatever follows").expect("plant");
+        fs::set_permissions(&jpath, std::os::unix::fs::PermissionsExt::from_mode(0o646))
+            .expect("chmod");
+        assert!(matches!(open(&path), Err(MaildropError::Untrusted(_))));
+        if crate::sys::effective_uid() == 0 {
+            fs::set_permissions(&jpath, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod");
+            std::os::unix::fs::chown(&jpath, Some(65534), Some(65534)).expect("chown");
+            assert!(matches!(open(&path), Err(MaildropError::Untrusted(_))));
+        }
+        assert_eq!(fs::read(&path).expect("read"), TWO);
+        assert_eq!(
+            fs::read(&jpath).expect("journal"),
+            b"P3DJRNL2 whatever follows"
+        );
+    }
+
     #[test]
     fn lock_failures_read_alike_after_becoming_maildrop_errors() {
         let denied = || io::Error::from(io::ErrorKind::PermissionDenied);
@@ -1039,7 +1103,10 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             LockError::InUse,
             LockError::TimedOut,
             LockError::Denied(denied()),
-            LockError::NotAFile(PathBuf::from("/m.lock")),
+            LockError::Untrusted(private::Untrusted {
+                path: PathBuf::from("/m.pop3d"),
+                why: private::Why::Owner(65534),
+            }),
         ] {
             let text = e.to_string();
             assert_eq!(MaildropError::from(e).to_string(), text);

@@ -121,17 +121,6 @@ impl Uid {
         }
     }
 
-    /// Whether the id was told apart from a colliding message by its body.
-    pub fn is_distinct(&self) -> bool {
-        matches!(
-            self.label,
-            Label::Own {
-                distinct: Some(_),
-                ..
-            }
-        )
-    }
-
     /// Makes `id` the id shown, in place of pop3d's own: the caller (`maildrop::ids`, from
     /// `uidl::assign`) guarantees it is a valid unique id no other message has.
     pub fn choose(&mut self, id: String) {
