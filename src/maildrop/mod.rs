@@ -13,6 +13,7 @@
 mod checked_read;
 pub mod companion;
 mod fault;
+mod fletcher;
 pub mod from_line;
 pub mod ids;
 pub mod journal;
