@@ -1,8 +1,11 @@
 //! The names of the files that live beside an mbox: the delivery agents' dotlock and every
 //! file pop3d itself may create there. One list, from which both the file names (lock.rs,
 //! journal.rs, uid_owners.rs) and the user-name check (auth.rs) follow: a user named like a companion would
-//! otherwise get another user's lock or journal as a maildrop.
+//! otherwise get another user's lock or journal as a maildrop. Also how a change to such a
+//! file's directory entry is made durable (`sync_dir`), which journal.rs and uid_owners.rs share.
 
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The dotlock of delivery agents and pop3d ("alice.lock").
@@ -62,6 +65,16 @@ pub fn journal_temp(journal: &Path) -> PathBuf {
 pub fn journal_set_aside(journal: &Path, tag: &str) -> PathBuf {
     let extension = &JOURNAL_SET_ASIDE[JOURNAL.len()..];
     path(journal, &format!("{extension}{tag}"))
+}
+
+/// Makes a directory entry change (create, rename, unlink) of `path` durable: the directory
+/// that holds it is synced, because syncing the file alone does not persist its name.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
 }
 
 /// Whether the file name `name` is some other name's companion: some non-empty name followed

@@ -92,7 +92,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
 
-use super::companion;
+use super::companion::{self, sync_dir};
 use super::fault_point;
 use super::fletcher::{fletcher64, Fletcher};
 use super::lock::{match_owner, sibling};
@@ -886,15 +886,6 @@ fn reserve(file: &File, len: u64) -> io::Result<()> {
         at += n;
     }
     Ok(())
-}
-
-/// Makes a directory entry change (create, rename, unlink) of `path` durable.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
 }
 
 /// Where a rewrite begins.

@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
 
-use super::companion;
+use super::companion::{self, sync_dir};
 use super::lock::match_owner;
 
 /// Most entries the record holds: an entry is a collision or a deleted message's id, so ten
@@ -369,15 +369,6 @@ pub fn save(mbox: &Path, owners: &mut Owners, like: Option<&fs::Metadata>) -> io
     written?;
     owners.changed = false;
     Ok(())
-}
-
-/// Makes a directory entry change (rename, unlink) of `path` durable.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
 }
 
 fn hex(bytes: &[u8; 16]) -> String {
