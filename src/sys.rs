@@ -54,6 +54,7 @@ const EPERM: c_int = 1;
 
 /// `struct passwd` from <pwd.h>.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct Passwd {
     pw_name: *mut c_char,
     pw_passwd: *mut c_char,
@@ -66,6 +67,7 @@ struct Passwd {
 
 /// `struct spwd` from <shadow.h>.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct Spwd {
     sp_namp: *mut c_char,
     sp_pwdp: *mut c_char,
@@ -80,6 +82,7 @@ struct Spwd {
 
 /// `struct group` from <grp.h>.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct Group {
     gr_name: *mut c_char,
     gr_passwd: *mut c_char,
@@ -196,20 +199,31 @@ fn nss_lookup(mut call: impl FnMut(&mut [u8]) -> (c_int, bool)) -> io::Result<bo
     }
 }
 
-/// `getpwnam_r`: the account of that name, None if there is none.
-pub fn account_by_name(name: &str) -> io::Result<Option<Account>> {
+/// The shape of `getpwnam_r`, `getspnam_r` and `getgrnam_r`: `int f(const char *name,
+/// ENTRY *entry, char *buf, size_t buflen, ENTRY **result)`.
+type NssByName<T> =
+    unsafe extern "C" fn(*const c_char, *mut T, *mut c_char, usize, *mut *mut T) -> c_int;
+
+/// Runs the NSS look-up `lookup` of `name`, starting each try from a copy of `empty` (an
+/// all-zero entry), and hands the filled entry to `read` while the buffer its string fields
+/// point into is still alive. Ok(None): no such entry.
+fn nss_by_name<T: Copy, R>(
+    name: &str,
+    lookup: NssByName<T>,
+    empty: T,
+    mut read: impl FnMut(&T) -> R,
+) -> io::Result<Option<R>> {
     let c_name = nul_free(name)?;
-    let mut account = None;
+    let mut value = None;
     let found = nss_lookup(|buffer| {
-        // SAFETY: all-zero is a valid `struct passwd` (NULL pointers, zero ids); C fills it.
-        let mut entry: Passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut Passwd = std::ptr::null_mut();
-        // SAFETY: mirrors `int getpwnam_r(const char *name, struct passwd *pwd, char *buf,
-        // size_t buflen, struct passwd **result)`. `c_name` is NUL-terminated, `entry` and
-        // `result` are live locals, and `buffer` is writable for exactly `buffer.len()`
-        // octets; all outlive the call.
+        let mut entry = empty;
+        let mut result: *mut T = std::ptr::null_mut();
+        // SAFETY: `lookup` is one of the `getXXnam_r` functions declared above, whose shape
+        // `NssByName` mirrors. `c_name` is NUL-terminated, `entry` and `result` are live
+        // locals, and `buffer` is writable for exactly `buffer.len()` octets; all outlive the
+        // call.
         let rc = unsafe {
-            getpwnam_r(
+            lookup(
                 c_name.as_ptr(),
                 &mut entry,
                 buffer.as_mut_ptr().cast(),
@@ -218,19 +232,30 @@ pub fn account_by_name(name: &str) -> io::Result<Option<Account>> {
             )
         };
         if rc == 0 && !result.is_null() {
-            // SAFETY: on success the string fields point into `buffer`, still alive here.
-            let (name, home, shell) = unsafe {
-                (
-                    field_octets(entry.pw_name),
-                    field_octets(entry.pw_dir),
-                    field_octets(entry.pw_shell),
-                )
-            };
-            account = Some((name, entry.pw_uid, entry.pw_gid, home, shell));
+            value = Some(read(&entry));
         }
         (rc, !result.is_null())
     })?;
-    let Some((entry_name, uid, gid, home, shell)) = account.filter(|_| found) else {
+    Ok(value.filter(|_| found))
+}
+
+/// `getpwnam_r`: the account of that name, None if there is none.
+pub fn account_by_name(name: &str) -> io::Result<Option<Account>> {
+    // SAFETY: all-zero is a valid `struct passwd` (NULL pointers, zero ids); C fills it.
+    let empty: Passwd = unsafe { std::mem::zeroed() };
+    let account = nss_by_name(name, getpwnam_r, empty, |entry| {
+        // SAFETY: `nss_by_name` calls this on success, while the buffer the string fields
+        // point into is still alive.
+        let (name, home, shell) = unsafe {
+            (
+                field_octets(entry.pw_name),
+                field_octets(entry.pw_dir),
+                field_octets(entry.pw_shell),
+            )
+        };
+        (name, entry.pw_uid, entry.pw_gid, home, shell)
+    })?;
+    let Some((entry_name, uid, gid, home, shell)) = account else {
         return Ok(None);
     };
     use std::os::unix::ffi::OsStringExt;
@@ -256,30 +281,14 @@ impl fmt::Debug for ShadowHash {
 /// `getspnam_r`: the shadow password field of that name, None if there is no shadow entry.
 /// Needs root (or group shadow) to read /etc/shadow: otherwise Err(PermissionDenied).
 pub fn shadow_hash(name: &str) -> io::Result<Option<ShadowHash>> {
-    let c_name = nul_free(name)?;
-    let mut hash = None;
-    let found = nss_lookup(|buffer| {
-        // SAFETY: all-zero is a valid `struct spwd`; C fills it.
-        let mut entry: Spwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut Spwd = std::ptr::null_mut();
-        // SAFETY: mirrors `int getspnam_r(const char *name, struct spwd *spbuf, char *buf,
-        // size_t buflen, struct spwd **spbufp)`; the same ownership as in `account_by_name`.
-        let rc = unsafe {
-            getspnam_r(
-                c_name.as_ptr(),
-                &mut entry,
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                &mut result,
-            )
-        };
-        if rc == 0 && !result.is_null() {
-            // SAFETY: on success sp_pwdp points into `buffer`, still alive here.
-            hash = Some(unsafe { field_octets(entry.sp_pwdp) });
-        }
-        (rc, !result.is_null())
+    // SAFETY: all-zero is a valid `struct spwd`; C fills it.
+    let empty: Spwd = unsafe { std::mem::zeroed() };
+    let hash = nss_by_name(name, getspnam_r, empty, |entry| {
+        // SAFETY: `nss_by_name` calls this on success, while the buffer sp_pwdp points into
+        // is still alive.
+        unsafe { field_octets(entry.sp_pwdp) }
     })?;
-    match hash.filter(|_| found) {
+    match hash {
         // A hash is ASCII (crypt(5)); anything else can never match, like a locked one.
         Some(octets) => Ok(Some(ShadowHash(
             String::from_utf8(octets).unwrap_or_else(|_| "!".to_owned()),
@@ -290,29 +299,9 @@ pub fn shadow_hash(name: &str) -> io::Result<Option<ShadowHash>> {
 
 /// `getgrnam_r`: the gid of the group of that name, None if there is none.
 pub fn group_id(name: &str) -> io::Result<Option<u32>> {
-    let c_name = nul_free(name)?;
-    let mut gid = None;
-    let found = nss_lookup(|buffer| {
-        // SAFETY: all-zero is a valid `struct group`; C fills it.
-        let mut entry: Group = unsafe { std::mem::zeroed() };
-        let mut result: *mut Group = std::ptr::null_mut();
-        // SAFETY: mirrors `int getgrnam_r(const char *name, struct group *grp, char *buf,
-        // size_t buflen, struct group **result)`; the same ownership as in `account_by_name`.
-        let rc = unsafe {
-            getgrnam_r(
-                c_name.as_ptr(),
-                &mut entry,
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                &mut result,
-            )
-        };
-        if rc == 0 && !result.is_null() {
-            gid = Some(entry.gr_gid);
-        }
-        (rc, !result.is_null())
-    })?;
-    Ok(gid.filter(|_| found))
+    // SAFETY: all-zero is a valid `struct group`; C fills it.
+    let empty: Group = unsafe { std::mem::zeroed() };
+    nss_by_name(name, getgrnam_r, empty, |entry| entry.gr_gid)
 }
 
 /// `getgrouplist`: every group `account` belongs to, its primary group first.
