@@ -12,17 +12,15 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::time::Duration;
 
-use maildrop_support::{child_role, open, open_patiently, read_all, record, run_child, TempDir};
+use maildrop_support::{
+    child_commit, child_role, commit_env, mbox_text, open_patiently, read_all, record, run_child,
+    TempDir, SIGABRT,
+};
 use pop3d::maildrop::journal::journal_path;
-use pop3d::maildrop::MaildropError;
 
 const TEST: &str = "maildrop_faults::update_killed_at_each_point_loses_nothing";
 const ERROR_TEST: &str = "maildrop_faults::io_error_at_each_point_loses_nothing";
-
-/// SIGABRT, what std::process::abort ends a process with.
-const SIGABRT: i32 = 6;
 
 /// Where UPDATE can be stopped, with how many visits to let pass first.
 const POINTS: &[(&str, u32)] = &[
@@ -58,8 +56,7 @@ fn tags() -> Vec<String> {
 }
 
 fn write_mbox(path: &Path) {
-    let text: String = tags().iter().map(|t| record(t)).collect();
-    fs::write(path, text).expect("write mbox");
+    fs::write(path, mbox_text(&tags())).expect("write mbox");
 }
 
 fn deliver_late(path: &Path) {
@@ -68,22 +65,6 @@ fn deliver_late(path: &Path) {
         .open(path)
         .and_then(|mut f| f.write_all(record("late").as_bytes()))
         .expect("deliver");
-}
-
-/// The child: open, delete the messages listed in POP3D_TEST_DELETE, commit.
-fn child_commit() -> Result<(), MaildropError> {
-    let path = std::env::var("POP3D_TEST_MBOX").expect("mbox");
-    let delete: Vec<usize> = std::env::var("POP3D_TEST_DELETE")
-        .expect("delete")
-        .split(',')
-        .map(|n| n.parse().expect("index"))
-        .collect();
-    let mut md = open(Path::new(&path), Duration::from_secs(5))?;
-    let mut deleted = vec![false; md.messages().len()];
-    for i in delete {
-        deleted[i] = true;
-    }
-    md.commit(&deleted).map(|_| ())
 }
 
 /// The messages expected when the deletions of `pattern` were applied or not.
@@ -137,19 +118,14 @@ fn update_killed_at_each_point_loses_nothing() {
                 let dir = TempDir::new("faults");
                 let path = dir.path().join("mbox");
                 write_mbox(&path);
-                let delete = pattern.iter().map(|i| i.to_string()).collect::<Vec<_>>();
-                let child = run_child(
-                    TEST,
-                    "commit",
-                    &[
-                        ("POP3D_TEST_MBOX", path.display().to_string()),
-                        ("POP3D_TEST_DELETE", delete.join(",")),
-                        ("POP3D_FAULT_POINT", point.to_string()),
-                        ("POP3D_FAULT_HIT", hit.to_string()),
-                        // Small batches: a 24-message mbox takes many of them.
-                        ("POP3D_FAULT_BATCH", batch.into()),
-                    ],
-                );
+                let mut env = commit_env(&path, pattern);
+                env.extend([
+                    ("POP3D_FAULT_POINT", point.to_string()),
+                    ("POP3D_FAULT_HIT", hit.to_string()),
+                    // Small batches: a 24-message mbox takes many of them.
+                    ("POP3D_FAULT_BATCH", batch.into()),
+                ]);
+                let child = run_child(TEST, "commit", &env);
                 let ctx = format!("{point}#{hit} batch {batch} deleting {pattern:?} late {late}");
                 let (status, output) = (child.status, child.output);
                 let killed = status.signal() == Some(SIGABRT);
@@ -209,17 +185,12 @@ fn io_error_at_each_point_loses_nothing() {
             let dir = TempDir::new("io-error");
             let path = dir.path().join("mbox");
             write_mbox(&path);
-            let delete = pattern.iter().map(|i| i.to_string()).collect::<Vec<_>>();
-            let child = run_child(
-                ERROR_TEST,
-                "commit",
-                &[
-                    ("POP3D_TEST_MBOX", path.display().to_string()),
-                    ("POP3D_TEST_DELETE", delete.join(",")),
-                    ("POP3D_FAULT_ERROR", point.to_string()),
-                    ("POP3D_FAULT_BATCH", "512".into()),
-                ],
-            );
+            let mut env = commit_env(&path, pattern);
+            env.extend([
+                ("POP3D_FAULT_ERROR", point.to_string()),
+                ("POP3D_FAULT_BATCH", "512".into()),
+            ]);
+            let child = run_child(ERROR_TEST, "commit", &env);
             let ctx = format!("error at {point} deleting {pattern:?}");
             let (status, output) = (child.status, child.output);
             let failed = status.code() == Some(3);

@@ -14,14 +14,12 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use maildrop_support::{child_role, open, open_patiently, read_all, record, run_child, TempDir};
+use maildrop_support::{
+    child_commit, child_role, commit_env, mbox_text, open_patiently, read_all, run_child, TempDir,
+    SIGABRT,
+};
 use pop3d::maildrop::journal::journal_path;
-use pop3d::maildrop::MaildropError;
-
-/// SIGABRT, what std::process::abort ends a process with.
-const SIGABRT: i32 = 6;
 
 /// Crash points after the first write to the mbox (where the journal matters), with how
 /// many visits to let pass first.
@@ -41,10 +39,6 @@ const POINTS: &[(&str, u32)] = &[
 const PATTERNS: &[&[usize]] = &[&[0], &[1, 5, 6, 12, 20]];
 
 const MESSAGES: usize = 24;
-
-fn mbox_text(tags: &[String]) -> String {
-    tags.iter().map(|t| record(t)).collect()
-}
 
 fn original() -> Vec<String> {
     (0..MESSAGES).map(|i| format!("m{i}")).collect()
@@ -71,39 +65,18 @@ fn as_counts(tags: &[String]) -> BTreeMap<String, usize> {
     want
 }
 
-/// The child: open, delete the messages listed in POP3D_TEST_DELETE, commit.
-fn child_commit() -> Result<(), MaildropError> {
-    let path = std::env::var("POP3D_TEST_MBOX").expect("mbox");
-    let delete: Vec<usize> = std::env::var("POP3D_TEST_DELETE")
-        .expect("delete")
-        .split(',')
-        .map(|n| n.parse().expect("index"))
-        .collect();
-    let mut md = open(Path::new(&path), Duration::from_secs(5))?;
-    let mut deleted = vec![false; md.messages().len()];
-    for i in delete {
-        deleted[i] = true;
-    }
-    md.commit(&deleted).map(|_| ())
-}
-
 /// Runs the child test `name` on a fresh original mbox in `dir`, crashing at `point`;
 /// returns the mbox path, or None if the point was not on this UPDATE's path.
 fn crash(name: &str, dir: &TempDir, point: &str, hit: u32, pattern: &[usize]) -> Option<PathBuf> {
     let path = dir.path().join("mbox");
     fs::write(&path, mbox_text(&original())).expect("write mbox");
-    let delete = pattern.iter().map(|i| i.to_string()).collect::<Vec<_>>();
-    let child = run_child(
-        name,
-        "commit",
-        &[
-            ("POP3D_TEST_MBOX", path.display().to_string()),
-            ("POP3D_TEST_DELETE", delete.join(",")),
-            ("POP3D_FAULT_POINT", point.to_string()),
-            ("POP3D_FAULT_HIT", hit.to_string()),
-            ("POP3D_FAULT_BATCH", "256".into()),
-        ],
-    );
+    let mut env = commit_env(&path, pattern);
+    env.extend([
+        ("POP3D_FAULT_POINT", point.to_string()),
+        ("POP3D_FAULT_HIT", hit.to_string()),
+        ("POP3D_FAULT_BATCH", "256".into()),
+    ]);
+    let child = run_child(name, "commit", &env);
     if child.status.signal() != Some(SIGABRT) {
         assert!(child.status.success(), "child: {}", child.output);
         return None;

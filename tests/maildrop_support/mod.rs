@@ -163,6 +163,41 @@ pub fn run_child_via(wrapper: &[&str], name: &str, role: &str, env: &[(&str, Str
     child
 }
 
+/// SIGABRT, what std::process::abort ends a process with (a child stopped at a fault point).
+pub const SIGABRT: i32 = 6;
+
+/// The text of an mbox holding the messages tagged `tags`, in that order.
+pub fn mbox_text(tags: &[String]) -> String {
+    tags.iter().map(|t| record(t)).collect()
+}
+
+/// The environment that makes `child_commit` delete the messages at the indexes `pattern`
+/// of the mbox at `path`; a test adds its fault settings.
+pub fn commit_env(path: &Path, pattern: &[usize]) -> Vec<(&'static str, String)> {
+    let delete = pattern.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+    vec![
+        ("POP3D_TEST_MBOX", path.display().to_string()),
+        ("POP3D_TEST_DELETE", delete.join(",")),
+    ]
+}
+
+/// The child of a crash test: open the mbox named by POP3D_TEST_MBOX, delete the messages
+/// listed in POP3D_TEST_DELETE (see `commit_env`), commit.
+pub fn child_commit() -> Result<(), MaildropError> {
+    let path = std::env::var("POP3D_TEST_MBOX").expect("mbox");
+    let delete: Vec<usize> = std::env::var("POP3D_TEST_DELETE")
+        .expect("delete")
+        .split(',')
+        .map(|n| n.parse().expect("index"))
+        .collect();
+    let mut md = open(Path::new(&path), Duration::from_secs(5))?;
+    let mut deleted = vec![false; md.messages().len()];
+    for i in delete {
+        deleted[i] = true;
+    }
+    md.commit(&deleted).map(|_| ())
+}
+
 /// The role of this process, if it is a child.
 pub fn child_role() -> Option<String> {
     std::env::var(CHILD_ROLE).ok()
