@@ -18,6 +18,7 @@ pub mod from_line;
 pub mod ids;
 pub mod journal;
 pub mod lock;
+mod open_flags;
 pub mod private;
 pub mod scan;
 pub mod uid_owners;
@@ -36,6 +37,7 @@ pub(crate) use fault::crash;
 use fault::fault_point;
 use journal::{CompactError, JournalError, Plan};
 use lock::{DeliveryLocks, LockError};
+use open_flags::O_NOATIME;
 use scan::ScanError;
 use uid_owners::{Claims, Owners};
 
@@ -797,18 +799,6 @@ fn open_mbox(path: &Path, owner: Option<u32>) -> Result<Option<File>, MaildropEr
     }
     Ok(Some(file))
 }
-
-/// Linux's O_NOATIME (the same on x86_64 and aarch64): reads leave the access time alone.
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-const O_NOATIME: i32 = 0o1_000_000;
-#[cfg(not(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
-const O_NOATIME: i32 = 0;
 
 /// Opens the mbox read-write so that pop3d's reads do not advance its access time. procmail
 /// (and other agents with the same "new mail" rule) sleeps a second before it writes to an

@@ -12,33 +12,8 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::open_flags::{O_NOFOLLOW, O_NONBLOCK};
 use crate::sys;
-
-/// Linux's O_NOFOLLOW: opening a symlink fails with ELOOP instead of following it. The value
-/// differs between the architectures (aarch64 keeps 32-bit ARM's numbering).
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-const O_NOFOLLOW: i32 = 0o400_000;
-#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
-const O_NOFOLLOW: i32 = 0o100_000;
-/// Elsewhere the opened file is compared with what `lstat` sees instead.
-#[cfg(not(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
-const O_NOFOLLOW: i32 = 0;
-
-/// O_NONBLOCK (the same on x86_64 and aarch64): a FIFO planted under a companion's name must
-/// not block the open; on a regular file it changes nothing.
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-const O_NONBLOCK: i32 = 0o4_000;
-#[cfg(not(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
-const O_NONBLOCK: i32 = 0;
 
 /// ELOOP on Linux: what an O_NOFOLLOW open of a symlink fails with.
 const ELOOP: i32 = 40;
