@@ -158,7 +158,7 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use super::super::{Maildrop, OpenOptions, SessionLock};
+    use super::super::Maildrop;
     use super::*;
     use crate::testing::TempDir;
 
@@ -174,16 +174,7 @@ mod tests {
     }
 
     fn open(path: &Path) -> Maildrop {
-        let lock = SessionLock::try_acquire(path).expect("session lock");
-        Maildrop::open(
-            path,
-            lock,
-            &OpenOptions {
-                lock_timeout: Duration::from_millis(300),
-                ..OpenOptions::default()
-            },
-        )
-        .expect("open")
+        super::super::tests::open(path).expect("open")
     }
 
     /// Reads the first block of message 1, lets `meddle` change the file, reads the rest.

@@ -986,7 +986,9 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             .expect("second message")
     }
 
-    fn open(path: &Path) -> Result<Maildrop, MaildropError> {
+    /// Opens `path` as a session does, with a short lock timeout; the maildrop's submodules'
+    /// tests use it too.
+    pub(super) fn open(path: &Path) -> Result<Maildrop, MaildropError> {
         let lock = SessionLock::try_acquire(path)?;
         Maildrop::open(
             path,
