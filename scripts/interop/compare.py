@@ -21,17 +21,11 @@ import os
 import re
 import sys
 
-failed = False
+sys.dont_write_bytecode = True  # no __pycache__ left in scripts/lib
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from check_lines import Checks  # noqa: E402  (scripts/lib/check_lines.py)
 
-
-def check(ok, text, detail=None):
-    global failed
-    print(("ok   " if ok else "FAIL ") + text)
-    if not ok:
-        failed = True
-        if detail:
-            for line in detail.splitlines():
-                print("#   " + line)
+check = Checks()
 
 
 def load(fixtures):
@@ -165,7 +159,7 @@ def cmd_uidl(label, fixtures, args):
 def main():
     cmd, label, fixtures, *args = sys.argv[1:]
     {"messages": cmd_messages, "top": cmd_top, "list": cmd_list, "uidl": cmd_uidl}[cmd](label, fixtures, args)
-    sys.exit(1 if failed else 0)
+    check.exit()
 
 
 if __name__ == "__main__":

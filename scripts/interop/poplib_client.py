@@ -15,18 +15,11 @@ import poplib
 import re
 import sys
 
-failed = False
+sys.dont_write_bytecode = True  # no __pycache__ left in scripts/lib
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from check_lines import Checks  # noqa: E402  (scripts/lib/check_lines.py)
 
-
-def check(ok, text, detail=None):
-    global failed
-    print(("ok   " if ok else "FAIL ") + text)
-    sys.stdout.flush()
-    if not ok:
-        failed = True
-        if detail is not None:
-            for line in str(detail).splitlines():
-                print("#   " + line)
+check = Checks()
 
 
 def refused(label, what, call):
@@ -155,7 +148,7 @@ def main():
     resp, lines, _ = p.retr(1)
     check(b"".join(line + b"\r\n" for line in lines) == expected[1], "%s: retr(1) is the old message 2" % label)
     check(p.quit().startswith(b"+OK"), "%s: quit" % label)
-    sys.exit(1 if failed else 0)
+    check.exit()
 
 
 if __name__ == "__main__":

@@ -19,18 +19,11 @@ import socket
 import ssl
 import sys
 
-failed = False
+sys.dont_write_bytecode = True  # no __pycache__ left in scripts/lib
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from check_lines import Checks  # noqa: E402  (scripts/lib/check_lines.py)
 
-
-def check(ok, text, detail=None):
-    global failed
-    print(("ok - " if ok else "not ok - ") + text)
-    sys.stdout.flush()
-    if not ok:
-        failed = True
-        if detail is not None:
-            for line in str(detail).splitlines():
-                print("#   " + line)
+check = Checks("ok - ", "not ok - ")
 
 
 def context(cafile):
@@ -133,7 +126,7 @@ def main():
             sys.exit("unknown command " + command)
     except (OSError, poplib.error_proto, ssl.SSLError) as e:
         check(False, "%s: %s" % (args[1] if command == "fetch" else args[0], e))
-    sys.exit(1 if failed else 0)
+    check.exit()
 
 
 if __name__ == "__main__":
