@@ -14,7 +14,7 @@ need_packages procmail:procmail setpriv:util-linux
 # step COMMAND...: one step, counted with pass/fail.
 step() {
     echo "== $*"
-    if "$@"; then pass "$*"; else fail "$*"; fi
+    expect "$*" "$@"
 }
 
 step cargo fmt --check

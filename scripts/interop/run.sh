@@ -52,12 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# expect DESCRIPTION COMMAND...: one check, passed when COMMAND succeeds.
-expect() {
-    local desc=$1
-    shift
-    if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
 # show FILE: a client's output after a failure, as comment lines.
 show() { sed -e 's/^/#   /' "$1" | tail -n 40; }
 # checks COMMAND...: runs a helper that prints "ok   ..." / "FAIL ..." lines itself; each one
@@ -570,16 +564,10 @@ for line in open(sys.argv[1]):
 # fail2ban_finds LABEL LOG: the filter matches every failed login in LOG, and each match names
 # the client, 127.0.0.1.
 fail2ban_finds() {
-    local label=$1 log=$2 want ips
+    local label=$1 log=$2 want
     want=$(grep -c ': auth failed: ' "$log")
-    ips=$(fail2ban-regex -o ip "$log" "$F2B/pop3d.conf" 2>&1)
-    if [ "$want" -gt 0 ] && [ "$(grep -c . <<<"$ips")" -eq "$want" ] &&
-        [ -z "$(grep -v '^127\.0\.0\.1$' <<<"$ips")" ]; then
-        pass "fail2ban: $label: the filter finds all $want failed logins, each from 127.0.0.1"
-    else
-        fail "fail2ban: $label: the filter finds all $want failed logins, each from 127.0.0.1"
-        sed -e 's/^/#   /' <<<"$ips" | head -n 20
-    fi
+    fail2ban_check "fail2ban: $label: the filter finds all $want failed logins, each from 127.0.0.1" \
+        "$log" "$F2B/pop3d.conf" "$want" '127\.0\.0\.1'
 }
 expect "fail2ban: the users-file server logged the forged name escaped" \
     grep -qF 'auth failed: rhost=127.0.0.1 mechanism=PLAIN user="x\" rhost=198.51.100.1 mechanism=PASS user=\"y"' "$T/pop3d.log"

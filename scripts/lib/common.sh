@@ -8,6 +8,12 @@
 #   pass NAME              prints "ok   NAME" and counts a pass
 #   fail NAME              prints "FAIL NAME" and counts a failure
 #   summary                prints "N passed, M failed"; returns 1 if anything failed
+#   expect NAME COMMAND... runs COMMAND: a pass named NAME if it succeeds, else a failure
+#   fail2ban_check NAME LOG FILTER WANT ADDRESS
+#                          a pass named NAME if fail2ban-regex with the filter file FILTER
+#                          finds WANT (more than 0) failed logins in LOG, each from an address
+#                          matching the grep pattern ADDRESS; else a failure, with (up to 20
+#                          lines of) what it found as "#   " lines
 #
 # The counts are PASSED and FAILED.
 
@@ -27,6 +33,24 @@ fail() {
 summary() {
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
+}
+
+expect() {
+    local name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name"; fi
+}
+
+fail2ban_check() {
+    local name=$1 log=$2 filter=$3 want=$4 address=$5 ips
+    ips=$(fail2ban-regex -o ip "$log" "$filter" 2>&1)
+    if [ "$want" -gt 0 ] && [ "$(grep -c . <<<"$ips")" -eq "$want" ] &&
+        [ -z "$(grep -v "^$address\$" <<<"$ips")" ]; then
+        pass "$name"
+    else
+        fail "$name"
+        sed -e 's/^/#   /' <<<"$ips" | head -n 20
+    fi
 }
 
 pop3d_build() {

@@ -113,14 +113,8 @@ need_packages fail2ban-regex:fail2ban
 mkdir -p "$DIR/fail2ban"
 cp /etc/fail2ban/filter.d/common.conf scripts/deploy/fail2ban/pop3d.conf "$DIR/fail2ban/"
 refused=$(grep -c ': auth failed: rhost=' "$DIR/router-users.log")
-found=$(fail2ban-regex -o ip "$DIR/router-users.log" "$DIR/fail2ban/pop3d.conf" 2>&1)
-if [ "$refused" -gt 0 ] && [ "$(grep -c . <<<"$found")" -eq "$refused" ] &&
-    [ -z "$(grep -v '^127\.0\.0\.[0-9]*$' <<<"$found")" ]; then
-    pass "fail2ban_filter_finds_the_routers_refused_logins ($refused)"
-else
-    fail "fail2ban_filter_finds_the_routers_refused_logins ($refused)"
-    sed -e 's/^/#   /' <<<"$found" | head -n 20
-fi
+fail2ban_check "fail2ban_filter_finds_the_routers_refused_logins ($refused)" \
+    "$DIR/router-users.log" "$DIR/fail2ban/pop3d.conf" "$refused" '127\.0\.0\.[0-9]*'
 
 if [ "$FAILED" -gt 0 ]; then
     for f in "$DIR"/a/pop3d.log "$DIR"/b/pop3d.log "$DIR"/router-*.log "$DIR"/nginx-*/error.log; do

@@ -65,12 +65,6 @@ spawn() {
     "$@" >"$log" 2>&1 </dev/null &
     PIDS+=($!)
 }
-# expect NAME COMMAND...: one check, passed when COMMAND succeeds.
-expect() {
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
 show() { sed -e 's/^/#   /' "$1" | tail -n 30; }
 # checks COMMAND...: a helper printing "ok - " / "not ok - " lines; each is counted.
 checks() {
