@@ -384,6 +384,25 @@ impl Maildrop {
         let Some(first) = deleted.iter().position(|&d| d) else {
             return Ok(stats);
         };
+        // The deleted messages' ids pass to nobody else: recorded, synced, before the
+        // rewrite starts, so that no crash during it loses them (an interrupted rewrite is
+        // completed at the next login).
+        let before = self.owners.clone();
+        let now = uid_owners::now();
+        for (m, _) in self.messages.iter().zip(deleted).filter(|(_, &d)| d) {
+            self.owners.retire(*m.uid.digest(), now);
+            if let Some(id) = m.uid.chosen() {
+                // Owned by the message's header digest: should it stay after all, it keeps it.
+                self.owners.retire_id(id, *m.uid.digest(), now);
+            }
+        }
+        save_owners(
+            &self.path,
+            self.file.as_ref(),
+            &mut self.owners,
+            &self.messages,
+            now,
+        );
         let result = self.rewrite(deleted, first);
         // After a rewrite, or an interrupted one, the scan no longer describes the file.
         let touched = match &result {
@@ -391,13 +410,12 @@ impl Maildrop {
             Err((_, touched)) => *touched,
         };
         self.stale = touched;
-        if touched {
-            // The deleted messages' plain ids pass to nobody else (an interrupted rewrite is
-            // completed at the next login).
-            let now = uid_owners::now();
-            for (m, _) in self.messages.iter().zip(deleted).filter(|(_, &d)| d) {
-                self.owners.retire(*m.uid.digest(), now);
-            }
+        if !touched {
+            // Nothing was removed: a message that stays keeps its plain id. Only a crash
+            // before this point leaves those ids retired; each such message then shows
+            // another pop3d id once (fetched once more), while a `--uidl` id stays its own.
+            self.owners = before;
+            self.owners.mark_changed();
             save_owners(
                 &self.path,
                 self.file.as_ref(),
@@ -710,6 +728,7 @@ fn scan_file(
             &mut scan.messages,
             want.spec,
             want.remembered,
+            want.owners,
             |m| Ok(ReadAt::new(file, m.content_start, m.content_len)),
         )?)
     } else {
@@ -896,9 +915,10 @@ pub fn dry_run(path: &Path, spec: &UidlSpec) -> Result<DryRun, MaildropError> {
     };
     let Scanned { mut scan, .. } = scan_file(&f, octets, octets, &want)?;
     let remembered = lock::remembered_uid_validity(path);
-    let (chosen, first) = ids::choose_with_first(&mut scan.messages, spec, remembered, |m| {
-        Ok(ReadAt::new(&f, m.content_start, m.content_len))
-    })?;
+    let (chosen, first) =
+        ids::choose_with_first(&mut scan.messages, spec, remembered, &owners, |m| {
+            Ok(ReadAt::new(&f, m.content_start, m.content_len))
+        })?;
     Ok(DryRun {
         messages: scan.messages,
         chosen,

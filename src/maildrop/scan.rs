@@ -126,6 +126,14 @@ impl Uid {
     pub fn choose(&mut self, id: String) {
         self.label = Label::Chosen(id.into_boxed_str());
     }
+
+    /// The id a `--uidl` list chose, if one did (what UPDATE retires when the message goes).
+    pub fn chosen(&self) -> Option<&str> {
+        match &self.label {
+            Label::Chosen(id) => Some(id),
+            Label::Own { .. } => None,
+        }
+    }
 }
 
 impl fmt::Display for Uid {
