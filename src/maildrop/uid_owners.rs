@@ -8,8 +8,8 @@
 //! whose message was deleted, the record holds the body digest of the message that owns the
 //! plain id D, or "nobody" once that message was deleted while alone. It is read at every
 //! open (a missing file costs one failed lstat) and written, only when it changed, under the
-//! session lock: at open when a collision is first seen, and after an UPDATE that deleted
-//! messages. A write goes to "MBOX.pop3d-uidl.new" (owner like the mbox, mode 0600), is
+//! session lock: at open when a collision is first seen, and when an UPDATE deletes messages
+//! (before the mbox is rewritten, and again as it was if nothing was removed). A write goes to "MBOX.pop3d-uidl.new" (owner like the mbox, mode 0600), is
 //! synced, renamed over the record and the directory synced, and the file ends in an md-5 of
 //! its text: a torn, damaged or missing record reads as empty (logged), which costs clients
 //! re-downloads, never mail. What is lost with it is said in scan.rs's module doc.
