@@ -189,3 +189,82 @@ fn uidl_report_prints_each_id_and_who_named_it() {
         .expect("run pop3d");
     assert!(!missing.status.success(), "a missing mbox is an error");
 }
+
+/// Appends `text` to `user`'s mbox, as a delivery agent would between sessions.
+fn deliver(server: &support::Server, user: &str, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(server.mbox_path(user))
+        .expect("open mbox");
+    f.write_all(text.as_bytes()).expect("append");
+}
+
+#[test]
+fn a_deleted_messages_dovecot_id_never_passes_to_a_forged_x_uid() {
+    let server = ServerBuilder::new("uidl-retire-dovecot")
+        .user("alice", "secret")
+        .mbox("alice", &dovecot_mbox())
+        .arg("--uidl")
+        .arg("dovecot,pop3d")
+        .start();
+    let before = ids_only(&uidl(&server, "alice", "secret"));
+    assert_eq!(before[1], "000000026553f100");
+    let mut c = server.login("alice", "secret");
+    c.ok("DELE 2");
+    c.ok("QUIT");
+    // The forgery beside it keeps the id it had; one delivered later does not get it either.
+    deliver(
+        &server,
+        "alice",
+        &mbox_message("late@x", "X-UID: 2\nSubject: forged later\n\nsixth\n"),
+    );
+    let after = ids_only(&uidl(&server, "alice", "secret"));
+    assert_eq!(after.len(), 5);
+    assert_eq!(after[..4], [&before[..1], &before[2..]].concat()[..]);
+    assert!(
+        !after.iter().any(|id| id == "000000026553f100"),
+        "a deleted message's id named another message: {after:?}"
+    );
+    assert_eq!(after[4].len(), 32, "the later forgery: pop3d's own id");
+    let log = server.log_text();
+    assert!(
+        log.contains("passed on 2 with an id of a deleted message"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_deleted_messages_x_uidl_never_passes_to_a_forged_x_uidl() {
+    let mbox = [
+        mbox_message("a@x", "X-UIDL: one.1\nSubject: one\n\nfirst\n"),
+        mbox_message("b@x", "X-UIDL: two.2\nSubject: two\n\nsecond\n"),
+        mbox_message("evil@x", "X-UIDL: two.2\nSubject: forged\n\nthird\n"),
+    ]
+    .concat();
+    let server = ServerBuilder::new("uidl-retire-xuidl")
+        .user("alice", "secret")
+        .mbox("alice", &mbox)
+        .arg("--uidl")
+        .arg("x-uidl,pop3d")
+        .start();
+    let before = ids_only(&uidl(&server, "alice", "secret"));
+    assert_eq!(before[..2], ["one.1", "two.2"]);
+    let mut c = server.login("alice", "secret");
+    c.ok("DELE 2");
+    c.ok("QUIT");
+    deliver(
+        &server,
+        "alice",
+        &mbox_message("late@x", "X-UIDL: two.2\nSubject: forged later\n\nfourth\n"),
+    );
+    let after = ids_only(&uidl(&server, "alice", "secret"));
+    assert_eq!(after[0], "one.1");
+    assert_eq!(after[1], before[2], "the forgery keeps its own id");
+    assert!(
+        !after.iter().any(|id| id == "two.2"),
+        "a deleted message's id named another message: {after:?}"
+    );
+    // And in every later session.
+    assert_eq!(ids_only(&uidl(&server, "alice", "secret")), after);
+}

@@ -12,6 +12,7 @@
 use std::io::{self, Read};
 
 use super::scan::MessageInfo;
+use super::uid_owners::Owners;
 use crate::bytes::find_byte;
 use crate::uidl::{assign, AssignReport, Feed, MboxContext, MessageIds, Named, UidlSpec, Unnamed};
 
@@ -35,15 +36,17 @@ pub struct Chosen {
 
 /// Gives `messages` the ids of `spec`: `content(m)` reads message `m`'s content (from the
 /// byte after its "From " line); `remembered` is the UIDVALIDITY an earlier session saw, for
-/// an mbox whose first message no longer has the X-IMAPbase header. Every message's `uid`
+/// an mbox whose first message no longer has the X-IMAPbase header; `owners` the record that
+/// holds the ids of deleted messages, which no other message takes. Every message's `uid`
 /// shows the chosen id afterwards; its digest is untouched.
 pub fn choose<R: Read>(
     messages: &mut [MessageInfo],
     spec: &UidlSpec,
     remembered: Option<u32>,
+    owners: &Owners,
     content: impl FnMut(&MessageInfo) -> io::Result<R>,
 ) -> io::Result<Chosen> {
-    let (chosen, _) = choose_keeping_rows(messages, spec, remembered, content)?;
+    let (chosen, _) = choose_keeping_rows(messages, spec, remembered, owners, content)?;
     Ok(chosen)
 }
 
@@ -53,9 +56,10 @@ pub fn choose_with_first<R: Read>(
     messages: &mut [MessageInfo],
     spec: &UidlSpec,
     remembered: Option<u32>,
+    owners: &Owners,
     content: impl FnMut(&MessageInfo) -> io::Result<R>,
 ) -> io::Result<(Chosen, Vec<Result<String, Unnamed>>)> {
-    let (chosen, rows) = choose_keeping_rows(messages, spec, remembered, content)?;
+    let (chosen, rows) = choose_keeping_rows(messages, spec, remembered, owners, content)?;
     let first = rows
         .into_iter()
         .map(|row| row.into_iter().next().unwrap_or(Err(Unnamed::Absent)))
@@ -112,6 +116,7 @@ fn choose_keeping_rows<R: Read>(
     messages: &mut [MessageInfo],
     spec: &UidlSpec,
     remembered: Option<u32>,
+    owners: &Owners,
     mut content: impl FnMut(&MessageInfo) -> io::Result<R>,
 ) -> io::Result<(Chosen, Vec<Row>)> {
     let mut rows = Vec::with_capacity(messages.len());
@@ -139,7 +144,10 @@ fn choose_keeping_rows<R: Read>(
         rows.push(ids.finish(&pop3d));
         pop3d_ids.push(pop3d);
     }
-    let chosen = assign(spec.schemes(), &rows, &pop3d_ids);
+    let held = |i: usize| messages.get(i).map(|m: &MessageInfo| *m.uid.digest());
+    let chosen = assign(spec.schemes(), &rows, &pop3d_ids, |i, id| {
+        held(i).is_some_and(|d| !owners.may_take(id, &d))
+    });
     for (m, id) in messages.iter_mut().zip(chosen.ids) {
         m.uid.choose(id);
     }
@@ -163,7 +171,7 @@ mod tests {
     fn ids(mbox: &[u8], spec: &str) -> (Vec<String>, Chosen) {
         let mut s = scan_with_buffer(mbox, 4096).expect("scan");
         let spec = UidlSpec::parse(spec).expect("spec");
-        let chosen = choose(&mut s.messages, &spec, None, |m| {
+        let chosen = choose(&mut s.messages, &spec, None, &Owners::new(), |m| {
             let start = m.content_start as usize;
             Ok(&mbox[start..start + m.content_len as usize])
         })
@@ -216,7 +224,7 @@ From d@x Mon Jan  1 00:00:03 2024\nX-UID: 2\nSubject: forged copy of 2\n\nbody\n
         let spec = UidlSpec::parse("dovecot,pop3d").unwrap();
         let run = |remembered| {
             let mut s = scan_with_buffer(rest, 4096).expect("scan");
-            let chosen = choose(&mut s.messages, &spec, remembered, |m| {
+            let chosen = choose(&mut s.messages, &spec, remembered, &Owners::new(), |m| {
                 let start = m.content_start as usize;
                 Ok(&rest[start..start + m.content_len as usize])
             })
@@ -238,7 +246,7 @@ From d@x Mon Jan  1 00:00:03 2024\nX-UID: 2\nSubject: forged copy of 2\n\nbody\n
     fn an_own_x_imapbase_wins_over_the_remembered_one() {
         let spec = UidlSpec::parse("dovecot,pop3d").unwrap();
         let mut s = scan_with_buffer(DOVECOT, 4096).expect("scan");
-        choose(&mut s.messages, &spec, Some(7), |m| {
+        choose(&mut s.messages, &spec, Some(7), &Owners::new(), |m| {
             let start = m.content_start as usize;
             Ok(&DOVECOT[start..start + m.content_len as usize])
         })
@@ -280,7 +288,7 @@ From d@x Mon Jan  1 00:00:03 2024\nX-UID: 2\nSubject: forged copy of 2\n\nbody\n
             let (whole, _) = ids(mbox, spec);
             let mut s = scan_with_buffer(mbox, 4096).expect("scan");
             let spec = UidlSpec::parse(spec).expect("spec");
-            choose(&mut s.messages, &spec, None, |m| {
+            choose(&mut s.messages, &spec, None, &Owners::new(), |m| {
                 let start = m.content_start as usize;
                 Ok(OneByte(&mbox[start..start + m.content_len as usize]))
             })

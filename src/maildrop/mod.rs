@@ -386,6 +386,25 @@ impl Maildrop {
         let Some(first) = deleted.iter().position(|&d| d) else {
             return Ok(stats);
         };
+        // The deleted messages' ids pass to nobody else: recorded, synced, before the
+        // rewrite starts, so that no crash during it loses them (an interrupted rewrite is
+        // completed at the next login).
+        let before = self.owners.clone();
+        let now = uid_owners::now();
+        for (m, _) in self.messages.iter().zip(deleted).filter(|(_, &d)| d) {
+            self.owners.retire(*m.uid.digest(), now);
+            if let Some(id) = m.uid.chosen() {
+                // Owned by the message's header digest: should it stay after all, it keeps it.
+                self.owners.retire_id(id, *m.uid.digest(), now);
+            }
+        }
+        save_owners(
+            &self.path,
+            self.file.as_ref(),
+            &mut self.owners,
+            &self.messages,
+            now,
+        );
         let result = self.rewrite(deleted, first);
         // After a rewrite, or an interrupted one, the scan no longer describes the file.
         let touched = match &result {
@@ -393,13 +412,12 @@ impl Maildrop {
             Err((_, touched)) => *touched,
         };
         self.stale = touched;
-        if touched {
-            // The deleted messages' plain ids pass to nobody else (an interrupted rewrite is
-            // completed at the next login).
-            let now = uid_owners::now();
-            for (m, _) in self.messages.iter().zip(deleted).filter(|(_, &d)| d) {
-                self.owners.retire(*m.uid.digest(), now);
-            }
+        if !touched {
+            // Nothing was removed: a message that stays keeps its plain id. Only a crash
+            // before this point leaves those ids retired; each such message then shows
+            // another pop3d id once (fetched once more), while a `--uidl` id stays its own.
+            self.owners = before;
+            self.owners.mark_changed();
             save_owners(
                 &self.path,
                 self.file.as_ref(),
@@ -712,6 +730,7 @@ fn scan_file(
             &mut scan.messages,
             want.spec,
             want.remembered,
+            want.owners,
             |m| Ok(ReadAt::new(file, m.content_start, m.content_len)),
         )?)
     } else {
@@ -886,9 +905,10 @@ pub fn dry_run(path: &Path, spec: &UidlSpec) -> Result<DryRun, MaildropError> {
     };
     let Scanned { mut scan, .. } = scan_file(&f, octets, octets, &want)?;
     let remembered = lock::remembered_uid_validity(path);
-    let (chosen, first) = ids::choose_with_first(&mut scan.messages, spec, remembered, |m| {
-        Ok(ReadAt::new(&f, m.content_start, m.content_len))
-    })?;
+    let (chosen, first) =
+        ids::choose_with_first(&mut scan.messages, spec, remembered, &owners, |m| {
+            Ok(ReadAt::new(&f, m.content_start, m.content_len))
+        })?;
     Ok(DryRun {
         messages: scan.messages,
         chosen,
@@ -1545,6 +1565,91 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
                 "deleted {gone}"
             );
         }
+    }
+
+    fn open_with(path: &Path, uidl: &str) -> Result<Maildrop, MaildropError> {
+        let lock = SessionLock::try_acquire(path)?;
+        Maildrop::open(
+            path,
+            lock,
+            &OpenOptions {
+                lock_timeout: Duration::from_millis(300),
+                uidl: UidlSpec::parse(uidl).expect("spec"),
+                ..OpenOptions::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_crash_during_the_rewrite_keeps_the_deleted_ids_retired() {
+        let dir = TempDir::new("md-retire-crash");
+        let data = format!(
+            "From a@x {DATE}\nX-UIDL: one.1\n\nfirst\n\nFrom b@x {DATE}\nX-UIDL: two.2\n\nsecond\n"
+        );
+        let path = mbox(&dir, data.as_bytes());
+        let mut md = open_with(&path, "x-uidl,pop3d").expect("open");
+        assert_eq!(uids(&md), ["one.1", "two.2"]);
+        // The last message goes by a truncate; the crash comes after it, before its sync.
+        assert!(crash::during("truncate-sync", 1, || md.commit(&[false, true])));
+        drop(md);
+        assert_eq!(
+            fs::read(&path).expect("mbox").len(),
+            data.find("From b").expect("b")
+        );
+        let forged = format!("From evil@x {DATE}\nX-UIDL: two.2\n\nforged\n");
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(forged.as_bytes()))
+            .expect("deliver");
+        let after = uids(&open_with(&path, "x-uidl,pop3d").expect("reopen"));
+        assert_eq!(after[0], "one.1");
+        assert_ne!(after[1], "two.2", "the deleted message's id passed on");
+    }
+
+    #[test]
+    fn a_message_whose_deletion_crashed_before_the_rewrite_keeps_its_uidl_id() {
+        let dir = TempDir::new("md-retire-kept");
+        let data = format!(
+            "From a@x {DATE}\nX-UIDL: one.1\n\nfirst\n\nFrom b@x {DATE}\nX-UIDL: two.2\n\nsecond\n"
+        );
+        let path = mbox(&dir, data.as_bytes());
+        let mut md = open_with(&path, "x-uidl,pop3d").expect("open");
+        // The retirements are on disk; the crash comes before anything is removed.
+        assert!(crash::during("commit-locked", 1, || md.commit(&[false, true])));
+        drop(md);
+        assert_eq!(fs::read(&path).expect("mbox"), data.as_bytes());
+        let record = uid_owners::read(&path).expect("read").expect("record");
+        assert!(!record.may_take("two.2", &[0; 16]), "retired for others");
+        assert_eq!(
+            uids(&open_with(&path, "x-uidl,pop3d").expect("reopen")),
+            ["one.1", "two.2"],
+            "the message that stayed keeps its id"
+        );
+    }
+
+    #[test]
+    fn an_update_that_removed_nothing_leaves_every_id_as_it_was() {
+        let dir = TempDir::new("md-retire-undo");
+        let path = mbox(&dir, TWO);
+        let plain = uids(&open(&path).expect("open"));
+        let mut md = open_with(&path, "pop3d").expect("open");
+        // A delivery agent holds its lock past the timeout: UPDATE removes nothing.
+        let agent = fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&path)
+            .expect("agent open");
+        fs2::FileExt::try_lock_exclusive(&agent).expect("agent flock");
+        assert!(md.commit(&[true, false]).is_err());
+        drop(agent);
+        drop(md);
+        assert_eq!(fs::read(&path).expect("mbox"), TWO);
+        assert_eq!(uids(&open(&path).expect("reopen")), plain);
+        assert!(
+            uid_owners::read(&path).expect("read").is_none(),
+            "the retirements were put back: {plain:?}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! byte-identical copies. A D that collides and is not recorded is owned by the first
 //! message in file order (the one a client most likely fetched as D while it was alone), and
 //! recorded; UPDATE records the D of every deleted message it had not recorded as owned by
-//! nobody. So no id ever passes to a message with another body: not after either of two
+//! nobody (before it rewrites the mbox; put back if it removed nothing). So no id ever passes to a message with another body: not after either of two
 //! colliding messages is deleted (each keeps exactly its id), and not to mail delivered
 //! after a deleted message with the same headers, even when no session saw both.
 //!
@@ -125,6 +125,14 @@ impl Uid {
     /// `uidl::assign`) guarantees it is a valid unique id no other message has.
     pub fn choose(&mut self, id: String) {
         self.label = Label::Chosen(id.into_boxed_str());
+    }
+
+    /// The id a `--uidl` list chose, if one did (what UPDATE retires when the message goes).
+    pub fn chosen(&self) -> Option<&str> {
+        match &self.label {
+            Label::Chosen(id) => Some(id),
+            Label::Own { .. } => None,
+        }
     }
 }
 

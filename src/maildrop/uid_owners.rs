@@ -8,8 +8,8 @@
 //! whose message was deleted, the record holds the body digest of the message that owns the
 //! plain id D, or "nobody" once that message was deleted while alone. It is read at every
 //! open (a missing file costs one failed lstat) and written, only when it changed, under the
-//! session lock: at open when a collision is first seen, and after an UPDATE that deleted
-//! messages. A write goes to "MBOX.pop3d-uidl.new" (owner like the mbox, mode 0600), is
+//! session lock: at open when a collision is first seen, and when an UPDATE deletes messages
+//! (before the mbox is rewritten, and again as it was if nothing was removed). A write goes to "MBOX.pop3d-uidl.new" (owner like the mbox, mode 0600), is
 //! synced, renamed over the record and the directory synced, and the file ends in an md-5 of
 //! its text: a torn, damaged or missing record reads as empty (logged), which costs clients
 //! re-downloads, never mail. What is lost with it is said in scan.rs's module doc.
@@ -19,6 +19,14 @@
 //! maildrop again and forgotten the id); beyond `MAX_ENTRIES` the entries seen longest ago go
 //! first. An entry whose D is present is stamped at every write, and causes a write itself
 //! when its stamp is older than `REFRESH_SECS`, so a long-kept message is never dropped by age.
+//!
+//! Under a `--uidl` list the record also holds the ids a list chose for deleted messages
+//! (another server's X-UID or X-UIDL, a fallback), so a forged header copying one never
+//! names another message: the entry's key is `id_key` of the id (md-5 of a prefix no header
+//! digest input starts with, and the id), its owner the header digest of the message that
+//! held it, which alone may take that id again (it is still there when the UPDATE that was
+//! to delete it failed or was cut short). These are written before the mbox is rewritten;
+//! they expire like the others, `RETAIN_SECS` after the deletion.
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
@@ -165,6 +173,31 @@ impl Owners {
         self.insert(digest, Owner::Nobody, now);
     }
 
+    /// Records that the message with header digest `holder` showed the id `id` (chosen by a
+    /// `--uidl` list) and is being deleted: no other message takes `id` again.
+    pub fn retire_id(&mut self, id: &str, holder: [u8; 16], now: u64) {
+        self.insert(id_key(id), Owner::Body(holder), now);
+    }
+
+    /// Whether the message with header digest `holder` may show the id `id`: no, when `id`
+    /// is a deleted message's (`retire_id`) and that message had other headers.
+    pub fn may_take(&self, id: &str, holder: &[u8; 16]) -> bool {
+        if self.entries.is_empty() {
+            return true;
+        }
+        match self.owner(&id_key(id)) {
+            None => true,
+            Some(Owner::Body(b)) => b == *holder,
+            Some(Owner::Nobody) => false,
+        }
+    }
+
+    /// Marks the record as to be written: it replaces one already saved (an UPDATE that
+    /// removed nothing puts back the record as it was before).
+    pub fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
     fn insert(&mut self, digest: [u8; 16], owner: Owner, now: u64) {
         if let std::collections::hash_map::Entry::Vacant(v) = self.entries.entry(digest) {
             v.insert(Entry { owner, seen: now });
@@ -266,6 +299,18 @@ impl Owners {
             changed: false,
         })
     }
+}
+
+/// Start of the text whose md-5 keys a retired `--uidl` id: a header digest is md-5 of text
+/// that starts with "From ", so the two kinds of key never meet.
+const ID_KEY_PREFIX: &[u8] = b"pop3d-uidl id\n";
+
+/// The record's key for the unique id `id` a `--uidl` list chose.
+pub fn id_key(id: &str) -> [u8; 16] {
+    let mut h = Md5::new();
+    h.update(ID_KEY_PREFIX);
+    h.update(id.as_bytes());
+    h.finalize().into()
 }
 
 /// Seconds since the Unix epoch, for the entries' stamps (0 if the clock is before it).
@@ -437,6 +482,19 @@ mod tests {
         o.claim(D2, B2, T0);
         assert_eq!(o.owner(&D2), Some(Owner::Nobody));
         assert!(o.is_changed());
+    }
+
+    #[test]
+    fn a_retired_id_is_taken_only_by_the_message_that_held_it() {
+        let mut o = Owners::new();
+        assert!(o.may_take("000000026553f100", &D1));
+        o.retire_id("000000026553f100", D1, T0);
+        assert!(o.may_take("000000026553f100", &D1), "the same message");
+        assert!(!o.may_take("000000026553f100", &D2), "another message");
+        assert!(o.may_take("000000036553f100", &D2), "another id");
+        assert_ne!(id_key("x"), id_key("y"));
+        let back = Owners::parse(&o.to_bytes()).expect("parse");
+        assert!(!back.may_take("000000026553f100", &D2), "kept in the file");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The final unique ids of a maildrop, chosen from each message's candidates (one per scheme
 //! of the `--uidl` list): issue 15's rule. In file order, a message takes its most preferred
-//! candidate that no earlier message took; a candidate already taken (two byte-identical
-//! messages under popa3d, a forged X-UIDL) falls to the next scheme. A message left without
+//! candidate that no earlier message took and no deleted message showed; a candidate already
+//! taken (two byte-identical messages under popa3d, a forged X-UIDL) or retired (a forged
+//! copy of a deleted message's X-UID or X-UIDL) falls to the next scheme. A message left without
 //! any gets a fallback id distinct from every id given, built from pop3d's own id. The
 //! counts of what happened make one log line per session.
 
@@ -30,6 +31,8 @@ pub struct SchemeCounts {
     pub invalid: usize,
     /// ... or gave an id an earlier message had taken.
     pub duplicate: usize,
+    /// ... or gave the id of a deleted message (the caller's `retired`).
+    pub retired: usize,
 }
 
 /// The counts behind the session's one log line about unique ids.
@@ -53,7 +56,7 @@ impl AssignReport {
             || self
                 .schemes
                 .iter()
-                .any(|(_, c)| c.invalid > 0 || c.duplicate > 0)
+                .any(|(_, c)| c.invalid > 0 || c.duplicate > 0 || c.retired > 0)
     }
 }
 
@@ -67,6 +70,7 @@ impl fmt::Display for AssignReport {
                 (c.absent, "without its header"),
                 (c.invalid, "with an invalid id"),
                 (c.duplicate, "with an id taken before"),
+                (c.retired, "with an id of a deleted message"),
             ];
             for (n, why) in skipped {
                 if n > 0 {
@@ -95,19 +99,23 @@ const FALLBACK_BASE: usize = MAX_ID_LEN - 10;
 
 /// Chooses the ids. `rows[i]` holds message i's candidates, one per scheme of `schemes`, in
 /// that order (a short row counts its missing candidates as absent); `pop3d_ids[i]` is
-/// pop3d's own id for message i, the base of its fallback id.
+/// pop3d's own id for message i, the base of its fallback id. `retired(i, id)` says that
+/// `id` named a deleted message other than message i: no candidate or fallback that it
+/// refuses is given to message i, so an id never passes from a deleted message to another.
 pub fn assign(
     schemes: &[Scheme],
     rows: &[Vec<Result<String, Unnamed>>],
     pop3d_ids: &[String],
+    retired: impl Fn(usize, &str) -> bool,
 ) -> Assignment {
     let mut counts = vec![SchemeCounts::default(); schemes.len()];
     let mut taken: HashSet<&str> = HashSet::with_capacity(rows.len());
     let mut chosen: Vec<Option<(usize, &str)>> = Vec::with_capacity(rows.len());
-    for row in rows {
+    for (i, row) in rows.iter().enumerate() {
         let mut pick = None;
         for (k, c) in counts.iter_mut().enumerate() {
             match row.get(k) {
+                Some(Ok(id)) if retired(i, id) => c.retired += 1,
                 Some(Ok(id)) if taken.insert(id.as_str()) => {
                     c.named += 1;
                     pick = Some((k, id.as_str()));
@@ -139,7 +147,7 @@ pub fn assign(
         };
         let mut id = base.clone();
         let mut n = 0u64;
-        while !valid_id(id.as_bytes()) || taken.contains(&id) {
+        while !valid_id(id.as_bytes()) || taken.contains(&id) || retired(i, &id) {
             n += 1;
             id = format!("{base}-{n}");
         }
@@ -166,6 +174,32 @@ mod tests {
         Ok(id.to_owned())
     }
 
+    /// No deleted message's id is recorded.
+    fn none(_: usize, _: &str) -> bool {
+        false
+    }
+
+    #[test]
+    fn a_retired_candidate_falls_to_the_next_scheme_and_is_counted() {
+        // Message 1 held "u2" when it was deleted in an earlier session (so it may keep
+        // it); message 2 is a forged copy, and its fallback may not be "p2" either.
+        let schemes = [Scheme::Dovecot, Scheme::Pop3d];
+        let rows = vec![vec![ok("u2"), ok("p1")], vec![ok("u2"), ok("p2")]];
+        let retired = |i: usize, id: &str| i == 1 && (id == "u2" || id == "p2");
+        let a = assign(&schemes, &rows, &["p1".into(), "p2".into()], retired);
+        assert_eq!(a.ids, ["u2", "p2-1"]);
+        assert_eq!(a.named, [Named::Scheme(Scheme::Dovecot), Named::Fallback]);
+        assert_eq!(a.report.schemes[0].1.retired, 1);
+        assert_eq!(a.report.schemes[1].1.retired, 1);
+        assert!(a.report.unusual());
+        assert_eq!(
+            a.report.to_string(),
+            "unique ids of 2 messages: dovecot named 1, passed on 1 with an id of a deleted \
+             message; pop3d named 0, passed on 1 with an id of a deleted message; \
+             1 got a fallback id"
+        );
+    }
+
     #[test]
     fn first_in_file_order_keeps_an_id_and_later_ones_fall_to_the_next_scheme() {
         let schemes = [Scheme::Popa3d, Scheme::Pop3d];
@@ -174,7 +208,12 @@ mod tests {
             vec![ok("same"), ok("p2")],
             vec![ok("other"), ok("p3")],
         ];
-        let a = assign(&schemes, &rows, &["p1".into(), "p2".into(), "p3".into()]);
+        let a = assign(
+            &schemes,
+            &rows,
+            &["p1".into(), "p2".into(), "p3".into()],
+            none,
+        );
         assert_eq!(a.ids, ["same", "p2", "other"]);
         assert_eq!(
             a.named,
@@ -196,7 +235,12 @@ mod tests {
             vec![Err(Unnamed::Absent), ok("p2")],
             vec![Err(Unnamed::Invalid), ok("p3")],
         ];
-        let a = assign(&schemes, &rows, &["p1".into(), "p2".into(), "p3".into()]);
+        let a = assign(
+            &schemes,
+            &rows,
+            &["p1".into(), "p2".into(), "p3".into()],
+            none,
+        );
         assert_eq!(a.ids, ["d1", "p2", "p3"]);
         let c = a.report.schemes[0].1;
         assert_eq!((c.named, c.absent, c.invalid, c.duplicate), (1, 1, 1, 0));
@@ -214,6 +258,7 @@ mod tests {
             &[Scheme::Dovecot, Scheme::Pop3d],
             &[vec![Err(Unnamed::Absent), ok("p1")]],
             &["p1".into()],
+            none,
         );
         assert!(!a.report.unusual());
     }
@@ -228,6 +273,7 @@ mod tests {
             &schemes,
             &rows,
             &["p1".into(), "p2".into(), "p3".into(), "p4".into()],
+            none,
         );
         assert_eq!(a.ids, ["p2", "p2-2", "p2-1", "p4"]);
         assert_eq!(
@@ -252,6 +298,7 @@ mod tests {
             &[Scheme::XUidl],
             &[vec![ok(&long[..60])], vec![Err(Unnamed::Absent)]],
             &["y".into(), long.clone()],
+            none,
         );
         assert_eq!(a.ids[1], format!("{}-1", &long[..60]));
         assert!(a.ids.iter().all(|id| valid_id(id.as_bytes())));
