@@ -701,6 +701,74 @@ mod tests {
         assert!(meta.file_type().is_fifo(), "replaced by a record");
     }
 
+    /// Another user swapping a FIFO and a regular file under the record's name, as fast as
+    /// it can, never blocks a read (a check by name before the open would be raced).
+    #[test]
+    fn a_fifo_swapped_in_during_reads_never_blocks() {
+        let dir = TempDir::new("uidl-fifo-race");
+        let mbox = dir.path().join("alice");
+        let path = companion::path(&mbox, companion::UIDL);
+        let fifo = dir.path().join("fifo");
+        if !mkfifo(&fifo) {
+            eprintln!("skipped: no mkfifo");
+            return;
+        }
+        let regular = dir.path().join("regular");
+        let mut o = Owners::new();
+        o.claim(D1, B1, T0);
+        fs::write(&regular, o.to_bytes()).expect("record");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, path, fifo, regular) =
+                (stop.clone(), path.clone(), fifo.clone(), regular.clone());
+            let spare = dir.path().join("spare");
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for source in [&regular, &fifo] {
+                        let _ = fs::remove_file(&spare);
+                        if fs::hard_link(source, &spare).is_ok() {
+                            let _ = fs::rename(&spare, &path);
+                        }
+                    }
+                }
+            })
+        };
+        // Until each of the two has been met often (or a bound): then the swaps overlapped
+        // many reads.
+        let outcomes = within(&fifo, move || {
+            let (mut records, mut fifos) = (0, 0);
+            let mut outcomes = Vec::new();
+            for _ in 0..RACE_READS {
+                let outcome = read(&mbox, &mine());
+                match &outcome {
+                    Ok(Some(_)) => records += 1,
+                    Err(RecordError::Untrusted(_)) => fifos += 1,
+                    _ => {}
+                }
+                outcomes.push(outcome);
+                if records >= RACE_MEETINGS && fifos >= RACE_MEETINGS {
+                    break;
+                }
+            }
+            outcomes
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().expect("swapper");
+        // Only the regular file is ever read; which one the name held depends on the timing.
+        for outcome in outcomes {
+            match outcome {
+                Ok(None) => {}
+                Ok(Some(r)) => assert_eq!(r.owner(&D1), Some(Owner::Body(B1))),
+                Err(RecordError::Untrusted(u)) => assert_eq!(u.why, private::Why::NotAFile),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Most reads of the race test, and how often it wants to meet each file.
+    const RACE_READS: usize = 200_000;
+    const RACE_MEETINGS: usize = 2_000;
+
     /// A record that another user could have written: not read, and not replaced.
     fn untrusted_record_is_left_alone(label: &str, plant: impl Fn(&Path)) {
         let dir = TempDir::new(label);
