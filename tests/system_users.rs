@@ -480,7 +480,21 @@ fn a_unique_id_record_planted_by_another_user_is_not_used() {
         fs::set_permissions(&record, fs::Permissions::from_mode(0o666)).unwrap();
         assert_eq!(ids(), before);
         assert!(fs::symlink_metadata(&record).unwrap().file_type().is_fifo());
+        fs::remove_file(&record).unwrap();
     }
+
+    // The temporary record's old fixed name, planted: the record is still written when the
+    // message is deleted, and the planted file stays.
+    let temp = spool.join(format!("{}.pop3d-uidl.new", f.sha512));
+    fs::write(&temp, b"planted").unwrap();
+    chown(&temp, Some(mallory), Some(mallory)).unwrap();
+    let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
+    assert!(reply.starts_with("+OK"), "{reply}");
+    c.ok("DELE 1");
+    c.ok("QUIT");
+    let written = fs::symlink_metadata(&record).expect("the record was not written");
+    assert_eq!(written.uid(), uid_of(&f.sha512));
+    assert_eq!(fs::read(&temp).unwrap(), b"planted");
 }
 
 #[test]

@@ -210,15 +210,15 @@ fn open_vetted(path: &Path, owners: &Owners, write: bool) -> Result<Option<File>
     Ok(Some(file))
 }
 
-/// Whether the file at `path`, as `lstat` sees it, may be removed or replaced as pop3d's own
-/// (a stale temporary file, a record to drop): Ok(None) when there is none. In a sticky
+/// Whether there is a file at `path` that, as `lstat` sees it, may be removed as pop3d's
+/// own (a stale temporary file, a record to drop): Ok(false) when there is none. In a sticky
 /// spool nobody else can swap a file of the mbox's owner for theirs after this check.
-pub fn check_existing(path: &Path, owners: &Owners) -> Result<Option<()>, PrivateError> {
+pub fn check_existing(path: &Path, owners: &Owners) -> Result<bool, PrivateError> {
     match fs::symlink_metadata(path) {
         Ok(meta) => vet(path, &meta, owners)
-            .map(Some)
+            .map(|()| true)
             .map_err(PrivateError::Untrusted),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -385,10 +385,7 @@ pub fn save(mbox: &Path, owners: &mut Owners, like: Option<&fs::Metadata>) -> io
     let path = companion::path(mbox, companion::UIDL);
     if owners.entries.is_empty() {
         // Only pop3d's or the owner's file: one planted after `load` stays.
-        if private::check_existing(&path, &files)
-            .map_err(into_io)?
-            .is_some()
-        {
+        if private::check_existing(&path, &files).map_err(into_io)? {
             match fs::remove_file(&path) {
                 Ok(()) => sync_dir(&path)?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -463,12 +460,12 @@ fn remove_stale_temps(mbox: &Path, files: &private::Owners) {
         }
         let tmp = entry.path();
         match private::check_existing(&tmp, files) {
-            Ok(Some(())) => {
+            Ok(true) => {
                 if let Err(e) = fs::remove_file(&tmp) {
                     log::warn!("{}: cannot remove: {e}", tmp.display());
                 }
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(e) => log::warn!("{e}: left as it is"),
         }
     }
