@@ -730,6 +730,8 @@ mod tests {
                 }
             })
         };
+        // Stops the swapper before the directory goes, even when the test fails.
+        let swapping = Swapping(stop, Some(swapper));
         // Until each of the two has been met often (or a bound): then the swaps overlapped
         // many reads.
         let outcomes = within(&fifo, move || {
@@ -749,8 +751,7 @@ mod tests {
             }
             outcomes
         });
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        swapper.join().expect("swapper");
+        drop(swapping);
         // Only the regular file is ever read; which one the name held depends on the timing.
         for outcome in outcomes {
             match outcome {
@@ -758,6 +759,21 @@ mod tests {
                 Ok(Some(r)) => assert_eq!(r.owner(&D1), Some(Owner::Body(B1))),
                 Err(RecordError::Untrusted(u)) => assert_eq!(u.why, private::Why::NotAFile),
                 Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// The race test's swapping thread: stopped and joined on drop.
+    struct Swapping(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        Option<std::thread::JoinHandle<()>>,
+    );
+
+    impl Drop for Swapping {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(t) = self.1.take() {
+                let _ = t.join();
             }
         }
     }
