@@ -365,6 +365,7 @@ mod tests {
             "bob.POP3D-JOURNAL.STALE-1",
             "bob.pop3d-uidl",
             "bob.pop3d-uidl.new",
+            "bob.pop3d-uidl.new-4242-1700000000123456789",
         ] {
             assert!(!valid_user_name(name), "{name:?} should be refused");
         }

@@ -8,7 +8,7 @@ use crate::support;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{chown, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -408,6 +408,93 @@ fn companions_planted_by_another_user_in_a_sticky_spool_are_refused() {
     assert!(reply.starts_with("+OK"), "{reply}");
     assert_eq!(c.multi("LIST").len(), 1);
     c.ok("QUIT");
+}
+
+/// A unique id record as pop3d writes it, saying that nobody owns the plain id `digest`.
+fn record_retiring(digest: &str) -> Vec<u8> {
+    let mut text = format!("pop3d-uidl 1\n{digest} - 1700000000\n").into_bytes();
+    let sum = support::md5_hex(&text);
+    text.extend_from_slice(format!("md5 {sum}\n").as_bytes());
+    text
+}
+
+/// In a world-writable sticky spool, another user plants the victim's unique id record: one
+/// that would take the plain id from the victim's message, then a FIFO. Neither is used,
+/// replaced or waited on (the client's read timeout fails a hang): the victim logs in, the
+/// message keeps its id, and the log names the file and its owner.
+#[test]
+fn a_unique_id_record_planted_by_another_user_is_not_used() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("u");
+    let dir = TempDir::new("system-users-uidl");
+    let spool = dir.path().join("mail");
+    fs::create_dir(&spool).unwrap();
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o1777)).unwrap();
+    let content = mbox_message("a@x", "Subject: private\n\nfor sha512 only\n");
+    user_mbox(&spool, &f.sha512, 0o600, &content);
+    let mallory = uid_of(&f.yescrypt);
+    let record = spool.join(format!("{}.pop3d-uidl", f.sha512));
+    let log = dir.path().join("pop3d.log");
+    let (_server, addr) = start(&spool.join("%u"), &log);
+    let ids = || {
+        let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
+        assert!(reply.starts_with("+OK"), "{reply}");
+        let ids = c.multi("UIDL");
+        c.ok("QUIT");
+        ids
+    };
+    let before = ids();
+    assert_eq!(before.len(), 1);
+    assert!(
+        fs::symlink_metadata(&record).is_err(),
+        "no collision: no record"
+    );
+    let plain = before[0].split(' ').nth(1).unwrap().to_string();
+
+    let planted = record_retiring(&plain);
+    fs::write(&record, &planted).unwrap();
+    chown(&record, Some(mallory), Some(mallory)).unwrap();
+    fs::set_permissions(&record, fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(ids(), before, "the planted record changed the id");
+    assert_eq!(
+        fs::read(&record).unwrap(),
+        planted,
+        "the planted record changed"
+    );
+    let text = fs::read_to_string(&log).unwrap();
+    let named = text.lines().any(|l| {
+        l.contains(&record.display().to_string()) && l.contains(&format!("uid {mallory}"))
+    });
+    assert!(
+        named,
+        "the log must name {} and its owner",
+        record.display()
+    );
+    fs::remove_file(&record).unwrap();
+
+    let made = Command::new("mkfifo").arg(&record).status();
+    if made.is_ok_and(|s| s.success()) {
+        chown(&record, Some(mallory), Some(mallory)).unwrap();
+        fs::set_permissions(&record, fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(ids(), before);
+        assert!(fs::symlink_metadata(&record).unwrap().file_type().is_fifo());
+        fs::remove_file(&record).unwrap();
+    }
+
+    // The temporary record's old fixed name, planted: the record is still written when the
+    // message is deleted, and the planted file stays.
+    let temp = spool.join(format!("{}.pop3d-uidl.new", f.sha512));
+    fs::write(&temp, b"planted").unwrap();
+    chown(&temp, Some(mallory), Some(mallory)).unwrap();
+    let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
+    assert!(reply.starts_with("+OK"), "{reply}");
+    c.ok("DELE 1");
+    c.ok("QUIT");
+    let written = fs::symlink_metadata(&record).expect("the record was not written");
+    assert_eq!(written.uid(), uid_of(&f.sha512));
+    assert_eq!(fs::read(&temp).unwrap(), b"planted");
 }
 
 #[test]

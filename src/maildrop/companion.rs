@@ -25,8 +25,13 @@ pub const JOURNAL_SET_ASIDE: &str = ".pop3d-journal.stale-";
 
 /// The record of who owns a unique id ("alice.pop3d-uidl", see uid_owners.rs).
 pub const UIDL: &str = ".pop3d-uidl";
-/// The record being replaced by rename ("alice.pop3d-uidl.new").
-pub const UIDL_TEMP: &str = ".pop3d-uidl.new";
+/// Start of the name of a record being written, to replace the record by rename
+/// ("alice.pop3d-uidl.new-PID-NANOS", see `uidl_temp`): unique to each write, so that nobody
+/// can plant the file beforehand and so keep the record from being written.
+pub const UIDL_TEMP: &str = ".pop3d-uidl.new-";
+/// The fixed temporary name that pop3d used before `UIDL_TEMP`: still reserved, so that a
+/// file left under it is never some user's maildrop.
+pub const UIDL_TEMP_FIXED: &str = ".pop3d-uidl.new";
 
 /// How a companion's suffix is matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,14 +43,15 @@ pub enum Suffix {
 }
 
 /// Every companion pop3d may create or take, and so every reserved user-name suffix.
-pub const ALL: [Suffix; 7] = [
+pub const ALL: [Suffix; 8] = [
     Suffix::Exact(DOTLOCK),
     Suffix::Exact(SESSION),
     Suffix::Exact(JOURNAL),
     Suffix::Exact(JOURNAL_TEMP),
     Suffix::Prefix(JOURNAL_SET_ASIDE),
     Suffix::Exact(UIDL),
-    Suffix::Exact(UIDL_TEMP),
+    Suffix::Prefix(UIDL_TEMP),
+    Suffix::Exact(UIDL_TEMP_FIXED),
 ];
 
 /// `mbox` with `suffix` appended to its file name ("/var/mail/alice" -> "/var/mail/alice.lock").
@@ -75,6 +81,11 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
         _ => Path::new("."),
     };
     File::open(dir)?.sync_all()
+}
+
+/// The temporary record of `mbox` named by `tag`: `UIDL_TEMP` then `tag`.
+pub fn uidl_temp(mbox: &Path, tag: &str) -> PathBuf {
+    path(mbox, &format!("{UIDL_TEMP}{tag}"))
 }
 
 /// Whether the file name `name` is some other name's companion: some non-empty name followed
@@ -131,6 +142,7 @@ mod tests {
             "a.pop3d-journal.newer",
             "a.pop3d-journal.stale",
             "a.pop3d-uidlx",
+            "a.pop3d-uidl.newer",
         ] {
             assert!(!is_companion_name(name.as_bytes()), "{name}");
         }
@@ -153,5 +165,10 @@ mod tests {
             path(mbox, &format!("{JOURNAL_SET_ASIDE}17")),
             "a set-aside journal's name must be the one reserved"
         );
+        assert_eq!(
+            uidl_temp(mbox, "1-2"),
+            Path::new("/var/mail/bob.pop3d-uidl.new-1-2")
+        );
+        assert!(is_companion_name(b"bob.pop3d-uidl.new-1-2"));
     }
 }

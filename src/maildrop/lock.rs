@@ -488,10 +488,18 @@ impl SessionLock {
 }
 
 /// The remembered UIDVALIDITY of `mbox`, read from its session-lock companion without taking
-/// the lock (for the dry run, which never writes); None if there is none.
-pub fn remembered_uid_validity(mbox: &Path) -> Option<u32> {
-    let file = File::open(sibling(mbox, companion::SESSION)).ok()?;
-    read_uid_validity(&file)
+/// the lock (for the dry run, which never writes, perhaps as root); None if there is none.
+/// The companion is opened as the session opens it (private.rs): no symlink, no FIFO, and
+/// only a file of `owners` that nobody else may write (an untrusted one is logged).
+pub fn remembered_uid_validity(mbox: &Path, owners: &Owners) -> Option<u32> {
+    match private::read_existing(&sibling(mbox, companion::SESSION), owners) {
+        Ok(file) => read_uid_validity(&file?),
+        Err(PrivateError::Untrusted(u)) => {
+            log::error!("{u}: no remembered UIDVALIDITY read from it");
+            None
+        }
+        Err(PrivateError::Io(_)) => None,
+    }
 }
 
 /// The companion's line: "uidvalidity N\n".
@@ -542,7 +550,10 @@ mod tests {
         lock.remember_uid_validity(4_000_000_000).expect("remember");
         lock.remember_uid_validity(1_700_000_000).expect("remember");
         assert_eq!(lock.remembered_uid_validity(), Some(1_700_000_000));
-        assert_eq!(remembered_uid_validity(&path), Some(1_700_000_000));
+        assert_eq!(
+            remembered_uid_validity(&path, &Owners::of(None, None)),
+            Some(1_700_000_000)
+        );
         assert_eq!(fs::read(&companion).unwrap(), b"uidvalidity 1700000000\n");
         assert_eq!(fs::metadata(&companion).unwrap().modified().unwrap(), login);
         drop(lock);
@@ -553,7 +564,44 @@ mod tests {
             b"x",
         ] {
             fs::write(&companion, junk).unwrap();
-            assert_eq!(remembered_uid_validity(&path), None, "{junk:?}");
+            assert_eq!(
+                remembered_uid_validity(&path, &Owners::of(None, None)),
+                None,
+                "{junk:?}"
+            );
+        }
+    }
+
+    /// The dry run reads the session lock without taking it, perhaps as root: a FIFO
+    /// planted under its name must neither block it nor be read.
+    #[test]
+    fn a_fifo_session_lock_does_not_block_the_dry_runs_read() {
+        let dir = TempDir::new("lock-fifo");
+        let path = mbox(&dir);
+        let companion = sibling(&path, companion::SESSION);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&companion)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !made {
+            eprintln!("skipped: no mkfifo");
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mbox = path.clone();
+        thread::spawn(move || {
+            let _ = tx.send(remembered_uid_validity(&mbox, &Owners::of(None, None)));
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(v) => assert_eq!(v, None),
+            Err(_) => {
+                // Lets the blocked open return, so the thread ends.
+                let _ = OpenOptions::new()
+                    .write(true)
+                    .custom_flags(0o4_000)
+                    .open(&companion);
+                panic!("blocked on the FIFO {}", companion.display());
+            }
         }
     }
 

@@ -243,7 +243,7 @@ impl Maildrop {
         }
         let file = open_mbox(path, opts.owner)?;
         // Under the session lock, which every writer of the record holds.
-        let mut owners = uid_owners::load(path);
+        let mut owners = uid_owners::load(path, &private::Owners::of(opts.owner, file.as_ref()));
         let now = uid_owners::now();
         let want = WantedIds {
             spec: &opts.uidl,
@@ -895,16 +895,18 @@ pub fn dry_run(path: &Path, spec: &UidlSpec) -> Result<DryRun, MaildropError> {
     }
     let octets = f.metadata()?.len();
     let pop3d_only = UidlSpec::default();
-    // The record of id owners as it is (never written here): unreadable, the ids shown for
-    // colliding messages are those of the stateless rule.
-    let owners = uid_owners::read(path).ok().flatten().unwrap_or_default();
+    // The record of id owners as it is (never written here): unreadable or untrusted (logged),
+    // the ids shown for colliding messages are those of the stateless rule. Its companions
+    // are trusted as a session trusts them: the mbox owner's or this process's.
+    let files = private::Owners::of(None, Some(&f));
+    let owners = uid_owners::load(path, &files);
     let want = WantedIds {
         spec: &pop3d_only,
         remembered: None,
         owners: &owners,
     };
     let Scanned { mut scan, .. } = scan_file(&f, octets, octets, &want)?;
-    let remembered = lock::remembered_uid_validity(path);
+    let remembered = lock::remembered_uid_validity(path, &files);
     let (chosen, first) =
         ids::choose_with_first(&mut scan.messages, spec, remembered, &owners, |m| {
             Ok(ReadAt::new(&f, m.content_start, m.content_len))
@@ -1544,7 +1546,9 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         // Damaged: the ids follow the file order again, and the record is whole again.
         fs::write(&record, b"pop3d-uidl 1\ngarbage\n").expect("damage");
         assert_eq!(uids(&open(&path).expect("open")), first);
-        assert!(uid_owners::read(&path).expect("read").is_some());
+        assert!(uid_owners::read(&path, &private::Owners::of(None, None))
+            .expect("read")
+            .is_some());
     }
 
     #[test]
@@ -1619,7 +1623,9 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         assert!(crash::during("commit-locked", 1, || md.commit(&[false, true])));
         drop(md);
         assert_eq!(fs::read(&path).expect("mbox"), data.as_bytes());
-        let record = uid_owners::read(&path).expect("read").expect("record");
+        let record = uid_owners::read(&path, &private::Owners::of(None, None))
+            .expect("read")
+            .expect("record");
         assert!(!record.may_take("two.2", &[0; 16]), "retired for others");
         assert_eq!(
             uids(&open_with(&path, "x-uidl,pop3d").expect("reopen")),
@@ -1647,7 +1653,9 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         assert_eq!(fs::read(&path).expect("mbox"), TWO);
         assert_eq!(uids(&open(&path).expect("reopen")), plain);
         assert!(
-            uid_owners::read(&path).expect("read").is_none(),
+            uid_owners::read(&path, &private::Owners::of(None, None))
+                .expect("read")
+                .is_none(),
             "the retirements were put back: {plain:?}"
         );
     }

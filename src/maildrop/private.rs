@@ -1,9 +1,11 @@
 //! pop3d's private companion files beside an mbox (the session lock, the journal and the
-//! temporary journal; not the dotlock, which delivery agents share): opened without following
+//! temporary journal, the unique id record; not the dotlock, which delivery agents share):
+//! opened without following
 //! a symlink, and trusted only when the opened file is a regular file of the mbox's owner (or
 //! of pop3d's own effective uid) that nobody else may write. In a world-writable sticky spool
 //! any user can create "alice.pop3d-journal"; such a file is refused, never replayed, locked
-//! or removed, and the caller refuses the login (the admin has to look).
+//! or removed, and the caller refuses the login (the admin has to look), or, for the unique
+//! id record, goes on without it.
 
 use std::error::Error;
 use std::fmt;
@@ -143,12 +145,23 @@ fn vet(path: &Path, meta: &Metadata, owners: &Owners) -> Result<(), Untrusted> {
 }
 
 /// Opens the existing private file at `path` read-write, None if there is none. Never
-/// follows a symlink; the opened file itself is vetted (fstat), so nothing can be swapped in
-/// between a check and the open.
+/// follows a symlink nor blocks on a FIFO; the opened file itself is vetted (fstat), so
+/// nothing can be swapped in between a check and the open.
 pub fn open_existing(path: &Path, owners: &Owners) -> Result<Option<File>, PrivateError> {
+    open_vetted(path, owners, true)
+}
+
+/// Opens the existing private file at `path` for reading only, vetted as `open_existing`
+/// does: for a reader that never writes it (the unique id record, the dry run's read of the
+/// session lock), so that a read-only file system or a 0400 file still reads.
+pub fn read_existing(path: &Path, owners: &Owners) -> Result<Option<File>, PrivateError> {
+    open_vetted(path, owners, false)
+}
+
+fn open_vetted(path: &Path, owners: &Owners, write: bool) -> Result<Option<File>, PrivateError> {
     let opened = OpenOptions::new()
         .read(true)
-        .write(true)
+        .write(write)
         .custom_flags(O_NOFOLLOW | O_NONBLOCK)
         .open(path);
     let file = match opened {
@@ -170,6 +183,19 @@ pub fn open_existing(path: &Path, owners: &Owners) -> Result<Option<File>, Priva
         }
     }
     Ok(Some(file))
+}
+
+/// Whether there is a file at `path` that, as `lstat` sees it, may be removed as pop3d's
+/// own (a stale temporary file, a record to drop): Ok(false) when there is none. In a sticky
+/// spool nobody else can swap a file of the mbox's owner for theirs after this check.
+pub fn check_existing(path: &Path, owners: &Owners) -> Result<bool, PrivateError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => vet(path, &meta, owners)
+            .map(|()| true)
+            .map_err(PrivateError::Untrusted),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Opens the private file at `path` read-write, creating it (mode 0600, exclusively, which

@@ -7,12 +7,19 @@
 //! For each header digest D that has collided (two messages with the same D in one scan) or
 //! whose message was deleted, the record holds the body digest of the message that owns the
 //! plain id D, or "nobody" once that message was deleted while alone. It is read at every
-//! open (a missing file costs one failed lstat) and written, only when it changed, under the
+//! open (a missing file costs one failed open) and written, only when it changed, under the
 //! session lock: at open when a collision is first seen, and when an UPDATE deletes messages
-//! (before the mbox is rewritten, and again as it was if nothing was removed). A write goes to "MBOX.pop3d-uidl.new" (owner like the mbox, mode 0600), is
-//! synced, renamed over the record and the directory synced, and the file ends in an md-5 of
-//! its text: a torn, damaged or missing record reads as empty (logged), which costs clients
-//! re-downloads, never mail. What is lost with it is said in scan.rs's module doc.
+//! (before the mbox is rewritten, and again as it was if nothing was removed). A write goes to a new file "MBOX.pop3d-uidl.new-PID-NANOS" (created exclusively,
+//! so nobody can plant it beforehand; owner like the mbox, mode 0600), is synced, renamed
+//! over the record and the directory synced, and the file ends in an md-5 of its text: a
+//! torn, damaged or missing record reads as empty (logged) and is rebuilt, which costs
+//! clients re-downloads, never mail. What is lost with it is said in scan.rs's module doc.
+//!
+//! In a world-writable spool another user can plant a file under the record's name. The
+//! record is opened as pop3d's other private companions are (private.rs: no symlink, no
+//! blocking on a FIFO, only a regular file of the mbox's owner or pop3d's that nobody else
+//! may write); one that is not trusted, or that cannot be read, is logged and the session
+//! goes on without it and writes none (it would replace what it could not see).
 //!
 //! Bounds: an entry whose D no longer appears in the mbox is dropped `RETAIN_SECS` after it
 //! was last seen there (by then a client that fetched the message under D has checked the
@@ -33,14 +40,16 @@ use std::error::Error;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
 
 use super::companion::{self, sync_dir};
 use super::lock::match_owner;
+use super::private::{self, PrivateError};
 
 /// Most entries the record holds: an entry is a collision or a deleted message's id, so ten
 /// thousand cover a month of heavy mail; at the bound the file is under a megabyte.
@@ -99,6 +108,12 @@ pub struct Owners {
     entries: HashMap<[u8; 16], Entry>,
     /// Whether it differs from the file (or the file must be rewritten).
     changed: bool,
+    /// Who may own the record's file (as for the other private companions); None for a
+    /// record not loaded from a mailbox, whose file only pop3d's own uid may own.
+    files: Option<private::Owners>,
+    /// Set when the file was there but could not be read or was not trusted: this session
+    /// then never writes the record, which would replace what it could not see.
+    hands_off: bool,
 }
 
 /// Why the record could not be read.
@@ -106,8 +121,8 @@ pub struct Owners {
 pub enum RecordError {
     /// Reading failed.
     Io(io::Error),
-    /// The file is not a regular file.
-    NotAFile,
+    /// The file is not pop3d's to trust (a symlink, a FIFO, another user's, shared).
+    Untrusted(private::Untrusted),
     /// The file is larger than any record pop3d writes.
     TooLarge(u64),
     /// The text is not a whole record (torn, damaged or another program's).
@@ -118,7 +133,7 @@ impl fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RecordError::Io(e) => write!(f, "cannot read: {e}"),
-            RecordError::NotAFile => f.write_str("not a regular file"),
+            RecordError::Untrusted(u) => u.fmt(f),
             RecordError::TooLarge(n) => write!(f, "{n} bytes, more than a record holds"),
             RecordError::Malformed(why) => write!(f, "malformed: {why}"),
         }
@@ -129,6 +144,7 @@ impl Error for RecordError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             RecordError::Io(e) => Some(e),
+            RecordError::Untrusted(u) => Some(u),
             _ => None,
         }
     }
@@ -296,7 +312,7 @@ impl Owners {
         }
         Ok(Owners {
             entries,
-            changed: false,
+            ..Owners::default()
         })
     }
 }
@@ -320,86 +336,113 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Reads the record of `mbox`: Ok(None) when there is none (one failed lstat).
-pub fn read(mbox: &Path) -> Result<Option<Owners>, RecordError> {
+/// Reads the record of `mbox`: Ok(None) when there is none. The file is opened as pop3d's
+/// other private companions are (private.rs): never through a symlink, never blocking on a
+/// FIFO, and used only when it is a regular file of one of `files` that nobody else may write.
+pub fn read(mbox: &Path, files: &private::Owners) -> Result<Option<Owners>, RecordError> {
     let path = companion::path(mbox, companion::UIDL);
-    let meta = match fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let file = match private::read_existing(&path, files) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        Err(PrivateError::Untrusted(u)) => return Err(RecordError::Untrusted(u)),
+        Err(PrivateError::Io(e)) => return Err(e.into()),
     };
-    if !meta.is_file() {
-        return Err(RecordError::NotAFile);
+    let len = file.metadata()?.len();
+    if len > MAX_RECORD_BYTES {
+        return Err(RecordError::TooLarge(len));
     }
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let opened = file.metadata()?;
-    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
-        // Replaced between lstat and open: perhaps by a symlink, which is not followed.
-        return Err(RecordError::NotAFile);
-    }
-    if opened.len() > MAX_RECORD_BYTES {
-        return Err(RecordError::TooLarge(opened.len()));
-    }
-    let mut bytes = Vec::with_capacity(opened.len() as usize);
+    let mut bytes = Vec::with_capacity(len as usize);
     file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_RECORD_BYTES {
         return Err(RecordError::TooLarge(bytes.len() as u64));
     }
-    Owners::parse(&bytes).map(Some)
+    let mut owners = Owners::parse(&bytes)?;
+    owners.files = Some(*files);
+    Ok(Some(owners))
 }
 
-/// The record of `mbox`, or an empty one (to be rewritten) when it cannot be read: the
-/// ids then follow the stateless rule until the record is rebuilt, which is logged.
-pub fn load(mbox: &Path) -> Owners {
-    match read(mbox) {
-        Ok(owners) => owners.unwrap_or_default(),
-        Err(e) => {
+/// The record of `mbox` for this session (`files` as for `read`). A record that is not
+/// whole (torn, damaged, too large) reads as empty and is rebuilt; one that could not be
+/// read, or that is not trusted, reads as empty and is left as it is: this session writes
+/// no record (it would replace what it could not see). Either way the ids of colliding
+/// messages follow the stateless rule meanwhile, which is logged.
+pub fn load(mbox: &Path, files: &private::Owners) -> Owners {
+    loaded(mbox, files, read(mbox, files))
+}
+
+fn loaded(
+    mbox: &Path,
+    files: &private::Owners,
+    read: Result<Option<Owners>, RecordError>,
+) -> Owners {
+    let path = companion::path(mbox, companion::UIDL);
+    let mut owners = Owners {
+        files: Some(*files),
+        ..Owners::default()
+    };
+    match read {
+        Ok(Some(record)) => return record,
+        Ok(None) => {}
+        Err(e @ (RecordError::Malformed(_) | RecordError::TooLarge(_))) => {
             log::warn!(
-                "{}: unique id record ignored, ids of colliding messages may change: {e}",
-                companion::path(mbox, companion::UIDL).display()
+                "{}: unique id record rebuilt, ids of colliding messages may change: {e}",
+                path.display()
             );
-            Owners {
-                entries: HashMap::new(),
-                changed: true,
-            }
+            owners.changed = true;
+        }
+        Err(RecordError::Untrusted(u)) => {
+            let owner = fs::symlink_metadata(&u.path)
+                .map_or_else(|_| "unknown".to_string(), |m| format!("uid {}", m.uid()));
+            log::error!(
+                "{u} (owner {owner}): unique id record neither used nor written this session, \
+                 ids of colliding messages may change"
+            );
+            owners.hands_off = true;
+        }
+        Err(e @ RecordError::Io(_)) => {
+            log::error!(
+                "{}: unique id record neither used nor written this session, ids of colliding \
+                 messages may change: {e}",
+                path.display()
+            );
+            owners.hands_off = true;
         }
     }
+    owners
 }
 
-/// Writes `owners` as the record of `mbox` if it changed: temporary file (owned like `like`,
-/// the mbox's metadata, mode 0600), synced, renamed over the record, directory synced. An
-/// empty record removes the file, so that an open goes back to one failed lstat.
+/// How many unique temporary names a write tries: one is taken only by a leftover of the
+/// same pid and nanosecond, or by a file planted by someone who guessed both.
+const TEMP_ATTEMPTS: u32 = 4;
+
+/// Writes `owners` as the record of `mbox` if it changed (and this session may write it,
+/// see `load`): a temporary file under a unique name (created exclusively, owned like
+/// `like`, the mbox's metadata, mode 0600), synced, renamed over the record, directory
+/// synced. An empty record removes the file, so that an open goes back to one failed open.
 pub fn save(mbox: &Path, owners: &mut Owners, like: Option<&fs::Metadata>) -> io::Result<()> {
-    if !owners.changed {
+    if !owners.changed || owners.hands_off {
         return Ok(());
     }
+    // A record never loaded from a file (a test's) may be pop3d's own alone.
+    let files = owners
+        .files
+        .unwrap_or_else(|| private::Owners::of(None, None));
     let path = companion::path(mbox, companion::UIDL);
     if owners.entries.is_empty() {
-        match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&path)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        // Only pop3d's or the owner's file: one planted after `load` stays.
+        if private::check_existing(&path, &files).map_err(into_io)? {
+            match fs::remove_file(&path) {
+                Ok(()) => sync_dir(&path)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         owners.changed = false;
         return Ok(());
     }
-    let tmp = companion::path(mbox, companion::UIDL_TEMP);
-    // Left by a crash in the middle of a write: never the record itself.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
+    remove_stale_temps(mbox, &files);
+    let (tmp, mut file) = create_temp(mbox)?;
     let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
         if let Some(like) = like {
             match_owner(&file, like)?;
         }
@@ -414,6 +457,70 @@ pub fn save(mbox: &Path, owners: &mut Owners, like: Option<&fs::Metadata>) -> io
     written?;
     owners.changed = false;
     Ok(())
+}
+
+/// Creates a temporary record of `mbox` exclusively (O_EXCL, which follows no symlink),
+/// under a name of this process and moment.
+fn create_temp(mbox: &Path) -> io::Result<(PathBuf, File)> {
+    let mut last = None;
+    for attempt in 0..TEMP_ATTEMPTS {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tmp = companion::uidl_temp(mbox, &format!("{}-{nanos}-{attempt}", std::process::id()));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no temporary name left")))
+}
+
+/// Removes the temporary records of `mbox` that a crash in the middle of a write left (the
+/// session lock is held, so no other write is under way), but only pop3d's or the owner's
+/// files: anything planted under the names stays. Best effort: a leftover costs only space.
+fn remove_stale_temps(mbox: &Path, files: &private::Owners) {
+    let (Some(dir), Some(name)) = (mbox.parent(), mbox.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut prefix = name.as_bytes().to_vec();
+    prefix.extend_from_slice(companion::UIDL_TEMP.as_bytes());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().as_bytes().starts_with(&prefix) {
+            continue;
+        }
+        let tmp = entry.path();
+        match private::check_existing(&tmp, files) {
+            Ok(true) => {
+                if let Err(e) = fs::remove_file(&tmp) {
+                    log::warn!("{}: cannot remove: {e}", tmp.display());
+                }
+            }
+            Ok(false) => {}
+            Err(e) => log::warn!("{e}: left as it is"),
+        }
+    }
+}
+
+fn into_io(e: PrivateError) -> io::Error {
+    match e {
+        PrivateError::Io(e) => e,
+        PrivateError::Untrusted(u) => io::Error::new(io::ErrorKind::PermissionDenied, u),
+    }
 }
 
 fn hex(bytes: &[u8; 16]) -> String {
@@ -457,6 +564,8 @@ fn unhex(text: &[u8]) -> Option<[u8; 16]> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
     use super::*;
     use crate::testing::TempDir;
 
@@ -465,6 +574,11 @@ mod tests {
     const B1: [u8; 16] = [0xb1; 16];
     const B2: [u8; 16] = [0xb2; 16];
     const T0: u64 = 1_700_000_000;
+
+    /// Files that pop3d's own uid owns are trusted.
+    fn mine() -> private::Owners {
+        private::Owners::of(None, None)
+    }
 
     fn present(ds: &[[u8; 16]]) -> HashSet<[u8; 16]> {
         ds.iter().copied().collect()
@@ -555,7 +669,7 @@ mod tests {
         let dir = TempDir::new("uidl-record");
         let mbox = dir.path().join("alice");
         fs::write(&mbox, b"").expect("mbox");
-        assert!(read(&mbox).expect("read").is_none());
+        assert!(read(&mbox, &mine()).expect("read").is_none());
         let mut o = Owners::new();
         o.claim(D1, B1, T0);
         let like = fs::metadata(&mbox).expect("meta");
@@ -564,20 +678,258 @@ mod tests {
         let path = companion::path(&mbox, companion::UIDL);
         let meta = fs::metadata(&path).expect("record");
         assert_eq!(meta.mode() & 0o777, 0o600);
-        assert!(!companion::path(&mbox, companion::UIDL_TEMP).exists());
-        let back = read(&mbox).expect("read").expect("record");
+        assert_eq!(
+            temps(&mbox),
+            Vec::<PathBuf>::new(),
+            "a temporary file is left"
+        );
+        let back = read(&mbox, &mine()).expect("read").expect("record");
         assert_eq!(back.owner(&D1), Some(Owner::Body(B1)));
 
         // A torn file reads as an empty record that is to be rewritten.
         let bytes = fs::read(&path).expect("bytes");
         fs::write(&path, &bytes[..bytes.len() - 3]).expect("tear");
-        let torn = load(&mbox);
+        let torn = load(&mbox, &mine());
         assert!(torn.is_empty() && torn.is_changed());
 
         let mut empty = Owners::new();
         empty.changed = true;
         save(&mbox, &mut empty, Some(&like)).expect("save empty");
         assert!(!path.exists(), "an empty record is no file");
+    }
+
+    /// Runs `f` in a thread; a FIFO at `fifo` that blocks it past `limit` is opened for
+    /// writing (which lets a blocked open return) and the test fails instead of hanging.
+    fn within<T: Send + 'static>(fifo: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(v) => v,
+            Err(_) => {
+                let _ = OpenOptions::new()
+                    .write(true)
+                    .custom_flags(0o4_000)
+                    .open(fifo);
+                panic!("blocked on the FIFO {}", fifo.display());
+            }
+        }
+    }
+
+    fn mkfifo(path: &Path) -> bool {
+        std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[test]
+    fn a_fifo_record_neither_blocks_nor_is_replaced() {
+        let dir = TempDir::new("uidl-fifo");
+        let mbox = dir.path().join("alice");
+        fs::write(&mbox, b"").expect("mbox");
+        let path = companion::path(&mbox, companion::UIDL);
+        if !mkfifo(&path) {
+            eprintln!("skipped: no mkfifo");
+            return;
+        }
+        let m = mbox.clone();
+        let mut o = within(&path, move || load(&m, &mine()));
+        assert!(o.is_empty());
+        o.claim(D1, B1, T0);
+        let like = fs::metadata(&mbox).expect("meta");
+        let m = mbox.clone();
+        within(&path, move || {
+            let _ = save(&m, &mut o, Some(&like));
+        });
+        let meta = fs::symlink_metadata(&path).expect("the FIFO stays");
+        assert!(meta.file_type().is_fifo(), "replaced by a record");
+    }
+
+    /// Another user swapping a FIFO and a regular file under the record's name, as fast as
+    /// it can, never blocks a read (a check by name before the open would be raced).
+    #[test]
+    fn a_fifo_swapped_in_during_reads_never_blocks() {
+        let dir = TempDir::new("uidl-fifo-race");
+        let mbox = dir.path().join("alice");
+        let path = companion::path(&mbox, companion::UIDL);
+        let fifo = dir.path().join("fifo");
+        if !mkfifo(&fifo) {
+            eprintln!("skipped: no mkfifo");
+            return;
+        }
+        let regular = dir.path().join("regular");
+        let mut o = Owners::new();
+        o.claim(D1, B1, T0);
+        fs::write(&regular, o.to_bytes()).expect("record");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, path, fifo, regular) =
+                (stop.clone(), path.clone(), fifo.clone(), regular.clone());
+            let spare = dir.path().join("spare");
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for source in [&regular, &fifo] {
+                        let _ = fs::remove_file(&spare);
+                        if fs::hard_link(source, &spare).is_ok() {
+                            let _ = fs::rename(&spare, &path);
+                        }
+                    }
+                }
+            })
+        };
+        // Stops the swapper before the directory goes, even when the test fails.
+        let swapping = Swapping(stop, Some(swapper));
+        // Until each of the two has been met often (or a bound): then the swaps overlapped
+        // many reads.
+        let outcomes = within(&fifo, move || {
+            let (mut records, mut fifos) = (0, 0);
+            let mut outcomes = Vec::new();
+            for _ in 0..RACE_READS {
+                let outcome = read(&mbox, &mine());
+                match &outcome {
+                    Ok(Some(_)) => records += 1,
+                    Err(RecordError::Untrusted(_)) => fifos += 1,
+                    _ => {}
+                }
+                outcomes.push(outcome);
+                if records >= RACE_MEETINGS && fifos >= RACE_MEETINGS {
+                    break;
+                }
+            }
+            outcomes
+        });
+        drop(swapping);
+        // Only the regular file is ever read; which one the name held depends on the timing.
+        for outcome in outcomes {
+            match outcome {
+                Ok(None) => {}
+                Ok(Some(r)) => assert_eq!(r.owner(&D1), Some(Owner::Body(B1))),
+                Err(RecordError::Untrusted(u)) => assert_eq!(u.why, private::Why::NotAFile),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// The race test's swapping thread: stopped and joined on drop.
+    struct Swapping(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        Option<std::thread::JoinHandle<()>>,
+    );
+
+    impl Drop for Swapping {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(t) = self.1.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Most reads of the race test, and how often it wants to meet each file.
+    const RACE_READS: usize = 200_000;
+    const RACE_MEETINGS: usize = 2_000;
+
+    /// A record that another user could have written: not read, and not replaced.
+    fn untrusted_record_is_left_alone(label: &str, plant: impl Fn(&Path)) {
+        let dir = TempDir::new(label);
+        let mbox = dir.path().join("alice");
+        fs::write(&mbox, b"").expect("mbox");
+        let path = companion::path(&mbox, companion::UIDL);
+        let mut planted = Owners::new();
+        planted.claim(D1, B2, T0);
+        let bytes = planted.to_bytes();
+        fs::write(&path, &bytes).expect("plant");
+        plant(&path);
+        let mut o = load(&mbox, &mine());
+        assert_eq!(o.owner(&D1), None, "{label}: the planted record was used");
+        o.claim(D2, B1, T0);
+        let like = fs::metadata(&mbox).expect("meta");
+        let _ = save(&mbox, &mut o, Some(&like));
+        assert_eq!(fs::read(&path).expect("kept"), bytes, "{label}: replaced");
+    }
+
+    #[test]
+    fn a_group_writable_record_is_not_used_or_replaced() {
+        untrusted_record_is_left_alone("uidl-shared", |path| {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o620)).expect("chmod");
+        });
+    }
+
+    #[test]
+    fn a_record_of_another_user_is_not_used_or_replaced() {
+        if crate::sys::effective_uid() != 0 {
+            eprintln!("skipped: needs root to give the record away");
+            return;
+        }
+        untrusted_record_is_left_alone("uidl-stranger", |path| {
+            std::os::unix::fs::chown(path, Some(65534), Some(65534)).expect("chown");
+        });
+    }
+
+    #[test]
+    fn planted_temporary_names_do_not_stop_a_write() {
+        let dir = TempDir::new("uidl-planted-temp");
+        let mbox = dir.path().join("alice");
+        fs::write(&mbox, b"").expect("mbox");
+        // The old fixed temporary name, as a directory nothing can remove with unlink.
+        let fixed = companion::path(&mbox, ".pop3d-uidl.new");
+        fs::create_dir(&fixed).expect("plant");
+        fs::write(fixed.join("x"), b"x").expect("plant");
+        let mut o = Owners::new();
+        o.claim(D1, B1, T0);
+        let like = fs::metadata(&mbox).expect("meta");
+        // A leftover of a crashed write of pop3d's, and one planted by another user.
+        let stale = companion::uidl_temp(&mbox, "1-2-0");
+        fs::write(&stale, b"half").expect("stale");
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o600)).expect("chmod");
+        let strangers = companion::uidl_temp(&mbox, "3-4-0");
+        fs::write(&strangers, b"planted").expect("plant");
+        fs::set_permissions(&strangers, fs::Permissions::from_mode(0o666)).expect("chmod");
+        save(&mbox, &mut o, Some(&like)).expect("save");
+        let back = read(&mbox, &mine()).expect("read").expect("record");
+        assert_eq!(back.owner(&D1), Some(Owner::Body(B1)));
+        assert!(fixed.join("x").exists(), "the planted file was removed");
+        assert_eq!(temps(&mbox), vec![strangers], "only pop3d's leftover goes");
+    }
+
+    /// The temporary records of `mbox` there are.
+    fn temps(mbox: &Path) -> Vec<PathBuf> {
+        let prefix = companion::uidl_temp(mbox, "");
+        let mut found: Vec<PathBuf> = fs::read_dir(mbox.parent().expect("dir"))
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                p.as_os_str()
+                    .as_bytes()
+                    .starts_with(prefix.as_os_str().as_bytes())
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn an_unreadable_record_is_kept_and_not_rewritten() {
+        let dir = TempDir::new("uidl-io-error");
+        let mbox = dir.path().join("alice");
+        fs::write(&mbox, b"").expect("mbox");
+        let path = companion::path(&mbox, companion::UIDL);
+        let mut kept = Owners::new();
+        kept.claim(D1, B1, T0);
+        fs::write(&path, kept.to_bytes()).expect("record");
+        let mut o = loaded(
+            &mbox,
+            &mine(),
+            Err(RecordError::Io(io::Error::from_raw_os_error(5))),
+        );
+        assert!(o.is_empty(), "nothing read, nothing known");
+        let like = fs::metadata(&mbox).expect("meta");
+        save(&mbox, &mut o, Some(&like)).expect("save");
+        o.claim(D2, B2, T0);
+        save(&mbox, &mut o, Some(&like)).expect("save");
+        assert_eq!(fs::read(&path).expect("kept"), kept.to_bytes());
     }
 
     #[test]
@@ -590,6 +942,9 @@ mod tests {
         fs::write(&target, o.to_bytes()).expect("target");
         std::os::unix::fs::symlink(&target, companion::path(&mbox, companion::UIDL))
             .expect("symlink");
-        assert!(matches!(read(&mbox), Err(RecordError::NotAFile)));
+        assert!(matches!(
+            read(&mbox, &mine()),
+            Err(RecordError::Untrusted(_))
+        ));
     }
 }
