@@ -14,10 +14,14 @@
 //! `EXPIRY` after its last failure. The table never holds more than `MAX_ADDRESSES` entries:
 //! when full, expired entries go first, then the one whose last failure is oldest.
 //!
+//! An address is an IPv4 address (an IPv4 client of a dual-stack socket too) or an IPv6
+//! network of `IPV6_PREFIX_BITS`: every IPv6 host holds at least a /64 and can pick any of
+//! its addresses, so counting each /128 apart would let it guess unslowed and flush the table.
+//!
 //! This module decides how long to wait; the session does the waiting, holding nothing.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,6 +43,24 @@ pub const MAX_ADDRESSES: usize = 4096;
 /// User names whose failures an address keeps apart (so that their own success takes them
 /// back); failures for further names are counted together and never taken back.
 pub const MAX_NAMES_PER_ADDRESS: usize = 8;
+
+/// The IPv6 prefix counted as one client, as Dovecot's auth penalty does
+/// (PENALTY_IPV6_MASK_BITS): a /64 is only the least a host holds; sites and home routers
+/// commonly get a /48 or /56 (RFC 6177), which a /64 key would still split into 256 to 65,536
+/// unslowed clients. The cost: other hosts of the same /48 share an attacker's penalty.
+pub const IPV6_PREFIX_BITS: u32 = 48;
+
+/// The key of `address` in the table: IPv4 (also IPv4-mapped) as is, IPv6 masked to its
+/// `IPV6_PREFIX_BITS` network.
+pub fn client_key(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX << (128 - IPV6_PREFIX_BITS);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
 
 /// The longest user name kept: the names are the client's, and RFC 1939's 40 octets is the
 /// longest USER takes.
@@ -105,7 +127,7 @@ impl Penalties {
     /// Takes the next turn of `address` for a password check: how long to wait before it.
     /// Zero for an address without failures.
     pub fn turn(&self, address: IpAddr, now: Instant) -> Duration {
-        let address = address.to_canonical();
+        let address = client_key(address);
         let mut table = self.table();
         let Some(entry) = table.get_mut(&address) else {
             return Duration::ZERO;
@@ -124,7 +146,7 @@ impl Penalties {
         if self.max.is_zero() {
             return;
         }
-        let address = address.to_canonical();
+        let address = client_key(address);
         let mut table = self.table();
         if let Some(entry) = table.get(&address) {
             if now.saturating_duration_since(entry.last_failure) >= EXPIRY {
@@ -154,7 +176,7 @@ impl Penalties {
 
     /// A successful login of `user` from `address` takes back that user's failures only.
     pub fn succeeded(&self, address: IpAddr, user: &str) {
-        let address = address.to_canonical();
+        let address = client_key(address);
         let mut table = self.table();
         let Some(entry) = table.get_mut(&address) else {
             return;
@@ -168,7 +190,7 @@ impl Penalties {
     /// The failures counted for `address` now (for tests and logs).
     pub fn failures(&self, address: IpAddr) -> u32 {
         self.table()
-            .get(&address.to_canonical())
+            .get(&client_key(address))
             .map_or(0, Entry::failures)
     }
 
@@ -333,5 +355,35 @@ mod tests {
         p.failed(ip("::ffff:192.0.2.1"), "alice", t);
         assert_eq!(p.failures(ip("192.0.2.1")), 1);
         assert_eq!(p.turn(ip("192.0.2.1"), t), S(2));
+    }
+
+    #[test]
+    fn the_addresses_of_one_ipv6_network_share_a_count() {
+        let p = Penalties::default();
+        let t = Instant::now();
+        // One /64, then another /64 of the same /48.
+        p.failed(ip("2001:db8::1"), "alice", t);
+        p.failed(ip("2001:db8::2"), "alice", t);
+        p.failed(ip("2001:db8:0:ffff::1"), "alice", t);
+        assert_eq!(p.failures(ip("2001:db8::14")), 3);
+        assert_eq!(p.turn(ip("2001:db8::99"), t), S(8));
+        assert_eq!(p.len(), 1);
+        p.succeeded(ip("2001:db8::3"), "alice");
+        assert!(p.is_empty());
+        // The next /48 is another client.
+        p.failed(ip("2001:db8::1"), "alice", t);
+        assert_eq!(p.failures(ip("2001:db9::1")), 0);
+        assert_eq!(p.failures(ip("2001:db8:1::1")), 0);
+    }
+
+    #[test]
+    fn the_key_masks_ipv6_only() {
+        assert_eq!(client_key(ip("192.0.2.77")), ip("192.0.2.77"));
+        assert_eq!(client_key(ip("::ffff:192.0.2.77")), ip("192.0.2.77"));
+        assert_eq!(
+            client_key(ip("2001:db8:abcd:12:34::56")),
+            ip("2001:db8:abcd::")
+        );
+        assert_eq!(client_key(ip("::1")), ip("::"));
     }
 }

@@ -160,3 +160,55 @@ fn parallel_connections_from_one_address_share_its_slow_turns() {
         "{log}"
     );
 }
+
+/// A connection for `client` through the "proxy" over IPv6 PROXY v1, its greeting read.
+fn connect_v6(server: SocketAddr, client: &str, until: Instant) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(server).unwrap();
+    stream
+        .write_all(format!("PROXY TCP6 {client} 2001:db8:ffff::1 40000 110\r\n").as_bytes())
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let greeting = command_greeting(&mut reader, until);
+    assert!(greeting.starts_with("+OK"), "{greeting}");
+    reader
+}
+
+fn command_greeting(reader: &mut BufReader<TcpStream>, until: Instant) -> String {
+    let left = until.saturating_duration_since(Instant::now());
+    reader.get_mut().set_read_timeout(Some(left)).unwrap();
+    read_line(reader).unwrap_or_default()
+}
+
+/// Another address of the same IPv6 /64 is the same client: a failure from 2001:db8::1 makes
+/// the next check from 2001:db8::2 wait its turn (the log says so). Counted per /128, the
+/// second address would have no failures and be checked at once.
+#[test]
+fn the_addresses_of_one_ipv6_network_share_a_penalty() {
+    let s = ServerBuilder::new("penalty-v6")
+        .user("alice", "secret")
+        .arg("--trusted-proxy")
+        .arg("127.0.0.1")
+        .arg("--plaintext-auth")
+        .arg("always")
+        .start();
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut first = connect_v6(s.addr, "2001:db8::1", until);
+    assert!(command(&mut first, "USER alice", until)
+        .unwrap()
+        .starts_with("+OK"));
+    let reply = command(&mut first, "PASS guess-1", until).unwrap();
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
+
+    let mut second = connect_v6(s.addr, "2001:db8::2", until);
+    assert!(command(&mut second, "USER alice", until)
+        .unwrap()
+        .starts_with("+OK"));
+    let reply = command(&mut second, "PASS guess-2", until).unwrap();
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
+    let log = s.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("[2001:db8::2]:40000")
+            && l.contains("earlier failed logins from 2001:db8::2")),
+        "{log}"
+    );
+}
