@@ -7,6 +7,14 @@
 //! more connections does not multiply the guessing rate. Under --inetd each process serves
 //! one connection, so the table only spans that connection's three attempts.
 //!
+//! Turns outlive the connections that took them (a client may hang up while it waits), so
+//! a turn is only given when it comes within the maximum delay: a check never waits longer
+//! than that, whoever queued before it, and a check that would is refused unchecked (the
+//! session answers "-ERR [SYS/TEMP]" after the usual failure delay). That costs no password
+//! hash and still leaves the address one check per turn; the refusal takes no turn and counts
+//! no failure, so the queue drains. A right password from a penalised address waits too, or
+//! is refused while the queue is full.
+//!
 //! A successful login takes back only the failures of the user who logged in: a client that
 //! knows one password (its own account) cannot clear the count its guesses at other users
 //! built up. Counts are kept per user name for the first few names of an address; failures
@@ -77,6 +85,15 @@ pub fn delay(failures: u32, max: Duration) -> Duration {
     (INITIAL_DELAY * (1 << doublings)).min(max)
 }
 
+/// A password check's place in its address's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Check after this wait (at most the maximum delay; zero without failures).
+    Wait(Duration),
+    /// The queue is full: answer as a failure without checking.
+    Refused,
+}
+
 #[derive(Debug)]
 struct Entry {
     /// Failures per user name, for the first `MAX_NAMES_PER_ADDRESS` names.
@@ -124,21 +141,27 @@ impl Penalties {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the next turn of `address` for a password check: how long to wait before it.
-    /// Zero for an address without failures.
-    pub fn turn(&self, address: IpAddr, now: Instant) -> Duration {
+    /// Takes the next turn of `address` for a password check, if it comes within the
+    /// maximum delay. An address without failures checks at once.
+    pub fn turn(&self, address: IpAddr, now: Instant) -> Turn {
         let address = client_key(address);
         let mut table = self.table();
         let Some(entry) = table.get_mut(&address) else {
-            return Duration::ZERO;
+            return Turn::Wait(Duration::ZERO);
         };
         if now.saturating_duration_since(entry.last_failure) >= EXPIRY {
             table.remove(&address);
-            return Duration::ZERO;
+            return Turn::Wait(Duration::ZERO);
         }
         let turn = entry.next_turn.max(now);
+        let wait = turn - now;
+        if wait > self.max {
+            // The turns queued before reach further than any check waits: no turn is taken,
+            // so the queue drains as its turns pass.
+            return Turn::Refused;
+        }
         entry.next_turn = turn + delay(entry.failures(), self.max);
-        turn - now
+        Turn::Wait(wait)
     }
 
     /// Counts a failed check of `user` from `address`.
@@ -248,7 +271,7 @@ mod tests {
         let t = Instant::now();
         for _ in 0..5 {
             p.failed(a, "alice", t);
-            assert_eq!(p.turn(a, t), Duration::ZERO);
+            assert_eq!(p.turn(a, t), Turn::Wait(Duration::ZERO));
         }
         assert!(p.is_empty());
     }
@@ -258,7 +281,7 @@ mod tests {
         let p = Penalties::default();
         let t = Instant::now();
         for _ in 0..5 {
-            assert_eq!(p.turn(ip("192.0.2.1"), t), Duration::ZERO);
+            assert_eq!(p.turn(ip("192.0.2.1"), t), Turn::Wait(Duration::ZERO));
         }
         assert!(p.is_empty());
     }
@@ -269,18 +292,24 @@ mod tests {
         let a = ip("192.0.2.1");
         let t = Instant::now();
         p.failed(a, "alice", t);
-        // Ten connections asking at the same instant get turns 2 s apart, not ten at once.
-        let waits: Vec<u64> = (0..10).map(|_| p.turn(a, t).as_secs()).collect();
-        assert_eq!(waits, [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
+        // Ten connections asking at the same instant get turns 2 s apart, not ten at once, as
+        // far as the longest wait (15 s) reaches; the rest are refused unchecked.
+        let waits: Vec<Turn> = (0..10).map(|_| p.turn(a, t)).collect();
+        let w = |s| Turn::Wait(S(s));
+        let r = Turn::Refused;
+        assert_eq!(
+            waits,
+            [w(2), w(4), w(6), w(8), w(10), w(12), w(14), r, r, r]
+        );
         // More failures, longer turns.
         let later = t + S(20);
         p.failed(a, "alice", later);
         p.failed(a, "bob", later);
         p.failed(a, "carol", later);
         assert_eq!(p.failures(a), 4);
-        assert_eq!(p.turn(a, later + S(1)).as_secs(), 14);
+        assert_eq!(p.turn(a, later + S(1)), Turn::Wait(S(14)));
         // Another address is not slowed at all.
-        assert_eq!(p.turn(ip("192.0.2.2"), later), Duration::ZERO);
+        assert_eq!(p.turn(ip("192.0.2.2"), later), Turn::Wait(Duration::ZERO));
     }
 
     #[test]
@@ -323,7 +352,7 @@ mod tests {
         p.failed(a, "alice", t);
         p.failed(a, "alice", t + EXPIRY - S(1));
         assert_eq!(p.failures(a), 2);
-        assert_eq!(p.turn(a, t + EXPIRY * 2), Duration::ZERO);
+        assert_eq!(p.turn(a, t + EXPIRY * 2), Turn::Wait(Duration::ZERO));
         assert!(p.is_empty());
         // A failure after expiry starts from one.
         p.failed(a, "alice", t + EXPIRY * 3);
@@ -354,7 +383,7 @@ mod tests {
         let t = Instant::now();
         p.failed(ip("::ffff:192.0.2.1"), "alice", t);
         assert_eq!(p.failures(ip("192.0.2.1")), 1);
-        assert_eq!(p.turn(ip("192.0.2.1"), t), S(2));
+        assert_eq!(p.turn(ip("192.0.2.1"), t), Turn::Wait(S(2)));
     }
 
     #[test]
@@ -366,7 +395,7 @@ mod tests {
         p.failed(ip("2001:db8::2"), "alice", t);
         p.failed(ip("2001:db8:0:ffff::1"), "alice", t);
         assert_eq!(p.failures(ip("2001:db8::14")), 3);
-        assert_eq!(p.turn(ip("2001:db8::99"), t), S(8));
+        assert_eq!(p.turn(ip("2001:db8::99"), t), Turn::Wait(S(8)));
         assert_eq!(p.len(), 1);
         p.succeeded(ip("2001:db8::3"), "alice");
         assert!(p.is_empty());
@@ -385,5 +414,24 @@ mod tests {
             ip("2001:db8:abcd::")
         );
         assert_eq!(client_key(ip("::1")), ip("::"));
+    }
+
+    #[test]
+    fn no_turn_is_further_than_the_longest_wait_and_refusals_take_none() {
+        let p = Penalties::new(S(4));
+        let a = ip("192.0.2.1");
+        let t = Instant::now();
+        p.failed(a, "alice", t);
+        // Turns taken by connections that then hung up: 2 s and 4 s away; the third would be
+        // 6 s away, past the 4 s maximum, and is refused without taking a turn.
+        assert_eq!(p.turn(a, t), Turn::Wait(S(2)));
+        assert_eq!(p.turn(a, t), Turn::Wait(S(4)));
+        for _ in 0..20 {
+            assert_eq!(p.turn(a, t), Turn::Refused);
+        }
+        // The refusals queued nothing: once the first turns have passed, a check waits for
+        // the next free one, never more than the maximum.
+        assert_eq!(p.turn(a, t + S(2)), Turn::Wait(S(4)));
+        assert_eq!(p.turn(a, t + S(5)), Turn::Wait(S(3)));
     }
 }

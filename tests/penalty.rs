@@ -212,3 +212,85 @@ fn the_addresses_of_one_ipv6_network_share_a_penalty() {
         "{log}"
     );
 }
+
+/// The longest penalty in `a_right_password_waits_at_most_the_longest_penalty`, seconds.
+const SHORT_PENALTY: u64 = 4;
+
+/// Connections that take a turn and hang up before it comes.
+const ABANDONED: usize = 10;
+
+/// A right password from a penalised address, after connections from it took turns and hung
+/// up, is answered within the longest penalty (plus the failure delay and a generous margin),
+/// however many turns they took: it either waits at most that long or is refused unchecked
+/// ("[SYS/TEMP]", never "[AUTH]") while the queue is full, and gets in a few tries later. With turns queued without a cap it
+/// waited for all of them, 2 s each (about 20 s here).
+#[test]
+fn a_right_password_waits_at_most_the_longest_penalty() {
+    let s = ServerBuilder::new("penalty-cap")
+        .user("alice", "secret")
+        .mbox("alice", &mbox_message("a@x", "Subject: one\n\nhello\n"))
+        .arg("--trusted-proxy")
+        .arg("127.0.0.1")
+        .arg("--max-per-ip")
+        .arg("0")
+        .arg("--login-penalty")
+        .arg(&SHORT_PENALTY.to_string())
+        .start();
+    let client = "127.0.0.4";
+    let until = Instant::now() + Duration::from_secs(120);
+    let mut first = connect(s.addr, client, until).unwrap();
+    assert!(command(&mut first, "USER alice", until)
+        .unwrap()
+        .starts_with("+OK"));
+    let reply = command(&mut first, "PASS guess-0", until).unwrap();
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
+
+    for n in 1..=ABANDONED {
+        let mut c = connect(s.addr, client, until).unwrap();
+        assert!(command(&mut c, "USER alice", until)
+            .unwrap()
+            .starts_with("+OK"));
+        let stream = c.get_mut();
+        stream
+            .write_all(format!("PASS guess-{n}\r\n").as_bytes())
+            .unwrap();
+        // Hung up without waiting for the answer.
+    }
+    // Every abandoned PASS has been given a turn or refused before the right one comes.
+    let handled = |log: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains(&format!("from {client}"))
+                    && (l.contains(": check in ") || l.contains("login refused unchecked"))
+            })
+            .count()
+    };
+    while handled(&s.log_text()) < ABANDONED && Instant::now() < until {
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let bound = Duration::from_secs(SHORT_PENALTY + 1 + 4);
+    let mut tries = Vec::new();
+    'login: for _ in 0..4 {
+        let mut c = connect(s.addr, client, until).unwrap();
+        for _ in 0..3 {
+            assert!(command(&mut c, "USER alice", until)
+                .unwrap()
+                .starts_with("+OK"));
+            let asked = Instant::now();
+            let reply = command(&mut c, "PASS secret", until).unwrap_or_default();
+            let took = asked.elapsed();
+            tries.push((took, reply.clone()));
+            assert!(took <= bound, "answered after {took:?}: {tries:?}");
+            if reply.starts_with("+OK") {
+                break 'login;
+            }
+            // Refused unchecked while the queue is full; never refused as a wrong password.
+            assert!(reply.starts_with("-ERR [SYS/TEMP]"), "{tries:?}");
+        }
+    }
+    assert!(
+        tries.last().is_some_and(|(_, r)| r.starts_with("+OK")),
+        "{tries:?}"
+    );
+}
