@@ -7,6 +7,14 @@
 //! more connections does not multiply the guessing rate. Under --inetd each process serves
 //! one connection, so the table only spans that connection's three attempts.
 //!
+//! Turns outlive the connections that took them (a client may hang up while it waits), so
+//! a turn is only given when it comes within the maximum delay: a check never waits longer
+//! than that, whoever queued before it, and a check that would is refused unchecked (the
+//! session answers "-ERR [SYS/TEMP]" after the usual failure delay). That costs no password
+//! hash and still leaves the address one check per turn; the refusal takes no turn and counts
+//! no failure, so the queue drains. A right password from a penalised address waits too, or
+//! is refused while the queue is full.
+//!
 //! A successful login takes back only the failures of the user who logged in: a client that
 //! knows one password (its own account) cannot clear the count its guesses at other users
 //! built up. Counts are kept per user name for the first few names of an address; failures
@@ -14,10 +22,14 @@
 //! `EXPIRY` after its last failure. The table never holds more than `MAX_ADDRESSES` entries:
 //! when full, expired entries go first, then the one whose last failure is oldest.
 //!
+//! An address is an IPv4 address (an IPv4 client of a dual-stack socket too) or an IPv6
+//! network of `IPV6_PREFIX_BITS`: every IPv6 host holds at least a /64 and can pick any of
+//! its addresses, so counting each /128 apart would let it guess unslowed and flush the table.
+//!
 //! This module decides how long to wait; the session does the waiting, holding nothing.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,6 +52,24 @@ pub const MAX_ADDRESSES: usize = 4096;
 /// back); failures for further names are counted together and never taken back.
 pub const MAX_NAMES_PER_ADDRESS: usize = 8;
 
+/// The IPv6 prefix counted as one client, as Dovecot's auth penalty does
+/// (PENALTY_IPV6_MASK_BITS): a /64 is only the least a host holds; sites and home routers
+/// commonly get a /48 or /56 (RFC 6177), which a /64 key would still split into 256 to 65,536
+/// unslowed clients. The cost: other hosts of the same /48 share an attacker's penalty.
+pub const IPV6_PREFIX_BITS: u32 = 48;
+
+/// The key of `address` in the table: IPv4 (also IPv4-mapped) as is, IPv6 masked to its
+/// `IPV6_PREFIX_BITS` network.
+pub fn client_key(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX << (128 - IPV6_PREFIX_BITS);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
+
 /// The longest user name kept: the names are the client's, and RFC 1939's 40 octets is the
 /// longest USER takes.
 const MAX_NAME_OCTETS: usize = 40;
@@ -53,6 +83,15 @@ pub fn delay(failures: u32, max: Duration) -> Duration {
     // larger shifts would only overflow.
     let doublings = (failures - 1).min(11);
     (INITIAL_DELAY * (1 << doublings)).min(max)
+}
+
+/// A password check's place in its address's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Check after this wait (at most the maximum delay; zero without failures).
+    Wait(Duration),
+    /// The queue is full: answer as a failure without checking.
+    Refused,
 }
 
 #[derive(Debug)]
@@ -102,21 +141,27 @@ impl Penalties {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the next turn of `address` for a password check: how long to wait before it.
-    /// Zero for an address without failures.
-    pub fn turn(&self, address: IpAddr, now: Instant) -> Duration {
-        let address = address.to_canonical();
+    /// Takes the next turn of `address` for a password check, if it comes within the
+    /// maximum delay. An address without failures checks at once.
+    pub fn turn(&self, address: IpAddr, now: Instant) -> Turn {
+        let address = client_key(address);
         let mut table = self.table();
         let Some(entry) = table.get_mut(&address) else {
-            return Duration::ZERO;
+            return Turn::Wait(Duration::ZERO);
         };
         if now.saturating_duration_since(entry.last_failure) >= EXPIRY {
             table.remove(&address);
-            return Duration::ZERO;
+            return Turn::Wait(Duration::ZERO);
         }
         let turn = entry.next_turn.max(now);
+        let wait = turn - now;
+        if wait > self.max {
+            // The turns queued before reach further than any check waits: no turn is taken,
+            // so the queue drains as its turns pass.
+            return Turn::Refused;
+        }
         entry.next_turn = turn + delay(entry.failures(), self.max);
-        turn - now
+        Turn::Wait(wait)
     }
 
     /// Counts a failed check of `user` from `address`.
@@ -124,7 +169,7 @@ impl Penalties {
         if self.max.is_zero() {
             return;
         }
-        let address = address.to_canonical();
+        let address = client_key(address);
         let mut table = self.table();
         if let Some(entry) = table.get(&address) {
             if now.saturating_duration_since(entry.last_failure) >= EXPIRY {
@@ -154,7 +199,7 @@ impl Penalties {
 
     /// A successful login of `user` from `address` takes back that user's failures only.
     pub fn succeeded(&self, address: IpAddr, user: &str) {
-        let address = address.to_canonical();
+        let address = client_key(address);
         let mut table = self.table();
         let Some(entry) = table.get_mut(&address) else {
             return;
@@ -168,7 +213,7 @@ impl Penalties {
     /// The failures counted for `address` now (for tests and logs).
     pub fn failures(&self, address: IpAddr) -> u32 {
         self.table()
-            .get(&address.to_canonical())
+            .get(&client_key(address))
             .map_or(0, Entry::failures)
     }
 
@@ -226,7 +271,7 @@ mod tests {
         let t = Instant::now();
         for _ in 0..5 {
             p.failed(a, "alice", t);
-            assert_eq!(p.turn(a, t), Duration::ZERO);
+            assert_eq!(p.turn(a, t), Turn::Wait(Duration::ZERO));
         }
         assert!(p.is_empty());
     }
@@ -236,7 +281,7 @@ mod tests {
         let p = Penalties::default();
         let t = Instant::now();
         for _ in 0..5 {
-            assert_eq!(p.turn(ip("192.0.2.1"), t), Duration::ZERO);
+            assert_eq!(p.turn(ip("192.0.2.1"), t), Turn::Wait(Duration::ZERO));
         }
         assert!(p.is_empty());
     }
@@ -247,18 +292,24 @@ mod tests {
         let a = ip("192.0.2.1");
         let t = Instant::now();
         p.failed(a, "alice", t);
-        // Ten connections asking at the same instant get turns 2 s apart, not ten at once.
-        let waits: Vec<u64> = (0..10).map(|_| p.turn(a, t).as_secs()).collect();
-        assert_eq!(waits, [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
+        // Ten connections asking at the same instant get turns 2 s apart, not ten at once, as
+        // far as the longest wait (15 s) reaches; the rest are refused unchecked.
+        let waits: Vec<Turn> = (0..10).map(|_| p.turn(a, t)).collect();
+        let w = |s| Turn::Wait(S(s));
+        let r = Turn::Refused;
+        assert_eq!(
+            waits,
+            [w(2), w(4), w(6), w(8), w(10), w(12), w(14), r, r, r]
+        );
         // More failures, longer turns.
         let later = t + S(20);
         p.failed(a, "alice", later);
         p.failed(a, "bob", later);
         p.failed(a, "carol", later);
         assert_eq!(p.failures(a), 4);
-        assert_eq!(p.turn(a, later + S(1)).as_secs(), 14);
+        assert_eq!(p.turn(a, later + S(1)), Turn::Wait(S(14)));
         // Another address is not slowed at all.
-        assert_eq!(p.turn(ip("192.0.2.2"), later), Duration::ZERO);
+        assert_eq!(p.turn(ip("192.0.2.2"), later), Turn::Wait(Duration::ZERO));
     }
 
     #[test]
@@ -301,7 +352,7 @@ mod tests {
         p.failed(a, "alice", t);
         p.failed(a, "alice", t + EXPIRY - S(1));
         assert_eq!(p.failures(a), 2);
-        assert_eq!(p.turn(a, t + EXPIRY * 2), Duration::ZERO);
+        assert_eq!(p.turn(a, t + EXPIRY * 2), Turn::Wait(Duration::ZERO));
         assert!(p.is_empty());
         // A failure after expiry starts from one.
         p.failed(a, "alice", t + EXPIRY * 3);
@@ -332,6 +383,55 @@ mod tests {
         let t = Instant::now();
         p.failed(ip("::ffff:192.0.2.1"), "alice", t);
         assert_eq!(p.failures(ip("192.0.2.1")), 1);
-        assert_eq!(p.turn(ip("192.0.2.1"), t), S(2));
+        assert_eq!(p.turn(ip("192.0.2.1"), t), Turn::Wait(S(2)));
+    }
+
+    #[test]
+    fn the_addresses_of_one_ipv6_network_share_a_count() {
+        let p = Penalties::default();
+        let t = Instant::now();
+        // One /64, then another /64 of the same /48.
+        p.failed(ip("2001:db8::1"), "alice", t);
+        p.failed(ip("2001:db8::2"), "alice", t);
+        p.failed(ip("2001:db8:0:ffff::1"), "alice", t);
+        assert_eq!(p.failures(ip("2001:db8::14")), 3);
+        assert_eq!(p.turn(ip("2001:db8::99"), t), Turn::Wait(S(8)));
+        assert_eq!(p.len(), 1);
+        p.succeeded(ip("2001:db8::3"), "alice");
+        assert!(p.is_empty());
+        // The next /48 is another client.
+        p.failed(ip("2001:db8::1"), "alice", t);
+        assert_eq!(p.failures(ip("2001:db9::1")), 0);
+        assert_eq!(p.failures(ip("2001:db8:1::1")), 0);
+    }
+
+    #[test]
+    fn the_key_masks_ipv6_only() {
+        assert_eq!(client_key(ip("192.0.2.77")), ip("192.0.2.77"));
+        assert_eq!(client_key(ip("::ffff:192.0.2.77")), ip("192.0.2.77"));
+        assert_eq!(
+            client_key(ip("2001:db8:abcd:12:34::56")),
+            ip("2001:db8:abcd::")
+        );
+        assert_eq!(client_key(ip("::1")), ip("::"));
+    }
+
+    #[test]
+    fn no_turn_is_further_than_the_longest_wait_and_refusals_take_none() {
+        let p = Penalties::new(S(4));
+        let a = ip("192.0.2.1");
+        let t = Instant::now();
+        p.failed(a, "alice", t);
+        // Turns taken by connections that then hung up: 2 s and 4 s away; the third would be
+        // 6 s away, past the 4 s maximum, and is refused without taking a turn.
+        assert_eq!(p.turn(a, t), Turn::Wait(S(2)));
+        assert_eq!(p.turn(a, t), Turn::Wait(S(4)));
+        for _ in 0..20 {
+            assert_eq!(p.turn(a, t), Turn::Refused);
+        }
+        // The refusals queued nothing: once the first turns have passed, a check waits for
+        // the next free one, never more than the maximum.
+        assert_eq!(p.turn(a, t + S(2)), Turn::Wait(S(4)));
+        assert_eq!(p.turn(a, t + S(5)), Turn::Wait(S(3)));
     }
 }

@@ -16,7 +16,7 @@ use crate::auth;
 use crate::bytes::find_byte;
 use crate::failed_login::{FailedLogin, Mechanism};
 use crate::maildrop::{CommitStats, MaildropError, MessageInfo};
-use crate::penalty::Penalties;
+use crate::penalty::{Penalties, Turn};
 use crate::protocol::command::{self, Command, LineError, MsgNum, ParseError};
 use crate::protocol::reply::{self, Code, DotWriter};
 use crate::security::{PlaintextAuth, Security};
@@ -41,6 +41,10 @@ pub const MAX_AUTH_FAILURES: u32 = 3;
 /// (DESIGN: PASS fails alike). pop3d-router hands nginx these same words, so a client sees
 /// one refusal whether it logs in directly or through the proxy.
 pub const LOGIN_FAILED: &str = "[AUTH] invalid user name or password";
+
+/// The answer to a login refused unchecked because its address's queue of turns was full
+/// (penalty.rs), after "-ERR [SYS/TEMP] ".
+pub const TURN_REFUSED: &str = "too many logins from your address, try again later";
 
 /// The connection's autologout clock: the session restarts it whenever it begins to wait for
 /// a command, and the connection bounds every read by the time left (see listener.rs).
@@ -516,13 +520,17 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 };
                 let name = std::mem::take(name);
                 self.state = State::Authorization { user: None };
-                self.wait_turn()?;
+                if !self.wait_turn()? {
+                    return self.turn_refused();
+                }
                 let user = self.check(&name, &|stored| stored.check(&password));
                 self.authenticated(&name, user, Mechanism::Pass)
             }
             Command::Apop { name, digest } => {
-                self.wait_turn()?;
                 // A hashed password is no shared secret: APOP fails for its user.
+                if !self.wait_turn()? {
+                    return self.turn_refused();
+                }
                 let user = self.check(&name, &|stored| {
                     stored
                         .shared_secret()
@@ -568,9 +576,11 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let Ok(plain) = auth::parse_plain(&decoded) else {
                     return self.bad_command(format_args!("malformed PLAIN response"));
                 };
-                self.wait_turn()?;
                 // No proxy authorization: an authzid must name the user itself.
                 let authz_ok = plain.authzid.is_empty() || plain.authzid == plain.authcid;
+                if !self.wait_turn()? {
+                    return self.turn_refused();
+                }
                 let user = self.check(&plain.authcid, &|stored| {
                     stored.check(&plain.password) && authz_ok
                 });
@@ -592,7 +602,9 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                 let Ok((name, digest)) = auth::parse_cram_md5_response(&decoded) else {
                     return self.bad_command(format_args!("malformed CRAM-MD5 response"));
                 };
-                self.wait_turn()?;
+                if !self.wait_turn()? {
+                    return self.turn_refused();
+                }
                 let user = self.check(&name, &|stored| {
                     stored
                         .shared_secret()
@@ -652,23 +664,54 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
     }
 
     /// Waits for this client address's turn to have a password checked (penalty.rs): none
-    /// while it has no failures. Replies already queued go out first, and nothing is held
-    /// meanwhile (no lock, no maildrop: this session is still in AUTHORIZATION).
-    fn wait_turn(&mut self) -> io::Result<()> {
+    /// while it has no failures, at most the longest penalty. Replies already queued go out
+    /// first, and nothing is held meanwhile (no lock, no maildrop: this session is still in
+    /// AUTHORIZATION). False if the address's queue is full: the login fails unchecked.
+    fn wait_turn(&mut self) -> io::Result<bool> {
         let Some(address) = self.address else {
-            return Ok(());
+            return Ok(true);
         };
-        let wait = self.ctx.penalties.turn(address, Instant::now());
-        if !wait.is_zero() {
-            self.output.flush()?;
-            log::debug!(
-                "{}: earlier failed logins from {address}: check in {} ms",
-                self.peer,
-                wait.as_millis()
-            );
-            std::thread::sleep(wait);
+        match self.ctx.penalties.turn(address, Instant::now()) {
+            Turn::Wait(wait) if wait.is_zero() => {}
+            Turn::Wait(wait) => {
+                self.output.flush()?;
+                log::debug!(
+                    "{}: earlier failed logins from {address}: check in {} ms",
+                    self.peer,
+                    wait.as_millis()
+                );
+                std::thread::sleep(wait);
+            }
+            Turn::Refused => {
+                log::info!(
+                    "{}: too many password checks queued from {address}: login refused unchecked",
+                    self.peer
+                );
+                return Ok(false);
+            }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// A login whose address had no turn to give (penalty.rs): refused without a password
+    /// check, so it costs no hash and tells nothing of the password. It is answered after the
+    /// failure delay like a failure (a client that hammers is not answered faster) and counts
+    /// towards the connection's limit, but it is no failed login: the reply says to come back
+    /// later (a right password was perhaps sent), the penalty's count stays, and no
+    /// "auth failed" line is logged (the checks that do fail, one per turn, are).
+    fn turn_refused(&mut self) -> io::Result<Next> {
+        self.auth_failures += 1;
+        self.output.flush()?;
+        std::thread::sleep(self.ctx.failure_delay);
+        reply::err(
+            &mut self.output,
+            Some(Code::SysTemp),
+            format_args!("{TURN_REFUSED}"),
+        )?;
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            return Ok(Next::End(Ending::TooManyAuthFailures));
+        }
+        Ok(Next::Continue)
     }
 
     /// Every login's check of a name and password, noting when it began.

@@ -160,3 +160,137 @@ fn parallel_connections_from_one_address_share_its_slow_turns() {
         "{log}"
     );
 }
+
+/// A connection for `client` through the "proxy" over IPv6 PROXY v1, its greeting read.
+fn connect_v6(server: SocketAddr, client: &str, until: Instant) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(server).unwrap();
+    stream
+        .write_all(format!("PROXY TCP6 {client} 2001:db8:ffff::1 40000 110\r\n").as_bytes())
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let greeting = command_greeting(&mut reader, until);
+    assert!(greeting.starts_with("+OK"), "{greeting}");
+    reader
+}
+
+fn command_greeting(reader: &mut BufReader<TcpStream>, until: Instant) -> String {
+    let left = until.saturating_duration_since(Instant::now());
+    reader.get_mut().set_read_timeout(Some(left)).unwrap();
+    read_line(reader).unwrap_or_default()
+}
+
+/// Another address of the same IPv6 /64 is the same client: a failure from 2001:db8::1 makes
+/// the next check from 2001:db8::2 wait its turn (the log says so). Counted per /128, the
+/// second address would have no failures and be checked at once.
+#[test]
+fn the_addresses_of_one_ipv6_network_share_a_penalty() {
+    let s = ServerBuilder::new("penalty-v6")
+        .user("alice", "secret")
+        .arg("--trusted-proxy")
+        .arg("127.0.0.1")
+        .arg("--plaintext-auth")
+        .arg("always")
+        .start();
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut first = connect_v6(s.addr, "2001:db8::1", until);
+    assert!(command(&mut first, "USER alice", until)
+        .unwrap()
+        .starts_with("+OK"));
+    let reply = command(&mut first, "PASS guess-1", until).unwrap();
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
+
+    let mut second = connect_v6(s.addr, "2001:db8::2", until);
+    assert!(command(&mut second, "USER alice", until)
+        .unwrap()
+        .starts_with("+OK"));
+    let reply = command(&mut second, "PASS guess-2", until).unwrap();
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
+    let log = s.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("[2001:db8::2]:40000")
+            && l.contains("earlier failed logins from 2001:db8::2")),
+        "{log}"
+    );
+}
+
+/// The longest penalty in `a_right_password_waits_at_most_the_longest_penalty`, seconds.
+const SHORT_PENALTY: u64 = 4;
+
+/// Connections that take a turn and hang up before it comes.
+const ABANDONED: usize = 10;
+
+/// A right password from a penalised address, after connections from it took turns and hung
+/// up, is answered within the longest penalty (plus the failure delay and a generous margin),
+/// however many turns they took: it either waits at most that long or is refused unchecked
+/// ("[SYS/TEMP]", never "[AUTH]") while the queue is full, and gets in a few tries later. With turns queued without a cap it
+/// waited for all of them, 2 s each (about 20 s here).
+#[test]
+fn a_right_password_waits_at_most_the_longest_penalty() {
+    let s = ServerBuilder::new("penalty-cap")
+        .user("alice", "secret")
+        .mbox("alice", &mbox_message("a@x", "Subject: one\n\nhello\n"))
+        .arg("--trusted-proxy")
+        .arg("127.0.0.1")
+        .arg("--max-per-ip")
+        .arg("0")
+        .arg("--login-penalty")
+        .arg(&SHORT_PENALTY.to_string())
+        .start();
+    let client = "127.0.0.4";
+    let until = Instant::now() + Duration::from_secs(120);
+    let mut first = connect(s.addr, client, until).unwrap();
+    assert!(command(&mut first, "USER alice", until)
+        .unwrap()
+        .starts_with("+OK"));
+    let reply = command(&mut first, "PASS guess-0", until).unwrap();
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
+
+    for n in 1..=ABANDONED {
+        let mut c = connect(s.addr, client, until).unwrap();
+        assert!(command(&mut c, "USER alice", until)
+            .unwrap()
+            .starts_with("+OK"));
+        let stream = c.get_mut();
+        stream
+            .write_all(format!("PASS guess-{n}\r\n").as_bytes())
+            .unwrap();
+        // Hung up without waiting for the answer.
+    }
+    // Every abandoned PASS has been given a turn or refused before the right one comes.
+    let handled = |log: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains(&format!("from {client}"))
+                    && (l.contains(": check in ") || l.contains("login refused unchecked"))
+            })
+            .count()
+    };
+    while handled(&s.log_text()) < ABANDONED && Instant::now() < until {
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let bound = Duration::from_secs(SHORT_PENALTY + 1 + 4);
+    let mut tries = Vec::new();
+    'login: for _ in 0..4 {
+        let mut c = connect(s.addr, client, until).unwrap();
+        for _ in 0..3 {
+            assert!(command(&mut c, "USER alice", until)
+                .unwrap()
+                .starts_with("+OK"));
+            let asked = Instant::now();
+            let reply = command(&mut c, "PASS secret", until).unwrap_or_default();
+            let took = asked.elapsed();
+            tries.push((took, reply.clone()));
+            assert!(took <= bound, "answered after {took:?}: {tries:?}");
+            if reply.starts_with("+OK") {
+                break 'login;
+            }
+            // Refused unchecked while the queue is full; never refused as a wrong password.
+            assert!(reply.starts_with("-ERR [SYS/TEMP]"), "{tries:?}");
+        }
+    }
+    assert!(
+        tries.last().is_some_and(|(_, r)| r.starts_with("+OK")),
+        "{tries:?}"
+    );
+}

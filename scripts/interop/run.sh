@@ -11,7 +11,7 @@
 # pop3d standalone with only the capabilities its systemd unit keeps, and once more from
 # openbsd-inetd with scripts/deploy/system-users/inetd.conf (under the capabilities of its
 # socket unit). Last, fail2ban-regex runs the filter of scripts/deploy/fail2ban/ over the
-# failed logins both servers logged. Each check prints "ok   ..." or "FAIL ..."; the last
+# failed logins both servers logged, and fail2ban-client -t checks its jail. Each check prints "ok   ..." or "FAIL ..."; the last
 # line is "N passed, M failed" and the exit status is 1 if anything failed.
 #
 # Installs what it needs when missing (Debian packages); run as root in CI.
@@ -23,7 +23,7 @@ HERE=$PWD/scripts/interop
 . scripts/lib/common.sh
 . scripts/lib/packages.sh
 need_packages curl:curl fetchmail:fetchmail mpop:mpop getmail:getmail6 inetd:openbsd-inetd python3:python3 \
-    setpriv:util-linux useradd:passwd fail2ban-regex:fail2ban
+    setpriv:util-linux useradd:passwd fail2ban-regex:fail2ban fail2ban-client:fail2ban
 
 if ! pop3d_build; then
     fail "cargo build --release"
@@ -577,6 +577,42 @@ fail2ban_finds "users-file server, syslog form" "$T/pop3d.syslog"
 if [ -f "$T/pop3d-system.log" ]; then
     fail2ban_finds "--system-users server, --log-file" "$T/pop3d-system.log"
 fi
+
+# fail2ban's own configuration test (fail2ban-client -t) on the shipped jail, in a private
+# config dir: the package's fail2ban.conf, jail.conf, paths and actions, our filter and jail.
+# A jail fail2ban rejects (a logpath that does not exist, as /var/log/mail.log on a Debian 12
+# without rsyslog) stops every jail. The default reads the journal; -t checks that backend
+# without opening a journal (there may be no systemd here), so the file variant the jail
+# describes is tested too, on a log that exists, and with a missing file it must be rejected
+# (else the test proves nothing).
+F2C=$T/fail2ban-config
+mkdir -p "$F2C/filter.d" "$F2C/jail.d"
+cp /etc/fail2ban/fail2ban.conf /etc/fail2ban/jail.conf /etc/fail2ban/paths-*.conf "$F2C/"
+cp -r /etc/fail2ban/action.d "$F2C/"
+cp /etc/fail2ban/filter.d/common.conf scripts/deploy/fail2ban/pop3d.conf "$F2C/filter.d/"
+# f2b_jail LOGPATH: the shipped jail, or with LOGPATH its file variant reading LOGPATH.
+f2b_jail() {
+    if [ -z "${1:-}" ]; then
+        cp scripts/deploy/fail2ban/jail.local "$F2C/jail.d/pop3d.local"
+    else
+        sed -e '/^backend *=/d' -e '/^journalmatch *=/d' \
+            -e 's/^#   backend = auto$/backend = auto/' \
+            -e "s|^#   logpath = .*|logpath = $1|" \
+            scripts/deploy/fail2ban/jail.local >"$F2C/jail.d/pop3d.local"
+    fi
+}
+f2b_accepts() { fail2ban-client -c "$F2C" -t >"$T/fail2ban-t.out" 2>&1; }
+f2b_rejects() { ! f2b_accepts; }
+f2b_jail
+expect "fail2ban: fail2ban-client -t accepts the shipped jail (systemd journal)" f2b_accepts
+expect "fail2ban: the shipped jail reads pop3d's journal lines" \
+    grep -qx 'journalmatch *= *SYSLOG_IDENTIFIER=pop3d' "$F2C/jail.d/pop3d.local"
+f2b_jail "$T/pop3d.syslog"
+expect "fail2ban: the jail's file variant names a logpath" \
+    grep -qx "logpath = $T/pop3d.syslog" "$F2C/jail.d/pop3d.local"
+expect "fail2ban: fail2ban-client -t accepts the jail's file variant on an existing log" f2b_accepts
+f2b_jail "$T/no-such-mail.log"
+expect "fail2ban: fail2ban-client -t rejects the file variant on a missing log" f2b_rejects
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     fail "pop3d still running at the end"
