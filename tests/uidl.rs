@@ -43,6 +43,38 @@ fn ids_only(lines: &[(String, String)]) -> Vec<String> {
     lines.iter().map(|(_, id)| id.clone()).collect()
 }
 
+/// alice's UIDL ids alone, in message order.
+fn alice_ids(server: &support::Server) -> Vec<String> {
+    ids_only(&uidl(server, "alice", "secret"))
+}
+
+/// A server whose one user, alice, has `mbox` and whose `--uidl` is `schemes`.
+fn uidl_server(name: &str, mbox: &str, schemes: &str) -> support::Server {
+    ServerBuilder::new(name)
+        .user("alice", "secret")
+        .mbox("alice", mbox)
+        .arg("--uidl")
+        .arg(schemes)
+        .start()
+}
+
+/// Deletes alice's message `n` in a session of its own.
+fn delete_alice(server: &support::Server, n: usize) {
+    let mut c = server.login("alice", "secret");
+    c.ok(&format!("DELE {n}"));
+    c.ok("QUIT");
+}
+
+/// Runs the dry run `--uidl-report SCHEMES MBOX`.
+fn uidl_report(schemes: &str, mbox: &std::path::Path) -> std::process::Output {
+    Command::new(support::binary())
+        .arg("--uidl-report")
+        .arg(schemes)
+        .arg(mbox)
+        .output()
+        .expect("run pop3d")
+}
+
 #[test]
 fn dovecot_ids_then_pop3d_ids_for_messages_without_a_usable_x_uid() {
     let mbox = dovecot_mbox();
@@ -51,12 +83,7 @@ fn dovecot_ids_then_pop3d_ids_for_messages_without_a_usable_x_uid() {
         .mbox("alice", &mbox)
         .start();
     let own = ids_only(&uidl(&plain, "alice", "secret"));
-    let server = ServerBuilder::new("uidl-dovecot")
-        .user("alice", "secret")
-        .mbox("alice", &mbox)
-        .arg("--uidl")
-        .arg("dovecot,pop3d")
-        .start();
+    let server = uidl_server("uidl-dovecot", &mbox, "dovecot,pop3d");
     let got = uidl(&server, "alice", "secret");
     let numbers: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(numbers, ["1", "2", "3", "4", "5"]);
@@ -92,30 +119,18 @@ fn dovecot_ids_then_pop3d_ids_for_messages_without_a_usable_x_uid() {
 
 #[test]
 fn dovecot_ids_survive_deleting_the_message_that_held_x_imapbase() {
-    let server = ServerBuilder::new("uidl-dele-first")
-        .user("alice", "secret")
-        .mbox("alice", &dovecot_mbox())
-        .arg("--uidl")
-        .arg("dovecot,pop3d")
-        .start();
-    let before = ids_only(&uidl(&server, "alice", "secret"));
-    let mut c = server.login("alice", "secret");
-    c.ok("DELE 1");
-    c.ok("QUIT");
+    let server = uidl_server("uidl-dele-first", &dovecot_mbox(), "dovecot,pop3d");
+    let before = alice_ids(&server);
+    delete_alice(&server, 1);
     assert!(
         !String::from_utf8_lossy(&server.mbox("alice")).contains("X-IMAPbase"),
         "the header left with its message"
     );
-    let after = ids_only(&uidl(&server, "alice", "secret"));
+    let after = alice_ids(&server);
     assert_eq!(after, before[1..], "every other message keeps its id");
     assert_eq!(after[0], "000000026553f100");
     // The dry run reads the same remembered UIDVALIDITY.
-    let out = Command::new(support::binary())
-        .arg("--uidl-report")
-        .arg("dovecot,pop3d")
-        .arg(server.mbox_path("alice"))
-        .output()
-        .expect("run pop3d");
+    let out = uidl_report("dovecot,pop3d", &server.mbox_path("alice"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.starts_with("1 000000026553f100 dovecot\n"),
@@ -139,7 +154,7 @@ fn a_users_file_field_sets_a_users_own_schemes() {
         .mbox("alice", &mbox)
         .mbox("bob", &mbox)
         .start();
-    let alice = ids_only(&uidl(&server, "alice", "secret"));
+    let alice = alice_ids(&server);
     let bob = ids_only(&uidl(&server, "bob", "pw:with colon"));
     assert_eq!(bob[0], "4f1a2b3c.1700000000.1", "bob's list reads X-UIDL");
     assert_eq!(bob[1], alice[1], "and falls back to pop3d's id");
@@ -149,19 +164,9 @@ fn a_users_file_field_sets_a_users_own_schemes() {
 
 #[test]
 fn uidl_report_prints_each_id_and_who_named_it() {
-    let server = ServerBuilder::new("uidl-report")
-        .user("alice", "secret")
-        .mbox("alice", &dovecot_mbox())
-        .arg("--uidl")
-        .arg("dovecot,pop3d")
-        .start();
+    let server = uidl_server("uidl-report", &dovecot_mbox(), "dovecot,pop3d");
     let served = uidl(&server, "alice", "secret");
-    let out = Command::new(support::binary())
-        .arg("--uidl-report")
-        .arg("dovecot,pop3d")
-        .arg(server.mbox_path("alice"))
-        .output()
-        .expect("run pop3d");
+    let out = uidl_report("dovecot,pop3d", &server.mbox_path("alice"));
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split(' ').collect()).collect();
@@ -183,10 +188,7 @@ fn uidl_report_prints_each_id_and_who_named_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unique ids of 5 messages"), "{stderr}");
 
-    let missing = Command::new(support::binary())
-        .args(["--uidl-report", "dovecot", "/nonexistent/mbox"])
-        .output()
-        .expect("run pop3d");
+    let missing = uidl_report("dovecot", std::path::Path::new("/nonexistent/mbox"));
     assert!(!missing.status.success(), "a missing mbox is an error");
 }
 
@@ -202,24 +204,17 @@ fn deliver(server: &support::Server, user: &str, text: &str) {
 
 #[test]
 fn a_deleted_messages_dovecot_id_never_passes_to_a_forged_x_uid() {
-    let server = ServerBuilder::new("uidl-retire-dovecot")
-        .user("alice", "secret")
-        .mbox("alice", &dovecot_mbox())
-        .arg("--uidl")
-        .arg("dovecot,pop3d")
-        .start();
-    let before = ids_only(&uidl(&server, "alice", "secret"));
+    let server = uidl_server("uidl-retire-dovecot", &dovecot_mbox(), "dovecot,pop3d");
+    let before = alice_ids(&server);
     assert_eq!(before[1], "000000026553f100");
-    let mut c = server.login("alice", "secret");
-    c.ok("DELE 2");
-    c.ok("QUIT");
+    delete_alice(&server, 2);
     // The forgery beside it keeps the id it had; one delivered later does not get it either.
     deliver(
         &server,
         "alice",
         &mbox_message("late@x", "X-UID: 2\nSubject: forged later\n\nsixth\n"),
     );
-    let after = ids_only(&uidl(&server, "alice", "secret"));
+    let after = alice_ids(&server);
     assert_eq!(after.len(), 5);
     assert_eq!(after[..4], [&before[..1], &before[2..]].concat()[..]);
     assert!(
@@ -242,23 +237,16 @@ fn a_deleted_messages_x_uidl_never_passes_to_a_forged_x_uidl() {
         mbox_message("evil@x", "X-UIDL: two.2\nSubject: forged\n\nthird\n"),
     ]
     .concat();
-    let server = ServerBuilder::new("uidl-retire-xuidl")
-        .user("alice", "secret")
-        .mbox("alice", &mbox)
-        .arg("--uidl")
-        .arg("x-uidl,pop3d")
-        .start();
-    let before = ids_only(&uidl(&server, "alice", "secret"));
+    let server = uidl_server("uidl-retire-xuidl", &mbox, "x-uidl,pop3d");
+    let before = alice_ids(&server);
     assert_eq!(before[..2], ["one.1", "two.2"]);
-    let mut c = server.login("alice", "secret");
-    c.ok("DELE 2");
-    c.ok("QUIT");
+    delete_alice(&server, 2);
     deliver(
         &server,
         "alice",
         &mbox_message("late@x", "X-UIDL: two.2\nSubject: forged later\n\nfourth\n"),
     );
-    let after = ids_only(&uidl(&server, "alice", "secret"));
+    let after = alice_ids(&server);
     assert_eq!(after[0], "one.1");
     assert_eq!(after[1], before[2], "the forgery keeps its own id");
     assert!(
@@ -266,5 +254,5 @@ fn a_deleted_messages_x_uidl_never_passes_to_a_forged_x_uidl() {
         "a deleted message's id named another message: {after:?}"
     );
     // And in every later session.
-    assert_eq!(ids_only(&uidl(&server, "alice", "secret")), after);
+    assert_eq!(alice_ids(&server), after);
 }
