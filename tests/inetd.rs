@@ -55,6 +55,25 @@ fn transcript(mut reader: impl Read, writer: &mut impl Write, input: &str) -> St
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The log file a test's session writes, and that path as an argument to `--log-file`.
+fn log_file(s: &Setup) -> (std::path::PathBuf, String) {
+    let log = s.dir.path().join("log");
+    let arg = log.to_string_lossy().into_owned();
+    (log, arg)
+}
+
+/// Runs pop3d --inetd on one end of a Unix socket pair, sends `input` from the other and
+/// reads all it answers up to the close; the child is left to be waited for.
+fn session_on_unix_socket(s: &Setup, extra: &[&str], input: &str) -> (Child, String) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let child = spawn_on(s, theirs.into(), extra);
+    let mut writer = ours.try_clone().unwrap();
+    let text = transcript(&ours, &mut writer, input);
+    (child, text)
+}
+
 fn assert_only_protocol(text: &str) {
     for line in text.split_inclusive('\n') {
         assert!(line.ends_with("\r\n"), "not a protocol line: {line:?}");
@@ -69,14 +88,9 @@ fn assert_only_protocol(text: &str) {
 #[test]
 fn session_over_a_socket_pair_with_stderr_on_the_socket() {
     let s = setup();
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    ours.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut child = spawn_on(&s, theirs.into(), &[]);
-    let mut writer = ours.try_clone().unwrap();
-    let text = transcript(
-        &ours,
-        &mut writer,
+    let (mut child, text) = session_on_unix_socket(
+        &s,
+        &[],
         "USER alice\r\nPASS secret\r\nSTAT\r\nRETR 2\r\nDELE 1\r\nQUIT\r\n",
     );
     assert!(child.wait().unwrap().success());
@@ -118,14 +132,13 @@ fn autologout_works_when_stdin_is_a_socket() {
 #[test]
 fn peer_address_is_logged_for_a_tcp_client() {
     let s = setup();
-    let log = s.dir.path().join("log");
+    let (log, log_arg) = log_file(&s);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let (accepted, _) = listener.accept().unwrap();
-    let log_arg = log.to_string_lossy().into_owned();
     let mut child = spawn_on(&s, accepted.into(), &["--log-file", &log_arg]);
     let mut writer = client.try_clone().unwrap();
     let text = transcript(&client, &mut writer, "USER alice\r\nPASS wrong\r\nQUIT\r\n");
@@ -145,18 +158,9 @@ fn peer_address_is_logged_for_a_tcp_client() {
 #[test]
 fn startup_error_under_inetd_answers_err_and_logs() {
     let s = setup();
-    let log = s.dir.path().join("log");
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    ours.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let log_arg = log.to_string_lossy().into_owned();
-    let mut child = spawn_on(
-        &s,
-        theirs.into(),
-        &["--timeout", "never", "--log-file", &log_arg],
-    );
-    let mut writer = ours.try_clone().unwrap();
-    let text = transcript(&ours, &mut writer, "");
+    let (log, log_arg) = log_file(&s);
+    let (mut child, text) =
+        session_on_unix_socket(&s, &["--timeout", "never", "--log-file", &log_arg], "");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(2));
     assert_eq!(text, "-ERR [SYS/PERM] server misconfigured\r\n");
@@ -170,9 +174,8 @@ fn startup_error_under_inetd_answers_err_and_logs() {
 #[test]
 fn a_tcp_socket_without_a_readable_peer_is_insecure() {
     let s = setup();
-    let log = s.dir.path().join("log");
+    let (log, log_arg) = log_file(&s);
     let unconnected = TcpListener::bind("127.0.0.1:0").unwrap();
-    let log_arg = log.to_string_lossy().into_owned();
     let mut child = spawn_on(&s, unconnected.into(), &["--log-file", &log_arg]);
     // Nothing can be said to a socket without a peer: the session ends at once.
     let status = child.wait().unwrap();
@@ -188,14 +191,9 @@ fn a_tcp_socket_without_a_readable_peer_is_insecure() {
 #[test]
 fn a_unix_socket_is_a_local_stream() {
     let s = setup();
-    let log = s.dir.path().join("log");
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    ours.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let log_arg = log.to_string_lossy().into_owned();
-    let mut child = spawn_on(&s, theirs.into(), &["--log-file", &log_arg]);
-    let mut writer = ours.try_clone().unwrap();
-    let text = transcript(&ours, &mut writer, "CAPA\r\nQUIT\r\n");
+    let (log, log_arg) = log_file(&s);
+    let (mut child, text) =
+        session_on_unix_socket(&s, &["--log-file", &log_arg], "CAPA\r\nQUIT\r\n");
     assert!(child.wait().unwrap().success());
     assert!(text.contains("\r\nUSER\r\n"), "{text}");
     let logged = std::fs::read_to_string(&log).unwrap();
