@@ -17,15 +17,28 @@ const BIG_MESSAGE_LINES: usize = 400_000;
 /// Where the file is cut, as a share of the message: well past what can be in flight.
 const CUT_AT_PERCENT: u64 = 60;
 
-#[test]
-fn retr_of_a_message_cut_while_it_streams_ends_without_the_final_dot() {
+/// A session in the middle of RETR of one big message: the +OK line read and checked, and
+/// a little of the body, so that pop3d is still reading the file.
+struct BigRetr {
+    mbox: String,
+    server: support::Server,
+    c: support::Client,
+    /// The +OK line.
+    first: String,
+    /// Octets of the body read so far.
+    received: u64,
+}
+
+/// Starts a server whose alice has one message of BIG_MESSAGE_LINES lines and reads the
+/// start of its RETR.
+fn retr_a_big_message(name: &str) -> BigRetr {
     let mut mbox = String::from("From big@example Mon Jan  1 00:00:00 2024\nSubject: big\n\n");
     for i in 0..BIG_MESSAGE_LINES {
         mbox.push_str(&format!(
             "line {i:08} of a long message body, padded out a bit\n"
         ));
     }
-    let server = ServerBuilder::new("retr-cut")
+    let server = ServerBuilder::new(name)
         .user("alice", "secret")
         .mbox("alice", &mbox)
         .start();
@@ -33,24 +46,26 @@ fn retr_of_a_message_cut_while_it_streams_ends_without_the_final_dot() {
     c.send("RETR 1");
     let first = c.line();
     assert!(first.starts_with("+OK "), "{first:?}");
-    let announced: u64 = first[4..]
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("octets in the +OK line");
-    // A little of the body, so the transfer is under way, then another program cuts the
-    // file (an admin's script, a broken rewrite) while pop3d is still reading it.
     let mut head = vec![0u8; 64 * 1024];
     c.reader.read_exact(&mut head).expect("start of the body");
-    let cut = mbox.len() as u64 * CUT_AT_PERCENT / 100;
-    OpenOptions::new()
-        .write(true)
-        .open(server.mbox_path("alice"))
-        .and_then(|f| f.set_len(cut))
-        .expect("cut the mbox");
-    // The rest, line by line, up to the close: a ".\r\n" line would tell the client that
-    // the short message is complete.
-    let mut received = head.len() as u64;
+    BigRetr {
+        mbox,
+        server,
+        c,
+        first,
+        received: head.len() as u64,
+    }
+}
+
+/// Reads the rest of a RETR line by line up to the close, `received` octets in, failing on a
+/// terminating "." line; `announced` is the size the +OK line gave, where known. Returns the
+/// octets read in all.
+fn read_to_the_close_without_a_dot(
+    c: &mut support::Client,
+    mut received: u64,
+    announced: Option<u64>,
+) -> u64 {
+    let of = announced.map(|a| format!(" of {a}")).unwrap_or_default();
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -62,10 +77,38 @@ fn retr_of_a_message_cut_while_it_streams_ends_without_the_final_dot() {
         }
         assert_ne!(
             line, b".\r\n",
-            "terminating dot after {received} of {announced} octets"
+            "terminating dot after {received}{of} octets"
         );
         received += n as u64;
     }
+    received
+}
+
+#[test]
+fn retr_of_a_message_cut_while_it_streams_ends_without_the_final_dot() {
+    let BigRetr {
+        mbox,
+        server,
+        mut c,
+        first,
+        received,
+    } = retr_a_big_message("retr-cut");
+    let announced: u64 = first[4..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("octets in the +OK line");
+    // A little of the body was read, so the transfer is under way; now another program cuts
+    // the file (an admin's script, a broken rewrite) while pop3d is still reading it.
+    let cut = mbox.len() as u64 * CUT_AT_PERCENT / 100;
+    OpenOptions::new()
+        .write(true)
+        .open(server.mbox_path("alice"))
+        .and_then(|f| f.set_len(cut))
+        .expect("cut the mbox");
+    // The rest, line by line, up to the close: a ".\r\n" line would tell the client that
+    // the short message is complete.
+    let received = read_to_the_close_without_a_dot(&mut c, received, Some(announced));
     assert!(received < announced, "{received} of {announced} octets");
     drop(c);
     let log = server.log_text();
@@ -167,22 +210,13 @@ fn wait_for_log(server: &support::Server, needle: &str) -> String {
 /// it would store a message that never was in the mbox as complete.
 #[test]
 fn retr_of_a_message_rewritten_while_it_streams_ends_without_the_final_dot() {
-    let mut mbox = String::from("From big@example Mon Jan  1 00:00:00 2024\nSubject: big\n\n");
-    for i in 0..BIG_MESSAGE_LINES {
-        mbox.push_str(&format!(
-            "line {i:08} of a long message body, padded out a bit\n"
-        ));
-    }
-    let server = ServerBuilder::new("retr-rewrite")
-        .user("alice", "secret")
-        .mbox("alice", &mbox)
-        .start();
-    let mut c = server.login("alice", "secret");
-    c.send("RETR 1");
-    let first = c.line();
-    assert!(first.starts_with("+OK "), "{first:?}");
-    let mut head = vec![0u8; 64 * 1024];
-    c.reader.read_exact(&mut head).expect("start of the body");
+    let BigRetr {
+        mbox,
+        server,
+        mut c,
+        received,
+        ..
+    } = retr_a_big_message("retr-rewrite");
     // Same length: only the bytes differ, from CUT_AT_PERCENT of the file on.
     let at = mbox.len() as u64 * CUT_AT_PERCENT / 100;
     let other = vec![b'X'; 4096];
@@ -191,19 +225,7 @@ fn retr_of_a_message_rewritten_while_it_streams_ends_without_the_final_dot() {
         .open(server.mbox_path("alice"))
         .and_then(|f| std::os::unix::fs::FileExt::write_all_at(&f, &other, at))
         .expect("rewrite the mbox in place");
-    let mut received = head.len() as u64;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = c.reader.read_until(b'\n', &mut line).unwrap_or_else(|e| {
-            panic!("connection neither closed nor ended the body: {e} after {received} octets")
-        });
-        if n == 0 {
-            break;
-        }
-        assert_ne!(line, b".\r\n", "terminating dot after {received} octets");
-        received += n as u64;
-    }
+    read_to_the_close_without_a_dot(&mut c, received, None);
     drop(c);
     let log = server.log_text();
     assert!(
