@@ -1546,9 +1546,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         // Damaged: the ids follow the file order again, and the record is whole again.
         fs::write(&record, b"pop3d-uidl 1\ngarbage\n").expect("damage");
         assert_eq!(uids(&open(&path).expect("open")), first);
-        assert!(uid_owners::read(&path, &private::Owners::of(None, None))
-            .expect("read")
-            .is_some());
+        assert!(owners_record(&path).is_some());
     }
 
     #[test]
@@ -1584,14 +1582,26 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         )
     }
 
-    #[test]
-    fn a_crash_during_the_rewrite_keeps_the_deleted_ids_retired() {
-        let dir = TempDir::new("md-retire-crash");
+    /// Two messages whose X-UIDL headers name them one.1 and two.2, in a fresh mbox opened
+    /// with `--uidl x-uidl,pop3d`: the directory, the mbox's path, its text and the maildrop.
+    fn x_uidl_pair(name: &str) -> (TempDir, PathBuf, String, Maildrop) {
+        let dir = TempDir::new(name);
         let data = format!(
             "From a@x {DATE}\nX-UIDL: one.1\n\nfirst\n\nFrom b@x {DATE}\nX-UIDL: two.2\n\nsecond\n"
         );
         let path = mbox(&dir, data.as_bytes());
-        let mut md = open_with(&path, "x-uidl,pop3d").expect("open");
+        let md = open_with(&path, "x-uidl,pop3d").expect("open");
+        (dir, path, data, md)
+    }
+
+    /// The record of id owners beside the mbox at `path`, if there is one.
+    fn owners_record(path: &Path) -> Option<uid_owners::Owners> {
+        uid_owners::read(path, &private::Owners::of(None, None)).expect("read")
+    }
+
+    #[test]
+    fn a_crash_during_the_rewrite_keeps_the_deleted_ids_retired() {
+        let (_dir, path, data, mut md) = x_uidl_pair("md-retire-crash");
         assert_eq!(uids(&md), ["one.1", "two.2"]);
         // The last message goes by a truncate; the crash comes after it, before its sync.
         assert!(crash::during("truncate-sync", 1, || md.commit(&[false, true])));
@@ -1601,11 +1611,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
             data.find("From b").expect("b")
         );
         let forged = format!("From evil@x {DATE}\nX-UIDL: two.2\n\nforged\n");
-        fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(forged.as_bytes()))
-            .expect("deliver");
+        append(&path, forged.as_bytes());
         let after = uids(&open_with(&path, "x-uidl,pop3d").expect("reopen"));
         assert_eq!(after[0], "one.1");
         assert_ne!(after[1], "two.2", "the deleted message's id passed on");
@@ -1613,19 +1619,12 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
 
     #[test]
     fn a_message_whose_deletion_crashed_before_the_rewrite_keeps_its_uidl_id() {
-        let dir = TempDir::new("md-retire-kept");
-        let data = format!(
-            "From a@x {DATE}\nX-UIDL: one.1\n\nfirst\n\nFrom b@x {DATE}\nX-UIDL: two.2\n\nsecond\n"
-        );
-        let path = mbox(&dir, data.as_bytes());
-        let mut md = open_with(&path, "x-uidl,pop3d").expect("open");
+        let (_dir, path, data, mut md) = x_uidl_pair("md-retire-kept");
         // The retirements are on disk; the crash comes before anything is removed.
         assert!(crash::during("commit-locked", 1, || md.commit(&[false, true])));
         drop(md);
         assert_eq!(fs::read(&path).expect("mbox"), data.as_bytes());
-        let record = uid_owners::read(&path, &private::Owners::of(None, None))
-            .expect("read")
-            .expect("record");
+        let record = owners_record(&path).expect("record");
         assert!(!record.may_take("two.2", &[0; 16]), "retired for others");
         assert_eq!(
             uids(&open_with(&path, "x-uidl,pop3d").expect("reopen")),
@@ -1653,9 +1652,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
         assert_eq!(fs::read(&path).expect("mbox"), TWO);
         assert_eq!(uids(&open(&path).expect("reopen")), plain);
         assert!(
-            uid_owners::read(&path, &private::Owners::of(None, None))
-                .expect("read")
-                .is_none(),
+            owners_record(&path).is_none(),
             "the retirements were put back: {plain:?}"
         );
     }
