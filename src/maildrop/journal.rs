@@ -1370,6 +1370,60 @@ mod tests {
 
     fn no_keepalive() {}
 
+    /// Appends `bytes` to the file at `path`, as a delivery agent does.
+    fn append_to(path: &Path, bytes: &[u8]) {
+        OpenOptions::new()
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(bytes))
+            .expect("append");
+    }
+
+    /// A random mbox of 200 to 3,199 bytes in a fresh directory, a random plan over it and a
+    /// random batch size, all drawn from `seed`; the generator is returned for further draws.
+    struct RandomCase {
+        rng: Rng,
+        dir: TempDir,
+        data: Vec<u8>,
+        plan: Plan,
+        batch: u64,
+        path: PathBuf,
+        file: File,
+    }
+
+    fn random_case(seed: u64, name: &str) -> RandomCase {
+        let mut rng = Rng(seed);
+        let dir = TempDir::new(name);
+        let len = 200 + rng.below(3000);
+        let data = random_bytes(&mut rng, len);
+        let plan = random_plan(&mut rng, len as u64);
+        let batch = 16 + rng.below(200) as u64;
+        let (path, file) = mbox_file(&dir, &data);
+        RandomCase {
+            rng,
+            dir,
+            data,
+            plan,
+            batch,
+            path,
+            file,
+        }
+    }
+
+    /// 3,000 random bytes from `seed` in a fresh mbox, and a plan over them that removes
+    /// [100, 400) and [1400, 2000): the mbox's path, its file and content, and the plan.
+    fn late_append_case(seed: u64, dir: &TempDir) -> (PathBuf, File, Vec<u8>, Plan) {
+        let mut rng = Rng(seed);
+        let data = random_bytes(&mut rng, 3000);
+        let (path, file) = mbox_file(dir, &data);
+        let plan = Plan {
+            first_dst: 100,
+            kept: vec![(400, 1000)],
+            tail_src: 2000,
+        };
+        (path, file, data, plan)
+    }
+
     /// The owners of the files of a test: this process.
     fn here() -> Owners {
         Owners::of(None, None)
@@ -1448,13 +1502,15 @@ mod tests {
         append: bool,
         second_crash: Option<(&str, u64)>,
     ) {
-        let mut rng = Rng(seed);
-        let dir = TempDir::new("crash");
-        let len = 200 + rng.below(3000);
-        let data = random_bytes(&mut rng, len);
-        let plan = random_plan(&mut rng, len as u64);
-        let batch = 16 + rng.below(200) as u64;
-        let (path, file) = mbox_file(&dir, &data);
+        let RandomCase {
+            dir: _dir,
+            data,
+            plan,
+            batch,
+            path,
+            file,
+            ..
+        } = random_case(seed, "crash");
         let ctx = format!(
             "seed {seed:#x} point {point}#{nth} {damage:?} append {append} {second_crash:?}"
         );
@@ -1482,11 +1538,7 @@ mod tests {
         let mut appended = Vec::new();
         if append {
             appended = b"From late@example.org\nappended after the crash\n".to_vec();
-            OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .and_then(|mut f| f.write_all(&appended))
-                .expect("append");
+            append_to(&path, &appended);
         }
         if let Some((point, nth)) = second_crash {
             let _ = crash::during(point, nth, || {
@@ -1613,11 +1665,7 @@ mod tests {
             _ => panic!("journal expected"),
         }
         let late = random_bytes(&mut rng, 30_000);
-        OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&late))
-            .expect("append");
+        append_to(&path, &late);
         recover(&path, Some(&file), &here(), &no_keepalive).expect("recover");
         let mut want = expected(&data, &plan);
         want.extend_from_slice(&late);
@@ -1629,25 +1677,12 @@ mod tests {
     #[test]
     fn mail_appended_after_the_moves_is_kept() {
         for point in ["moves-done", "marker-written", "marked"] {
-            let mut rng = Rng(7);
             let dir = TempDir::new("late-append");
-            let data = random_bytes(&mut rng, 3000);
-            let (path, file) = mbox_file(&dir, &data);
-            let plan = Plan {
-                first_dst: 100,
-                kept: vec![(400, 1000)],
-                tail_src: 2000,
-            };
+            let (path, file, data, plan) = late_append_case(7, &dir);
             let late = b"From late@x Mon Jan  1 00:00:00 2024\n\nappended late\n".to_vec();
             let agent = {
                 let (path, late) = (path.clone(), late.clone());
-                move || {
-                    OpenOptions::new()
-                        .append(true)
-                        .open(&path)
-                        .and_then(|mut f| f.write_all(&late))
-                        .expect("append");
-                }
+                move || append_to(&path, &late)
             };
             let (done, appended) = crash::hooked(point, agent, || {
                 compact_with_batch(&path, &file, plan.clone(), 64, &no_keepalive)
@@ -1666,15 +1701,8 @@ mod tests {
             assert!(!journal_path(&path).exists(), "{point}: journal left");
         }
         // The same in a recovery that finishes a crashed rewrite.
-        let mut rng = Rng(8);
         let dir = TempDir::new("late-append-recovery");
-        let data = random_bytes(&mut rng, 3000);
-        let (path, file) = mbox_file(&dir, &data);
-        let plan = Plan {
-            first_dst: 100,
-            kept: vec![(400, 1000)],
-            tail_src: 2000,
-        };
+        let (path, file, data, plan) = late_append_case(8, &dir);
         let crashed = crash::during("batch-written", 2, || {
             compact_with_batch(&path, &file, plan.clone(), 64, &no_keepalive)
         });
@@ -1682,13 +1710,7 @@ mod tests {
         let late = b"From late@x Mon Jan  1 00:00:00 2024\n\nafter the recovery's moves\n";
         let agent = {
             let path = path.clone();
-            move || {
-                OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .and_then(|mut f| f.write_all(late))
-                    .expect("append");
-            }
+            move || append_to(&path, late)
         };
         let (done, appended) = crash::hooked("moves-done", agent, || {
             recover(&path, Some(&file), &here(), &no_keepalive)
@@ -1740,13 +1762,15 @@ mod tests {
     /// by `replace(original)`, recovers, and checks that the new content is untouched and
     /// the journal set aside. Returns false if the crash did not happen.
     fn crash_then_replace(seed: u64, point: &str, nth: u64, replace: &Replace) -> bool {
-        let mut rng = Rng(seed);
-        let dir = TempDir::new("replaced");
-        let len = 200 + rng.below(3000);
-        let data = random_bytes(&mut rng, len);
-        let plan = random_plan(&mut rng, len as u64);
-        let batch = 16 + rng.below(200) as u64;
-        let (path, file) = mbox_file(&dir, &data);
+        let RandomCase {
+            mut rng,
+            dir,
+            data,
+            plan,
+            batch,
+            path,
+            file,
+        } = random_case(seed, "replaced");
         let crashed = crash::during(point, nth, || {
             compact_with_batch(&path, &file, plan.clone(), batch, &no_keepalive)
         });
