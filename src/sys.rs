@@ -866,7 +866,7 @@ mod tests {
     #[test]
     fn switch_thread_changes_only_the_calling_thread_and_for_good() {
         if effective_uid() != 0 {
-            eprintln!("skipped: needs root");
+            crate::testing::skip("needs root");
             return;
         }
         let nobody = account_by_name("nobody").unwrap().expect("nobody exists");

@@ -2031,7 +2031,7 @@ mod tests {
     #[test]
     fn a_journal_of_another_user_is_never_replayed() {
         if !privileged() {
-            eprintln!("skipped: giving a file to another user needs root");
+            crate::testing::skip("giving a file to another user needs root");
             return;
         }
         planted_journal_is_refused("planted-other", &|path, file| {

@@ -584,7 +584,7 @@ mod tests {
             .status()
             .is_ok_and(|s| s.success());
         if !made {
-            eprintln!("skipped: no mkfifo");
+            crate::testing::skip("no mkfifo");
             return;
         }
         let (tx, rx) = std::sync::mpsc::channel();
@@ -776,7 +776,7 @@ mod tests {
         }
         let dir = TempDir::new("dotlock-unseen");
         if !privileged(&dir) {
-            eprintln!("skipped: a pid namespace needs root");
+            crate::testing::skip("a pid namespace needs root");
             return;
         }
         let path = mbox(&dir);
@@ -796,14 +796,14 @@ mod tests {
         let out = match ran {
             Ok(out) => out,
             Err(e) => {
-                eprintln!("skipped: cannot run unshare: {e}");
+                crate::testing::skip(&format!("cannot run unshare: {e}"));
                 return;
             }
         };
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         if !out.status.success() && text.contains("unshare failed") {
-            eprintln!("skipped: no pid namespaces here: {text}");
+            crate::testing::skip(&format!("no pid namespaces here: {text}"));
             return;
         }
         assert!(out.status.success(), "child: {text}");

@@ -731,7 +731,7 @@ mod tests {
         fs::write(&mbox, b"").expect("mbox");
         let path = companion::path(&mbox, companion::UIDL);
         if !mkfifo(&path) {
-            eprintln!("skipped: no mkfifo");
+            crate::testing::skip("no mkfifo");
             return;
         }
         let m = mbox.clone();
@@ -756,7 +756,7 @@ mod tests {
         let path = companion::path(&mbox, companion::UIDL);
         let fifo = dir.path().join("fifo");
         if !mkfifo(&fifo) {
-            eprintln!("skipped: no mkfifo");
+            crate::testing::skip("no mkfifo");
             return;
         }
         let regular = dir.path().join("regular");
@@ -860,7 +860,7 @@ mod tests {
     #[test]
     fn a_record_of_another_user_is_not_used_or_replaced() {
         if crate::sys::effective_uid() != 0 {
-            eprintln!("skipped: needs root to give the record away");
+            crate::testing::skip("needs root to give the record away");
             return;
         }
         untrusted_record_is_left_alone("uidl-stranger", |path| {
