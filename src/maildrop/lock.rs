@@ -720,18 +720,23 @@ mod tests {
         assert!(lock.is_some(), "stale lock of pid {dead} must be broken");
     }
 
+    /// Sets a dotlock's mtime a minute past the stale age.
+    fn age_past_stale(lock_path: &Path) {
+        let old = SystemTime::now() - STALE_DOTLOCK_AGE - Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(lock_path)
+            .and_then(|f| f.set_modified(old))
+            .expect("age");
+    }
+
     #[test]
     fn old_dotlock_is_broken_even_if_its_process_lives() {
         let dir = TempDir::new("dotlock-old");
         let path = mbox(&dir);
         let lock_path = sibling(&path, ".lock");
         fs::write(&lock_path, format!("{}\n", std::process::id())).expect("write");
-        let old = SystemTime::now() - STALE_DOTLOCK_AGE - Duration::from_secs(60);
-        File::options()
-            .write(true)
-            .open(&lock_path)
-            .and_then(|f| f.set_modified(old))
-            .expect("age");
+        age_past_stale(&lock_path);
         assert!(DotLock::try_acquire(&path).expect("acquire").is_some());
     }
 
@@ -765,12 +770,7 @@ mod tests {
                 "a fresh dotlock of an unseen holder was broken"
             );
             let lock_path = sibling(&path, companion::DOTLOCK);
-            let old = SystemTime::now() - STALE_DOTLOCK_AGE - Duration::from_secs(60);
-            File::options()
-                .write(true)
-                .open(&lock_path)
-                .and_then(|f| f.set_modified(old))
-                .expect("age");
+            age_past_stale(&lock_path);
             assert!(DotLock::try_acquire(&path).expect("acquire").is_some());
             return;
         }

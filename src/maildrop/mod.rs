@@ -398,13 +398,7 @@ impl Maildrop {
                 self.owners.retire_id(id, *m.uid.digest(), now);
             }
         }
-        save_owners(
-            &self.path,
-            self.file.as_ref(),
-            &mut self.owners,
-            &self.messages,
-            now,
-        );
+        self.save_owners(now);
         let result = self.rewrite(deleted, first);
         // After a rewrite, or an interrupted one, the scan no longer describes the file.
         let touched = match &result {
@@ -418,15 +412,20 @@ impl Maildrop {
             // another pop3d id once (fetched once more), while a `--uidl` id stays its own.
             self.owners = before;
             self.owners.mark_changed();
-            save_owners(
-                &self.path,
-                self.file.as_ref(),
-                &mut self.owners,
-                &self.messages,
-                now,
-            );
+            self.save_owners(now);
         }
         result.map(|()| stats).map_err(|(e, _)| e)
+    }
+
+    /// Writes the unique-id record if it changed (see `save_owners`).
+    fn save_owners(&mut self, now: u64) {
+        save_owners(
+            &self.path,
+            self.file.as_ref(),
+            &mut self.owners,
+            &self.messages,
+            now,
+        );
     }
 
     /// The locked part of UPDATE. The error says whether the mbox was touched.
