@@ -256,3 +256,36 @@ fn a_deleted_messages_x_uidl_never_passes_to_a_forged_x_uidl() {
     // And in every later session.
     assert_eq!(alice_ids(&server), after);
 }
+
+/// A FIFO given to the dry run by mistake is refused at once, not waited on.
+#[test]
+fn uidl_report_refuses_a_fifo_without_blocking() {
+    let dir = support::TempDir::new("uidl-fifo");
+    let fifo = dir.path().join("alice");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made, "mkfifo");
+    let mut child = Command::new(support::binary())
+        .arg("--uidl-report")
+        .arg("pop3d")
+        .arg(&fifo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pop3d");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("--uidl-report blocked on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success(), "a FIFO is no mbox");
+}

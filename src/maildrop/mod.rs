@@ -887,8 +887,15 @@ fn refresh(locks: &DeliveryLocks<'_>) {
 /// as it is, without the delivery locks and without replaying a crash journal, and never
 /// writes: an admin runs it on a live spool, perhaps as another user than pop3d's.
 pub fn dry_run(path: &Path, spec: &UidlSpec) -> Result<DryRun, MaildropError> {
-    // A missing file is an error here, not an empty maildrop: it is likely a typo.
-    let f = File::open(path)?;
+    // A missing file is an error here, not an empty maildrop: it is likely a typo. Opened
+    // without blocking, so that a FIFO given by mistake is refused below instead of waited on.
+    let f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(open_flags::O_NONBLOCK)
+            .open(path)?
+    };
     if !f.metadata()?.is_file() {
         return Err(MaildropError::NotAFile(path.to_owned()));
     }
