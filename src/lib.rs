@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod security;
 pub mod session;
+pub mod session_process;
 pub mod sources;
 pub mod sys;
 pub mod system_users;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::proxy::{self, ProxyHeader, TrustedNet};
 use crate::security::Security;
 use crate::session::{self, Autologout, Connection, Context};
+use crate::session_process::Spawner;
 
 /// Session threads need little stack: the deepest path is a reply being formatted.
 const SESSION_STACK: usize = 256 * 1024;
@@ -94,6 +95,8 @@ pub struct Server {
     ctx: Arc<Context>,
     limits: Limits,
     counts: Arc<Mutex<Counts>>,
+    /// Standalone --system-users: each session in a process of its own (session_process.rs).
+    processes: Option<Arc<Spawner>>,
 }
 
 impl Server {
@@ -102,7 +105,15 @@ impl Server {
             ctx,
             limits,
             counts: Arc::new(Mutex::new(Counts::default())),
+            processes: None,
         }
+    }
+
+    /// Runs each session in a process `spawner` starts; the connection's thread stays, to
+    /// hold the session's place under the caps and answer its penalty requests.
+    pub fn with_session_processes(mut self, spawner: Spawner) -> Server {
+        self.processes = Some(Arc::new(spawner));
+        self
     }
 
     /// Serves every listener until the process ends. Connections accepted on
@@ -159,6 +170,7 @@ impl Server {
         }
         let ctx = Arc::clone(&self.ctx);
         let timeout = self.limits.timeout;
+        let processes = self.processes.clone();
         let spawned = thread::Builder::new()
             .name("pop3d-session".into())
             .stack_size(SESSION_STACK)
@@ -176,7 +188,16 @@ impl Server {
                 } else {
                     (peer, Security::of(peer.ip(), secure_listener, false))
                 };
-                serve_connection(stream, client, security, &ctx, timeout, move || drop(slot));
+                let release = move || drop(slot);
+                let Some(spawner) = processes else {
+                    serve_connection(stream, client, security, &ctx, timeout, release);
+                    return;
+                };
+                let served = spawner.serve(&stream, client, security, &*ctx.penalties, release);
+                if let Err(e) = served {
+                    log::error!("{client}: cannot start a session process: {e}");
+                    refuse(&stream, "cannot start a session, try again later");
+                }
             });
         if let Err(e) = spawned {
             log::error!("{peer}: cannot start a session thread: {e}");
@@ -331,9 +352,9 @@ fn refuse(stream: &TcpStream, why: &str) {
     let _ = stream.read(&mut discard);
 }
 
-/// Runs one session on an accepted connection; `release` frees its place under the caps
-/// before the last reply is sent.
-fn serve_connection(
+/// Runs one session on an accepted connection (or, in a session process, on the one the
+/// daemon accepted); `release` frees its place under the caps before the last reply is sent.
+pub fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     security: Security,

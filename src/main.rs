@@ -17,10 +17,11 @@ use pop3d::config::{self, Action, Config};
 use pop3d::listener::{self, Limits, Server, StdioStream, TimedStream};
 use pop3d::logging::{self, Destination};
 use pop3d::maildrop::{self, MaildropError, OpenOptions};
-use pop3d::owner::{OwnerMaildrops, Scope};
-use pop3d::penalty::Penalties;
+use pop3d::owner::OwnerMaildrops;
+use pop3d::penalty::{Penalties, PenaltyBook};
 use pop3d::security::Security;
 use pop3d::session::{self, Connection, Context, MaildropSource, UserSource};
+use pop3d::session_process::{self, Daemon, Spawner};
 use pop3d::sources::MboxFiles;
 use pop3d::sys::{self, CryptError};
 use pop3d::system_users::{SystemUsers, SystemUsersError};
@@ -45,6 +46,8 @@ enum SetupError {
     Hash(CryptError),
     /// --uidl-report: the mbox cannot be read.
     UidlReport(PathBuf, MaildropError),
+    /// A session process's hand-over from the daemon is unusable.
+    SessionProcess(String),
 }
 
 impl fmt::Display for SetupError {
@@ -59,6 +62,7 @@ impl fmt::Display for SetupError {
             SetupError::UidlReport(path, e) => {
                 write!(f, "--uidl-report: {}: {e}", path.display())
             }
+            SetupError::SessionProcess(why) => write!(f, "{why}"),
         }
     }
 }
@@ -69,7 +73,9 @@ impl Error for SetupError {
             SetupError::SystemUsers(e) => Some(e),
             SetupError::Hash(e) => Some(e),
             SetupError::UidlReport(_, e) => Some(e),
-            SetupError::NotRoot | SetupError::HashPassword(_) => None,
+            SetupError::NotRoot | SetupError::HashPassword(_) | SetupError::SessionProcess(_) => {
+                None
+            }
         }
     }
 }
@@ -82,10 +88,17 @@ impl From<SetupError> for StartError {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let session_process = args.first().is_some_and(|a| a == session_process::FLAG);
     let inetd = args.iter().any(|a| a == "-i" || a == "--inetd");
     match try_main(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if session_process {
+                // stdout is the client's socket, stderr the daemon's.
+                eprintln!("{PROGRAM}: session process cannot start: {e}");
+                let _ = io::stdout().write_all(b"-ERR [SYS/TEMP] cannot start a session\r\n");
+                return cli::exit_status(&e);
+            }
             if inetd {
                 // fds 0-2 are the client's socket: the reason goes to the log, the client
                 // gets a well-formed refusal.
@@ -100,6 +113,11 @@ fn main() -> ExitCode {
 }
 
 fn try_main(args: &[String]) -> Result<(), StartError> {
+    let (handoff, args) = match session_process::handoff(args) {
+        None => (None, args),
+        Some(Ok((handoff, rest))) => (Some(handoff), rest),
+        Some(Err(e)) => return Err(SetupError::SessionProcess(e.to_string()).into()),
+    };
     let config = match config::parse(args).map_err(StartError::Usage)? {
         Action::Help(text) => {
             println!("{text}");
@@ -116,6 +134,11 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
     if config.system_users && sys::effective_uid() != 0 {
         return Err(SetupError::NotRoot.into());
     }
+    if handoff.is_some() && (!config.system_users || config.inetd) {
+        let why = "only standalone --system-users runs session processes";
+        return Err(SetupError::SessionProcess(why.into()).into());
+    }
+    // A session process logs where its daemon does.
     let destination = match (&config.log_file, config.inetd) {
         (Some(path), _) => Destination::File(path.clone()),
         (None, true) => Destination::Syslog,
@@ -134,32 +157,44 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
         },
     };
     log::info!("unique ids: --uidl {}", config.uidl);
+    let mut spawner = None;
     let (users, maildrops): (Arc<dyn UserSource>, Arc<dyn MaildropSource>) = if config.system_users
     {
-        let users = SystemUsers::new(config.first_uid).map_err(SetupError::SystemUsers)?;
+        let users = match &handoff {
+            Some(handoff) => SystemUsers::with_dummy(config.first_uid, handoff.dummy.clone()),
+            None => SystemUsers::new(config.first_uid).map_err(SetupError::SystemUsers)?,
+        };
         let mail_gid = sys::group_id("mail").unwrap_or_else(|e| {
             log::warn!("cannot look up group mail: {e}");
             None
         });
-        let scope = if config.inetd {
-            Scope::Process
-        } else {
-            Scope::Thread
-        };
-        log::info!(
-            "system users with uid {} and up; sessions switch to them per {scope:?}",
-            config.first_uid
-        );
-        let owner = OwnerMaildrops {
-            files,
-            scope,
-            mail_gid,
-        };
+        if handoff.is_none() {
+            let how = if config.inetd {
+                "the process switches to its user"
+            } else {
+                "each session runs in a process that switches to its user"
+            };
+            log::info!("system users with uid {} and up; {how}", config.first_uid);
+        }
+        if !config.inetd && handoff.is_none() {
+            spawner = Some(Spawner::new(args.to_vec(), users.dummy_hash().to_owned()));
+        }
+        let owner = OwnerMaildrops { files, mail_gid };
         (Arc::new(users), Arc::new(owner))
     } else {
         let users = UsersFile::load(&config.users)
             .map_err(|error| StartError::file(&config.users, error))?;
         (Arc::new(users), Arc::new(files))
+    };
+    let daemon = match &handoff {
+        Some(_) => Some(Arc::new(Daemon::from_stdin().map_err(|e| {
+            SetupError::SessionProcess(format!("no channel to the daemon on stdin: {e}"))
+        })?)),
+        None => None,
+    };
+    let penalties: Arc<dyn PenaltyBook> = match &daemon {
+        Some(daemon) => Arc::clone(daemon) as Arc<dyn PenaltyBook>,
+        None => Arc::new(Penalties::new(config.login_penalty)),
     };
     let ctx = Context {
         hostname: config.hostname.clone(),
@@ -168,8 +203,22 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
         login_delay: config.login_delay,
         failure_delay: session::FAILURE_DELAY,
         plaintext_auth: config.plaintext_auth,
-        penalties: Penalties::new(config.login_penalty),
+        penalties,
     };
+    if let (Some(handoff), Some(daemon)) = (handoff, daemon) {
+        let stream = session_process::client_socket()
+            .map_err(|e| SetupError::SessionProcess(format!("no client socket on stdout: {e}")))?;
+        let release = move || daemon.release();
+        listener::serve_connection(
+            stream,
+            handoff.client,
+            handoff.security,
+            &ctx,
+            config.timeout,
+            release,
+        );
+        return Ok(());
+    }
     if config.inetd {
         serve_stdio(&config, &ctx);
         return Ok(());
@@ -182,7 +231,11 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
         max_per_ip: config.max_per_ip,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    Server::new(Arc::new(ctx), limits).serve(listeners, secure_listeners);
+    let mut server = Server::new(Arc::new(ctx), limits);
+    if let Some(spawner) = spawner {
+        server = server.with_session_processes(spawner);
+    }
+    server.serve(listeners, secure_listeners);
     Ok(())
 }
 

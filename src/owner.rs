@@ -1,8 +1,9 @@
 //! `--system-users`: maildrop work as the mailbox owner. Wraps the mbox source so that, before
-//! the first maildrop file is opened, the session's thread (standalone) or the process
-//! (--inetd) switches for good to the user's uid, primary gid and groups, plus group `mail`
-//! when the spool directory belongs to it and is group-writable (dotlocks in a root:mail 2775
-//! /var/mail, Debian policy 11.6). The switch itself is in `sys`.
+//! the first maildrop file is opened, the session's process (one per session: --inetd, or a
+//! session process of the standalone daemon, session_process.rs) switches for good to the
+//! user's uid, primary gid and groups, plus group `mail` when the spool directory belongs to
+//! it and is group-writable (dotlocks in a root:mail 2775 /var/mail, Debian policy 11.6).
+//! The switch itself is in `sys`.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -22,19 +23,9 @@ const GROUP_WRITE: u32 = 0o020;
 /// another user's 0660 mbox.
 const OTHER_WRITE: u32 = 0o002;
 
-/// What a switch changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Only the calling thread (standalone: one thread per session, the rest keep root).
-    Thread,
-    /// The whole process (--inetd: the process serves one session).
-    Process,
-}
-
 /// Mbox files opened as their owner.
 pub struct OwnerMaildrops {
     pub files: MboxFiles,
-    pub scope: Scope,
     /// The gid of group `mail`, looked up at start-up; None if the host has no such group.
     pub mail_gid: Option<u32>,
 }
@@ -76,11 +67,8 @@ impl OwnerMaildrops {
                 "session already runs as another user",
             ));
         }
-        let switched = match self.scope {
-            Scope::Thread => sys::switch_thread(target),
-            Scope::Process => sys::switch_process(target),
-        };
-        switched.map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()))
+        sys::switch_process(target)
+            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()))
     }
 }
 

@@ -26,7 +26,9 @@
 //! network of `IPV6_PREFIX_BITS`: every IPv6 host holds at least a /64 and can pick any of
 //! its addresses, so counting each /128 apart would let it guess unslowed and flush the table.
 //!
-//! This module decides how long to wait; the session does the waiting, holding nothing.
+//! This module decides how long to wait; the session does the waiting, holding nothing. A
+//! session asks through `PenaltyBook`: the table itself, or (in a session process of
+//! standalone --system-users, session_process.rs) a channel to the daemon's table.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -110,6 +112,30 @@ impl Entry {
         self.named
             .iter()
             .fold(self.others, |sum, (_, n)| sum.saturating_add(*n))
+    }
+}
+
+/// Where a session takes its turns and reports its checks.
+pub trait PenaltyBook: Send + Sync {
+    /// The next turn of `address` for a password check (`Penalties::turn`).
+    fn turn(&self, address: IpAddr, now: Instant) -> Turn;
+    /// A failed check of `user` from `address`.
+    fn failed(&self, address: IpAddr, user: &str, now: Instant);
+    /// A successful login of `user` from `address`.
+    fn succeeded(&self, address: IpAddr, user: &str);
+}
+
+impl PenaltyBook for Penalties {
+    fn turn(&self, address: IpAddr, now: Instant) -> Turn {
+        Penalties::turn(self, address, now)
+    }
+
+    fn failed(&self, address: IpAddr, user: &str, now: Instant) {
+        Penalties::failed(self, address, user, now)
+    }
+
+    fn succeeded(&self, address: IpAddr, user: &str) {
+        Penalties::succeeded(self, address, user)
     }
 }
 

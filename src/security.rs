@@ -90,6 +90,33 @@ impl Security {
     }
 }
 
+impl Security {
+    /// Every kind, for tests of the tokens.
+    pub const ALL: [Security; 5] = [
+        Security::Loopback,
+        Security::SecureListener,
+        Security::ProxyTls,
+        Security::LocalStream,
+        Security::Open,
+    ];
+
+    /// One word for the command line of a session process (session_process.rs).
+    pub fn token(self) -> &'static str {
+        match self {
+            Security::Loopback => "loopback",
+            Security::SecureListener => "secure-listener",
+            Security::ProxyTls => "proxy-tls",
+            Security::LocalStream => "local-stream",
+            Security::Open => "open",
+        }
+    }
+
+    /// The kind `token` names; None for any other word.
+    pub fn from_token(token: &str) -> Option<Security> {
+        Security::ALL.into_iter().find(|s| s.token() == token)
+    }
+}
+
 impl fmt::Display for Security {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -105,6 +132,15 @@ impl fmt::Display for Security {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_has_its_own_token_and_back() {
+        for security in Security::ALL {
+            assert_eq!(Security::from_token(security.token()), Some(security));
+        }
+        assert_eq!(Security::from_token("secure"), None);
+        assert_eq!(Security::from_token(""), None);
+    }
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

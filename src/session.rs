@@ -16,7 +16,7 @@ use crate::auth;
 use crate::bytes::find_byte;
 use crate::failed_login::{FailedLogin, Mechanism};
 use crate::maildrop::{CommitStats, MaildropError, MessageInfo};
-use crate::penalty::{Penalties, Turn};
+use crate::penalty::{PenaltyBook, Turn};
 use crate::protocol::command::{self, Command, LineError, MsgNum, ParseError};
 use crate::protocol::reply::{self, Code, DotWriter};
 use crate::security::{PlaintextAuth, Security};
@@ -119,7 +119,7 @@ pub struct Context {
     /// Where clear-text passwords (USER/PASS, AUTH PLAIN) are taken.
     pub plaintext_auth: PlaintextAuth,
     /// Failed logins per client address, shared by every session (penalty.rs).
-    pub penalties: Penalties,
+    pub penalties: Arc<dyn PenaltyBook>,
 }
 
 /// What the session knows of its connection: a name for the log, and whether it is secure

@@ -1,6 +1,6 @@
 //! The crate's whole FFI: OFD fcntl locks, the NSS look-ups (passwd, shadow, group, the group
-//! list), libxcrypt's `crypt_rn` and `crypt_gensalt_rn`, and the credential switches (one
-//! thread through raw system calls, or the whole process). Each wrapper is safe: it owns every
+//! list), libxcrypt's `crypt_rn` and `crypt_gensalt_rn`, and the switch of the process's
+//! credentials. Each wrapper is safe: it owns every
 //! buffer the C side writes to, copies the answer into Rust values before it returns, and
 //! reports failure as an `io::Error` or a typed error. No raw pointer leaves this module, and
 //! this is the only module allowed `unsafe`.
@@ -126,8 +126,6 @@ extern "C" {
     fn getresuid(ruid: *mut u32, euid: *mut u32, suid: *mut u32) -> c_int;
     fn getresgid(rgid: *mut u32, egid: *mut u32, sgid: *mut u32) -> c_int;
     fn geteuid() -> u32;
-    // <unistd.h>: `long syscall(long number, ...)`.
-    fn syscall(number: c_long, ...) -> c_long;
     // <fcntl.h>
     fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
 }
@@ -453,7 +451,7 @@ pub struct Credentials {
 }
 
 /// Why a credential switch failed. The caller must not go on with file work after any of
-/// these: the thread or process may hold part of the new credentials.
+/// these: the process may hold part of the new credentials.
 #[derive(Debug)]
 pub enum SwitchError {
     /// One of the set* calls failed (`step` names it).
@@ -465,8 +463,6 @@ pub enum SwitchError {
     NotApplied,
     /// Root could be regained after the switch.
     Reversible,
-    /// Raw credential system calls are not known for this architecture.
-    Unsupported,
 }
 
 impl fmt::Display for SwitchError {
@@ -475,9 +471,6 @@ impl fmt::Display for SwitchError {
             SwitchError::Call { step, error } => write!(f, "{step} failed: {error}"),
             SwitchError::NotApplied => f.write_str("credentials read back differ from the switch"),
             SwitchError::Reversible => f.write_str("root could be regained after the switch"),
-            SwitchError::Unsupported => {
-                f.write_str("per-thread credential switch not supported on this architecture")
-            }
         }
     }
 }
@@ -489,21 +482,6 @@ impl Error for SwitchError {
             _ => None,
         }
     }
-}
-
-/// System call numbers (asm/unistd.h).
-#[cfg(target_arch = "x86_64")]
-mod nr {
-    pub const SETGROUPS: std::ffi::c_long = 116;
-    pub const SETRESUID: std::ffi::c_long = 117;
-    pub const SETRESGID: std::ffi::c_long = 119;
-}
-
-#[cfg(target_arch = "aarch64")]
-mod nr {
-    pub const SETRESUID: std::ffi::c_long = 147;
-    pub const SETRESGID: std::ffi::c_long = 149;
-    pub const SETGROUPS: std::ffi::c_long = 159;
 }
 
 fn check(step: &'static str, rc: c_long) -> Result<(), SwitchError> {
@@ -574,45 +552,8 @@ fn verify(
     Ok(())
 }
 
-/// Switches the CALLING THREAD ONLY, irreversibly, to `target`: setgroups, setresgid, then
-/// setresuid, as raw system calls. glibc's wrappers of these calls would change every thread
-/// of the process (they signal each one to follow); the kernel keeps credentials per thread,
-/// so the accept loop and other sessions keep theirs. Needs root (CAP_SETUID, CAP_SETGID).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub fn switch_thread(target: &Credentials) -> Result<(), SwitchError> {
-    let count = c_long::try_from(target.groups.len()).map_err(|_| SwitchError::NotApplied)?;
-    // SAFETY: mirrors the system call `setgroups(int size, const gid_t *list)`: `groups` is a
-    // live slice of `count` u32 (gid_t) values that the kernel only reads during the call.
-    let rc = unsafe { syscall(nr::SETGROUPS, count, target.groups.as_ptr()) };
-    check("setgroups", rc)?;
-    let gid = c_long::from(target.gid);
-    // SAFETY: mirrors `setresgid(gid_t rgid, gid_t egid, gid_t sgid)`; plain integers.
-    let rc = unsafe { syscall(nr::SETRESGID, gid, gid, gid) };
-    check("setresgid", rc)?;
-    let uid = c_long::from(target.uid);
-    // SAFETY: mirrors `setresuid(uid_t ruid, uid_t euid, uid_t suid)`; plain integers.
-    let rc = unsafe { syscall(nr::SETRESUID, uid, uid, uid) };
-    check("setresuid", rc)?;
-    verify(
-        target,
-        || {
-            // SAFETY: as above; -1 (as uid_t) leaves the real and saved ids as they are.
-            unsafe { syscall(nr::SETRESUID, -1 as c_long, 0 as c_long, -1 as c_long) }
-        },
-        || {
-            // SAFETY: as above; plain integers.
-            unsafe { syscall(nr::SETRESUID, uid, uid, uid) };
-        },
-    )
-}
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub fn switch_thread(_target: &Credentials) -> Result<(), SwitchError> {
-    Err(SwitchError::Unsupported)
-}
-
 /// Switches the WHOLE PROCESS (every thread), irreversibly, to `target`, through glibc's
-/// setgroups, setresgid and setresuid: for --inetd, where the process serves one session.
+/// setgroups, setresgid and setresuid: the process serves one session.
 pub fn switch_process(target: &Credentials) -> Result<(), SwitchError> {
     // SAFETY: mirrors `int setgroups(size_t size, const gid_t *list)`; `groups` is live and
     // only read during the call.
@@ -840,64 +781,5 @@ mod tests {
     fn shadow_hash_debug_hides_the_hash() {
         let shown = format!("{:?}", ShadowHash("$6$salt$secrethash".into()));
         assert!(!shown.contains("secrethash"));
-    }
-
-    /// A line of /proc/self/task/TID/status as numbers ("Uid:\treal\teffective\tsaved\tfs",
-    /// "Groups:\tgid gid ...").
-    fn task_ids(tid: &str, key: &str) -> Vec<u32> {
-        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
-        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
-        line.split_whitespace()
-            .skip(1)
-            .map(|n| n.parse().unwrap())
-            .collect()
-    }
-
-    fn task_uids(tid: &str) -> Vec<u32> {
-        task_ids(tid, "Uid:")
-    }
-
-    fn thread_id() -> String {
-        // /proc/thread-self names the calling thread's task directory.
-        let link = std::fs::read_link("/proc/thread-self").unwrap();
-        link.file_name().unwrap().to_string_lossy().into_owned()
-    }
-
-    #[test]
-    fn switch_thread_changes_only_the_calling_thread_and_for_good() {
-        if effective_uid() != 0 {
-            crate::testing::skip("needs root");
-            return;
-        }
-        let nobody = account_by_name("nobody").unwrap().expect("nobody exists");
-        let target = Credentials {
-            uid: nobody.uid,
-            gid: nobody.gid,
-            groups: vec![nobody.gid],
-        };
-        let main_tid = thread_id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let worker = std::thread::spawn(move || {
-            let switched = switch_thread(&target).map_err(|e| e.to_string());
-            let regained = std::fs::read_to_string("/etc/shadow").is_ok();
-            tx.send((thread_id(), switched, regained)).unwrap();
-            // Stay alive until the main thread has read /proc.
-            let _ = done_rx.recv();
-        });
-        let (tid, switched, read_shadow) = rx.recv().unwrap();
-        assert_eq!(switched, Ok(()));
-        assert!(
-            !read_shadow,
-            "the switched thread could still read /etc/shadow"
-        );
-        assert_eq!(task_uids(&tid), [nobody.uid; 4]);
-        assert_eq!(task_ids(&tid, "Gid:"), [nobody.gid; 4]);
-        assert_eq!(task_ids(&tid, "Groups:"), [nobody.gid]);
-        assert_eq!(task_uids(&main_tid), [0; 4]);
-        assert_eq!(effective_uid(), 0);
-        assert!(std::fs::read_to_string("/etc/shadow").is_ok());
-        done_tx.send(()).unwrap();
-        worker.join().unwrap();
     }
 }

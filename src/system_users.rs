@@ -70,7 +70,7 @@ pub struct SystemUsers {
     first_uid: u32,
     /// A hash of the host's default method and cost, made at start-up: checked for unknown
     /// and refused names so they cost what a real check costs.
-    dummy: Password,
+    dummy_hash: String,
 }
 
 impl fmt::Debug for SystemUsers {
@@ -90,8 +90,25 @@ impl SystemUsers {
             sys::crypt("pop3d-dummy-password", &setting).map_err(SystemUsersError::DummyHash)?;
         Ok(SystemUsers {
             first_uid,
-            dummy: Password::Crypt(hash),
+            dummy_hash: hash,
         })
+    }
+
+    /// As `new`, with a dummy hash made earlier (a session process gets its daemon's).
+    pub fn with_dummy(first_uid: u32, dummy: String) -> SystemUsers {
+        SystemUsers {
+            first_uid,
+            dummy_hash: dummy,
+        }
+    }
+
+    /// The dummy hash unknown and refused names are checked against.
+    pub fn dummy_hash(&self) -> &str {
+        &self.dummy_hash
+    }
+
+    fn dummy(&self) -> Password {
+        Password::Crypt(self.dummy_hash.clone())
     }
 
     /// The account and its hash if `name` may log in; Err(None) for no such account.
@@ -154,7 +171,7 @@ impl UserSource for SystemUsers {
             }
             Err(refusal) => {
                 // The same work as a real check, and the same answer, whatever the reason.
-                std::hint::black_box(check(&self.dummy));
+                std::hint::black_box(check(&self.dummy()));
                 if let Some(refusal) = refusal {
                     log::info!("system user {name} may not log in: {refusal}");
                 }
@@ -194,15 +211,13 @@ mod tests {
     #[test]
     fn the_dummy_is_a_usable_hash_of_the_default_kind() {
         let users = SystemUsers::new(DEFAULT_FIRST_UID).unwrap();
-        let Password::Crypt(hash) = &users.dummy else {
-            panic!("dummy is not a hash");
-        };
+        let hash = users.dummy_hash();
         assert!(
             hash.starts_with(&sys::default_setting().unwrap()[..3]),
             "{hash}"
         );
-        assert!(users.dummy.check("pop3d-dummy-password"));
-        assert!(!format!("{users:?}").contains(hash.as_str()));
+        assert!(users.dummy().check("pop3d-dummy-password"));
+        assert!(!format!("{users:?}").contains(hash));
     }
 
     #[test]
@@ -215,11 +230,7 @@ mod tests {
                 true
             });
             assert!(user.is_none(), "{name}");
-            assert_eq!(
-                checked.into_inner(),
-                std::slice::from_ref(&users.dummy),
-                "{name}"
-            );
+            assert_eq!(checked.into_inner(), [users.dummy()], "{name}");
         }
     }
 
@@ -229,7 +240,7 @@ mod tests {
         let checked = std::cell::Cell::new(0);
         let user = users.checked_user("root", &|stored| {
             checked.set(checked.get() + 1);
-            assert_eq!(stored, &users.dummy, "root's own hash was checked");
+            assert_eq!(stored, &users.dummy(), "root's own hash was checked");
             true
         });
         assert!(user.is_none());

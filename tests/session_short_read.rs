@@ -93,7 +93,7 @@ fn run(commands: &str) -> (String, Ending) {
         login_delay: Duration::ZERO,
         failure_delay: Duration::ZERO,
         plaintext_auth: PlaintextAuth::Secure,
-        penalties: pop3d::penalty::Penalties::default(),
+        penalties: Arc::new(pop3d::penalty::Penalties::default()),
     };
     let input = format!("USER alice\r\nPASS secret\r\n{commands}");
     let mut out = Vec::new();

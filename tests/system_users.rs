@@ -1,7 +1,7 @@
 //! --system-users against real accounts: test users made with useradd and chpasswd (one
 //! yescrypt, one SHA-512, one locked, one below --first-uid), removed at the end even when a
 //! test fails. Checks the outcomes through `SystemUsers` itself and through the binary, and
-//! that a session's thread (standalone) or process (--inetd) runs as the user. Needs root;
+//! that a session's process (standalone or --inetd) runs as the user. Needs root;
 //! skipped elsewhere, but never in CI.
 
 use crate::support;
@@ -242,6 +242,69 @@ fn thread_uids(pid: u32) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// Whether `account` may send a signal to `pid` (kill -0, which sends none).
+fn may_signal(account: &sys::Account, pid: u32) -> bool {
+    Command::new("setpriv")
+        .arg(format!("--reuid={}", account.uid))
+        .arg(format!("--regid={}", account.gid))
+        .args([
+            "--clear-groups",
+            "sh",
+            "-c",
+            "kill -0 \"$1\" 2>/dev/null",
+            "sh",
+        ])
+        .arg(pid.to_string())
+        .status()
+        .expect("setpriv")
+        .success()
+}
+
+/// Every task (thread) id of process `pid`.
+fn tasks(pid: u32) -> Vec<u32> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| t.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold anything, so split after its last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// The one session process of daemon `pid` that runs as `uid`.
+fn session_process(pid: u32, uid: u32) -> u32 {
+    let sessions: Vec<u32> = children(pid)
+        .into_iter()
+        .filter(|child| {
+            status_uids(Path::new(&format!("/proc/{child}/status"))) == Some(vec![uid; 4])
+        })
+        .collect();
+    assert_eq!(
+        sessions.len(),
+        1,
+        "session processes of uid {uid}: {sessions:?}"
+    );
+    sessions[0]
+}
+
 /// pop3d --system-users on a free loopback port, with `pattern` for --maildrop.
 fn start(pattern: &Path, log: &Path) -> (Pop3d, std::net::SocketAddr) {
     let addr = free_port();
@@ -313,7 +376,8 @@ fn an_mbox_of_another_owner_or_a_symlink_in_a_sticky_spool_is_refused() {
     // The owner of the mbox still gets in, without group mail in a world-writable spool.
     let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
     assert!(reply.starts_with("+OK"), "{reply}");
-    let groups = groups_of_thread_as(server.child.id(), uid_of(&f.sha512)).expect("session thread");
+    let session = session_process(server.child.id(), uid_of(&f.sha512));
+    let groups = groups_of_thread_as(session, uid_of(&f.sha512)).expect("session process");
     assert!(!groups.contains(&mail), "{groups:?}");
     c.ok("QUIT");
 }
@@ -529,7 +593,7 @@ fn percent_h_is_the_users_home_directory() {
 }
 
 #[test]
-fn standalone_sessions_run_on_a_thread_of_the_mailbox_owner() {
+fn standalone_sessions_run_in_a_process_of_the_mailbox_owner() {
     if !can_run() {
         return;
     }
@@ -582,19 +646,20 @@ fn standalone_sessions_run_on_a_thread_of_the_mailbox_owner() {
     c.ok(&format!("USER {}", f.yescrypt));
     let ok = c.ok("PASS yes pass");
     assert!(ok.contains("has 2 messages"), "{ok}");
-    // While the session is open, its thread is the user's, and the main thread is root's.
+    // While the session is open, its process is the user's, and every thread of the daemon
+    // stays root's.
+    let session = session_process(server.child.id(), uid);
     let threads = thread_uids(server.child.id());
-    assert!(threads.contains(&vec![uid; 4]), "{threads:?}");
+    assert!(
+        threads.len() >= 2 && threads.iter().all(|t| t == &[0; 4]),
+        "{threads:?}"
+    );
     // Group mail, for the dotlock in the root:mail 2775 spool; the user is no member.
     let mail = sys::group_id("mail").unwrap().unwrap();
-    let groups = groups_of_thread_as(server.child.id(), uid).expect("session thread");
+    let groups = groups_of_thread_as(session, uid).expect("session process");
     assert!(groups.contains(&mail), "{groups:?}");
     let account = sys::account_by_name(&f.yescrypt).unwrap().unwrap();
     assert!(!sys::group_list(&account).unwrap().contains(&mail));
-    assert_eq!(
-        status_uids(Path::new(&format!("/proc/{}/status", server.child.id()))),
-        Some(vec![0; 4])
-    );
     assert_eq!(c.retr(1), b"Subject: one\r\n\r\nbody one\r\n");
     c.ok("DELE 1");
     let bye = c.ok("QUIT");
@@ -618,6 +683,72 @@ fn standalone_sessions_run_on_a_thread_of_the_mailbox_owner() {
             entry.path().display()
         );
     }
+}
+
+/// A logged-in user with a shell can signal what runs as them. Linux checks a signal against
+/// the credentials of the thread it is aimed at and delivers it to the whole process, so a
+/// session thread switched to the user would let them stop or kill the daemon (and every
+/// other session); a session process lets them signal only their own session.
+#[test]
+fn a_logged_in_user_cannot_signal_the_standalone_daemon() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("k");
+    let dir = TempDir::new("system-users-signal");
+    let spool = debian_spool(dir.path());
+    user_mbox(
+        &spool,
+        &f.yescrypt,
+        0o600,
+        &mbox_message("a@x", "Subject: one\n\nbody\n"),
+    );
+    let (server, addr) = start(&spool.join("%u"), &dir.path().join("pop3d.log"));
+    let (mut c, reply) = pass(addr, &f.yescrypt, "yes pass");
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let account = sys::account_by_name(&f.yescrypt).unwrap().unwrap();
+    let daemon = server.child.id();
+    let tasks = tasks(daemon);
+    assert!(tasks.len() >= 2, "{tasks:?}");
+    for task in &tasks {
+        assert!(
+            !may_signal(&account, *task),
+            "the user may signal task {task} of the daemon {daemon}"
+        );
+    }
+    // The check itself works: the user may signal the process of their own session.
+    assert_eq!(children(daemon).len(), 1);
+    assert!(may_signal(&account, session_process(daemon, account.uid)));
+    c.ok("QUIT");
+}
+
+/// The per-address penalty lives in the daemon: a session process asks it for its turns, so
+/// a failure in one session slows the next session from the same address.
+#[test]
+fn failed_logins_slow_the_next_session_process_of_the_address() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("p");
+    let dir = TempDir::new("system-users-penalty");
+    let spool = debian_spool(dir.path());
+    let log = dir.path().join("pop3d.log");
+    let (_server, addr) = start(&spool.join("%u"), &log);
+    let (_first, reply) = pass(addr, &f.sha512, "wrong");
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
+    // The second guess, in another session process, waits for the address's next turn (2 s
+    // after the first failure) before its own failure delay (1 s): a table per process would
+    // answer it after the failure delay alone.
+    let asked = Instant::now();
+    let (_second, reply) = pass(addr, &f.sha512, "wrong again");
+    let took = asked.elapsed();
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply}");
+    assert!(took >= Duration::from_millis(1500), "answered in {took:?}");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("earlier failed logins from 127.0.0.1: check in"),
+        "{text}"
+    );
 }
 
 #[test]

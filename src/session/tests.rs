@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::maildrop::scan::scan;
+use crate::penalty::Penalties;
 use crate::sources::FixedUsers;
 use crate::testing::Rng;
 use crate::users::Password;
@@ -118,7 +119,7 @@ fn setup(mbox: &str) -> Setup {
         login_delay: Duration::ZERO,
         failure_delay: Duration::ZERO,
         plaintext_auth: PlaintextAuth::Secure,
-        penalties: Penalties::default(),
+        penalties: Arc::new(Penalties::default()),
     };
     Setup { store, ctx }
 }
@@ -294,7 +295,8 @@ fn replies_from(address: &str, ctx: &Context, input: &str) -> Vec<String> {
 fn failures_count_against_the_address_and_a_login_takes_back_only_its_own() {
     let mut s = setup(MBOX);
     // Turns a millisecond apart: the counting is under test here, not the waiting.
-    s.ctx.penalties = Penalties::new(Duration::from_millis(1));
+    let table = Arc::new(Penalties::new(Duration::from_millis(1)));
+    s.ctx.penalties = Arc::clone(&table) as Arc<dyn PenaltyBook>;
     let attacker: std::net::IpAddr = "192.0.2.7".parse().unwrap();
     let r = replies_from(
         "192.0.2.7",
@@ -302,16 +304,16 @@ fn failures_count_against_the_address_and_a_login_takes_back_only_its_own() {
         "USER bob\nPASS guess\nUSER alice\nPASS guess\nQUIT\n",
     );
     assert_eq!(r[2], "-ERR [AUTH] invalid user name or password", "{r:?}");
-    assert_eq!(s.ctx.penalties.failures(attacker), 2);
+    assert_eq!(table.failures(attacker), 2);
     // alice's own login from the address takes back her failure, not bob's.
     let r = replies_from("192.0.2.7", &s.ctx, "USER alice\nPASS secret\nQUIT\n");
     assert!(r[2].starts_with("+OK alice has"), "{r:?}");
-    assert_eq!(s.ctx.penalties.failures(attacker), 1);
+    assert_eq!(table.failures(attacker), 1);
     // Other addresses have nothing counted.
-    assert_eq!(s.ctx.penalties.failures("192.0.2.8".parse().unwrap()), 0);
+    assert_eq!(table.failures("192.0.2.8".parse().unwrap()), 0);
     // A session without an address (a pipe) counts nothing.
     replies(&s.ctx, "USER bob\nPASS guess\nQUIT\n");
-    assert_eq!(s.ctx.penalties.len(), 1);
+    assert_eq!(table.len(), 1);
 }
 
 #[test]
