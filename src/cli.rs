@@ -10,6 +10,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use getopts::{Matches, Options};
 
@@ -163,6 +164,25 @@ pub fn plaintext_auth(m: &Matches) -> Result<PlaintextAuth, UsageError> {
             .parse()
             .map_err(|e| bad("plaintext-auth", format!("{e}"))),
     }
+}
+
+/// Adds `--login-penalty SECONDS` (penalty.rs), each binary with its own longest value.
+pub fn add_login_penalty(o: &mut Options) {
+    o.optopt(
+        "",
+        "login-penalty",
+        "after failed logins from an address, its password checks wait 2 s, doubling per failure up to SECONDS; default 15, 0 = off",
+        "SECONDS",
+    );
+}
+
+/// `--login-penalty`: 0 (off) to `max` seconds; default `penalty::MAX_DELAY`.
+pub fn login_penalty(m: &Matches, max: u64) -> Result<Duration, UsageError> {
+    let seconds = number(m, "login-penalty", crate::penalty::MAX_DELAY.as_secs())?;
+    if seconds > max {
+        return Err(bad("login-penalty", format!("at most {max} seconds")));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 /// A cap on concurrent connections (`--max-sessions`, `--max-connections`): at least 1, since

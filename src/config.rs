@@ -135,12 +135,7 @@ fn options() -> Options {
         "refuse a user's login sooner than SECONDS after their previous one (RFC 2449 LOGIN-DELAY); default 0 = off",
         "SECONDS",
     );
-    o.optopt(
-        "",
-        "login-penalty",
-        "after failed logins from an address, its password checks wait 2 s, doubling per failure up to SECONDS; default 15, 0 = off",
-        "SECONDS",
-    );
+    cli::add_login_penalty(&mut o);
     o.optopt(
         "n",
         "hostname",
@@ -237,7 +232,7 @@ pub fn parse(args: &[String]) -> Result<Action, ConfigError> {
         max_sessions: cli::cap(&m, "max-sessions", 100)?,
         max_per_ip: usize::try_from(cli::number(&m, "max-per-ip", 10)?).unwrap_or(usize::MAX),
         login_delay: login_delay(&m)?,
-        login_penalty: login_penalty(&m)?,
+        login_penalty: cli::login_penalty(&m, MAX_LOGIN_PENALTY)?,
         hostname: hostname(&m)?,
         log_file: m.opt_str("log-file").map(PathBuf::from),
         trusted_proxies: trusted_proxies(&m)?,
@@ -345,19 +340,6 @@ fn login_delay(m: &Matches) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(Duration::from_secs(delay))
-}
-
-/// --login-penalty: 0 (off) to `MAX_LOGIN_PENALTY` seconds; default penalty::MAX_DELAY.
-fn login_penalty(m: &Matches) -> Result<Duration, ConfigError> {
-    let default = crate::penalty::MAX_DELAY.as_secs();
-    let seconds = cli::number(m, "login-penalty", default)?;
-    if seconds > MAX_LOGIN_PENALTY {
-        return Err(cli::bad(
-            "login-penalty",
-            format!("at most {MAX_LOGIN_PENALTY} seconds"),
-        ));
-    }
-    Ok(Duration::from_secs(seconds))
 }
 
 /// --hostname, checked to fit the APOP timestamp; else the system's own name.

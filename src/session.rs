@@ -43,8 +43,8 @@ pub const MAX_AUTH_FAILURES: u32 = 3;
 pub const LOGIN_FAILED: &str = "[AUTH] invalid user name or password";
 
 /// The answer to a login refused unchecked because its address's queue of turns was full
-/// (penalty.rs), after "-ERR [SYS/TEMP] ".
-pub const TURN_REFUSED: &str = "too many logins from your address, try again later";
+/// (penalty.rs), after "-ERR ". pop3d-router hands nginx the same words, like `LOGIN_FAILED`.
+pub const TURN_REFUSED: &str = "[SYS/TEMP] too many logins from your address, try again later";
 
 /// The connection's autologout clock: the session restarts it whenever it begins to wait for
 /// a command, and the connection bounds every read by the time left (see listener.rs).
@@ -703,11 +703,8 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
         self.auth_failures += 1;
         self.output.flush()?;
         std::thread::sleep(self.ctx.failure_delay);
-        reply::err(
-            &mut self.output,
-            Some(Code::SysTemp),
-            format_args!("{TURN_REFUSED}"),
-        )?;
+        // The code is part of TURN_REFUSED, which the router shares.
+        reply::err(&mut self.output, None, format_args!("{TURN_REFUSED}"))?;
         if self.auth_failures >= MAX_AUTH_FAILURES {
             return Ok(Next::End(Ending::TooManyAuthFailures));
         }

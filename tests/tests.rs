@@ -23,6 +23,7 @@ mod plaintext_auth;
 mod pop3;
 mod privileges;
 mod proxy;
+mod router_penalty;
 mod session_short_read;
 mod system_users;
 mod uidl;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use pop3d::auth;
 use pop3d::security::{PlaintextAuth, Security};
-use pop3d::session::{LOGIN_FAILED, MAX_AUTH_FAILURES, PLAINTEXT_REFUSED};
+use pop3d::session::{LOGIN_FAILED, MAX_AUTH_FAILURES, PLAINTEXT_REFUSED, TURN_REFUSED};
 use pop3d::users::UsersDb;
 
 use crate::http::{Answer, AuthRequest, Method};
@@ -52,6 +52,9 @@ pub enum Verdict {
     PasswordNotPassable { user: String },
     /// A clear-text password from a client that is neither on TLS nor on this host.
     PlaintextRefused,
+    /// The client's address has too many password checks queued (penalty.rs): refused
+    /// without a check, as pop3d refuses it.
+    TurnRefused,
 }
 
 impl std::fmt::Debug for Verdict {
@@ -64,16 +67,20 @@ impl std::fmt::Debug for Verdict {
             Verdict::MethodUnavailable => f.write_str("MethodUnavailable"),
             Verdict::PasswordNotPassable { user } => write!(f, "PasswordNotPassable({user})"),
             Verdict::PlaintextRefused => f.write_str("PlaintextRefused"),
+            Verdict::TurnRefused => f.write_str("TurnRefused"),
         }
     }
 }
 
-/// Decides one request. `users` is None in route-only mode.
+/// Decides one request. `users` is None in route-only mode. `turn` is called right before a
+/// password is checked, and only then: it waits for the client address's turn under the
+/// login penalty, false if the address has none to give.
 pub fn decide(
     request: &AuthRequest,
     routes: &Routes,
     users: Option<&UsersDb>,
     plaintext_auth: PlaintextAuth,
+    turn: impl FnOnce() -> bool,
 ) -> Verdict {
     if !request.protocol.eq_ignore_ascii_case("pop3") {
         return Verdict::NotPop3;
@@ -96,6 +103,12 @@ pub fn decide(
             _ => Verdict::MethodUnavailable,
         };
     };
+    if matches!(request.method, Method::Other(_)) {
+        return Verdict::MethodUnavailable;
+    }
+    if !turn() {
+        return Verdict::TurnRefused;
+    }
     // A password that is not UTF-8 matches no line of the users file.
     let given = std::str::from_utf8(&request.pass).ok();
     let salt = request.salt.as_deref();
@@ -118,7 +131,8 @@ pub fn decide(
         }),
         // A digest without the challenge it answers cannot be right.
         (Method::Apop | Method::CramMd5, None) => None,
-        (Method::Other(_), _) => return Verdict::MethodUnavailable,
+        // Refused above, before the turn.
+        (Method::Other(_), _) => None,
     };
     let Some(user) = user.cloned() else {
         return Verdict::LoginFailed;
@@ -186,6 +200,8 @@ pub fn answer(verdict: &Verdict, attempt: u32, wait: Duration) -> (Answer, Durat
             Duration::ZERO,
         ),
         Verdict::LoginFailed => refuse(LOGIN_FAILED, attempt >= MAX_AUTH_FAILURES),
+        // Counted like a failure, as pop3d counts it towards its connection's limit.
+        Verdict::TurnRefused => refuse(TURN_REFUSED, attempt >= MAX_AUTH_FAILURES),
         Verdict::NotPop3 => refuse(NOT_POP3, true),
         Verdict::MethodUnavailable => refuse(METHOD_UNAVAILABLE, false),
         Verdict::PasswordNotPassable { .. } => refuse(PASSWORD_NOT_PASSABLE, false),
@@ -325,11 +341,85 @@ mod tests {
         ];
         for (request, verdict) in table {
             assert_eq!(
-                decide(&request, &routes, Some(&users), PlaintextAuth::Secure),
+                decide(
+                    &request,
+                    &routes,
+                    Some(&users),
+                    PlaintextAuth::Secure,
+                    || true
+                ),
                 verdict,
                 "{request:?}"
             );
         }
+    }
+
+    /// The turn is taken right before a password check, and only then; without one, no
+    /// password is checked and nginx is told to let the client try later.
+    #[test]
+    fn a_password_is_checked_only_on_the_address_turn() {
+        let users = UsersDb::parse(USERS).unwrap();
+        let routes = Routes::parse(ROUTES).unwrap();
+        let turns = std::cell::Cell::new(0);
+        let take = |given| {
+            let turns = &turns;
+            move || {
+                turns.set(turns.get() + 1);
+                given
+            }
+        };
+        let right = request(Method::Plain, b"alice", b"wonderland", None);
+        let apop = request(Method::Apop, b"alice", b"00", Some(SALT));
+        for r in [&right, &apop] {
+            let verdict = decide(r, &routes, Some(&users), PlaintextAuth::Secure, take(false));
+            assert_eq!(verdict, Verdict::TurnRefused, "{r:?}");
+        }
+        assert_eq!(turns.get(), 2);
+        let verdict = decide(
+            &right,
+            &routes,
+            Some(&users),
+            PlaintextAuth::Secure,
+            take(true),
+        );
+        assert_eq!(verdict, routed("alice", "127.0.0.1:1101", None));
+        assert_eq!(turns.get(), 3);
+        // No password to check: no turn taken.
+        let mut not_pop3 = right.clone();
+        not_pop3.protocol = "imap".into();
+        let other = request(Method::Other("external".into()), b"alice", b"", None);
+        let mut open = right.clone();
+        open.client = Some("192.0.2.7".parse().unwrap());
+        for (r, users) in [
+            (&not_pop3, Some(&users)),
+            (&other, Some(&users)),
+            (&open, Some(&users)),
+            (&right, None),
+        ] {
+            decide(r, &routes, users, PlaintextAuth::Secure, take(false));
+        }
+        assert_eq!(turns.get(), 3);
+        let wait = Duration::from_secs(1);
+        assert_eq!(
+            answer(&Verdict::TurnRefused, 1, wait),
+            (
+                Answer::Refuse {
+                    status: TURN_REFUSED,
+                    wait: Some(1)
+                },
+                Duration::ZERO
+            )
+        );
+        assert_eq!(
+            answer(&Verdict::TurnRefused, MAX_AUTH_FAILURES, wait),
+            (
+                Answer::Refuse {
+                    status: TURN_REFUSED,
+                    wait: None
+                },
+                wait
+            )
+        );
     }
 
     #[test]
@@ -375,7 +465,13 @@ mod tests {
         ];
         for (request, verdict) in table {
             assert_eq!(
-                decide(&request, &routes, Some(&users), PlaintextAuth::Secure),
+                decide(
+                    &request,
+                    &routes,
+                    Some(&users),
+                    PlaintextAuth::Secure,
+                    || true
+                ),
                 verdict,
                 "{request:?}"
             );
@@ -405,7 +501,7 @@ mod tests {
         ];
         for (request, verdict) in table {
             assert_eq!(
-                decide(&request, &routes, None, PlaintextAuth::Secure),
+                decide(&request, &routes, None, PlaintextAuth::Secure, || true),
                 verdict,
                 "{request:?}"
             );
@@ -418,7 +514,7 @@ mod tests {
         let mut r = request(Method::Plain, b"bob", b"builder", None);
         r.protocol = "imap".into();
         assert_eq!(
-            decide(&r, &routes, None, PlaintextAuth::Secure),
+            decide(&r, &routes, None, PlaintextAuth::Secure, || true),
             Verdict::NotPop3
         );
     }
@@ -476,7 +572,7 @@ mod tests {
         let apop = auth::apop_digest(SALT, "wonderland");
         let alice = routed("alice", "127.0.0.1:1101", None);
         for users in [Some(&users), None] {
-            let verdict = |r: &AuthRequest, policy| decide(r, &routes, users, policy);
+            let verdict = |r: &AuthRequest, policy| decide(r, &routes, users, policy, || true);
             let open = from("192.0.2.7", false, Method::Plain, b"wonderland", None);
             assert_eq!(
                 verdict(&open, PlaintextAuth::Secure),
@@ -514,7 +610,7 @@ mod tests {
             Some(SALT),
         );
         assert_eq!(
-            decide(&r, &routes, Some(&users), PlaintextAuth::Secure),
+            decide(&r, &routes, Some(&users), PlaintextAuth::Secure, || true),
             routed("alice", "127.0.0.1:1101", Some("wonderland"))
         );
     }

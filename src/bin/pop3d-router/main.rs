@@ -18,19 +18,20 @@ mod routes;
 mod testing;
 
 use std::io::BufReader;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use getopts::Options;
 use pop3d::cli::{self, Parsed, StartError, UsageError};
 use pop3d::failed_login::{FailedLogin, Mechanism};
 use pop3d::listener;
 use pop3d::logging::{self, Destination};
+use pop3d::penalty::{Penalties, Turn};
 use pop3d::security::PlaintextAuth;
 use pop3d::users::UsersFile;
 
@@ -48,6 +49,10 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9110";
 /// peer slower than this is not nginx, and must not hold a thread.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest --login-penalty accepted: a request waits for its turn before it is answered,
+/// and nginx gives up on an answer after its auth_http_timeout (60 s by default).
+const MAX_LOGIN_PENALTY: u64 = 45;
+
 /// Request threads need little stack: the deepest path is parsing one small head.
 const REQUEST_STACK: usize = 128 * 1024;
 
@@ -63,6 +68,7 @@ struct Config {
     max_connections: usize,
     log_file: Option<PathBuf>,
     plaintext_auth: PlaintextAuth,
+    login_penalty: Duration,
 }
 
 #[derive(Debug)]
@@ -111,6 +117,7 @@ fn options() -> Options {
         "where clear-text logins (plain, login) are routed: secure (client on TLS, Auth-SSL: on, or on loopback) or always; default secure",
         "always|secure",
     );
+    cli::add_login_penalty(&mut o);
     cli::add_help_and_version(&mut o);
     o
 }
@@ -139,6 +146,7 @@ fn parse_args(args: &[String]) -> Result<Action, UsageError> {
         max_connections: cli::cap(&m, "max-connections", 100)?,
         log_file: m.opt_str("log-file").map(PathBuf::from),
         plaintext_auth: cli::plaintext_auth(&m)?,
+        login_penalty: cli::login_penalty(&m, MAX_LOGIN_PENALTY)?,
     }))
 }
 
@@ -195,6 +203,7 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
         max_connections: config.max_connections,
         open: AtomicUsize::new(0),
         plaintext_auth: config.plaintext_auth,
+        penalties: Penalties::new(config.login_penalty),
     });
     listener::accept_forever(listeners, "router-accept", move |stream, peer| {
         router.admit(stream, peer)
@@ -209,6 +218,9 @@ struct Router {
     max_connections: usize,
     open: AtomicUsize,
     plaintext_auth: PlaintextAuth,
+    /// Failed checks per client address, as in pop3d (penalty.rs): with --users the router
+    /// checks the passwords, so it slows the guessing.
+    penalties: Penalties,
 }
 
 /// A request's place under the cap, given back on Drop (a panicking thread included).
@@ -269,15 +281,28 @@ impl Router {
             }
         };
         let users = self.users.as_ref().map(UsersFile::current);
+        let client = request
+            .client
+            .map_or_else(|| format!("{peer} (no client-ip)"), |ip| ip.to_string());
         let verdict = decide::decide(
             &request,
             &self.routes.current(),
             users.as_deref(),
             self.plaintext_auth,
+            || self.wait_turn(request.client, &client),
         );
-        let client = request
-            .client
-            .map_or_else(|| format!("{peer} (no client-ip)"), |ip| ip.to_string());
+        if let Some(address) = request.client {
+            match &verdict {
+                Verdict::LoginFailed => {
+                    let user = String::from_utf8_lossy(&request.user);
+                    self.penalties.failed(address, &user, Instant::now());
+                }
+                Verdict::Routed { user, .. } if self.users.is_some() => {
+                    self.penalties.succeeded(address, user)
+                }
+                _ => {}
+            }
+        }
         let method = &request.method;
         match &verdict {
             Verdict::Routed { user, backend, .. } => {
@@ -311,6 +336,9 @@ impl Router {
             Verdict::PlaintextRefused => log::info!(
                 "{client}: refused {method} login: clear text without tls (no auth-ssl: on)"
             ),
+            Verdict::TurnRefused => log::info!(
+                "{client}: too many password checks queued from the address: login refused unchecked"
+            ),
             Verdict::PasswordNotPassable { user } => log::warn!(
                 "{client}: refused {method} login as {}: the password has a control character \
                  or a blank at an end, which nginx cannot pass to the backend",
@@ -323,6 +351,29 @@ impl Router {
         thread::sleep(delay);
         if let Err(e) = http::write_answer(&mut &*stream, &answer) {
             log::warn!("{peer}: cannot answer: {e}");
+        }
+    }
+}
+
+impl Router {
+    /// Waits for `address`'s turn to have a password checked (penalty.rs), as a pop3d
+    /// session does; false if its queue is full. Without a Client-IP (nginx always sends
+    /// one) there is no address to count against.
+    fn wait_turn(&self, address: Option<IpAddr>, client: &str) -> bool {
+        let Some(address) = address else {
+            return true;
+        };
+        match self.penalties.turn(address, Instant::now()) {
+            Turn::Wait(wait) if wait.is_zero() => true,
+            Turn::Wait(wait) => {
+                log::debug!(
+                    "{client}: earlier failed logins from {address}: check in {} ms",
+                    wait.as_millis()
+                );
+                thread::sleep(wait);
+                true
+            }
+            Turn::Refused => false,
         }
     }
 }
