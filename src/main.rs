@@ -59,6 +59,10 @@ impl fmt::Display for SetupError {
             SetupError::SystemUsers(e) => write!(f, "{e}"),
             SetupError::HashPassword(why) => write!(f, "--hash-password: {why}"),
             SetupError::Hash(e) => write!(f, "--hash-password: {e}"),
+            // These two errors name the file themselves.
+            SetupError::UidlReport(_, e @ (MaildropError::NotAFile(_) | MaildropError::NotOwned(_))) => {
+                write!(f, "--uidl-report: {e}")
+            }
             SetupError::UidlReport(path, e) => {
                 write!(f, "--uidl-report: {}: {e}", path.display())
             }

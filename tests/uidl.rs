@@ -288,4 +288,10 @@ fn uidl_report_refuses_a_fifo_without_blocking() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(!status.success(), "a FIFO is no mbox");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    // The file is named once, whichever error names it.
+    let named = format!("{}", fifo.display());
+    assert_eq!(stderr.matches(&named).count(), 1, "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
 }
