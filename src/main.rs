@@ -181,7 +181,11 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
             log::info!("system users with uid {} and up; {how}", config.first_uid);
         }
         if !config.inetd && handoff.is_none() {
-            spawner = Some(Spawner::new(args.to_vec(), users.dummy_hash().to_owned()));
+            spawner = Some(Spawner::new(
+                args.to_vec(),
+                users.dummy_hash().to_owned(),
+                config.timeout,
+            ));
         }
         let owner = OwnerMaildrops { files, mail_gid };
         (Arc::new(users), Arc::new(owner))

@@ -155,11 +155,17 @@ pub fn decode_turn(line: &str) -> Result<Turn, WireError> {
 pub struct Spawner {
     args: Vec<String>,
     dummy: String,
+    /// The autologout: a session process stopped for longer is ended.
+    timeout: Duration,
 }
 
 impl Spawner {
-    pub fn new(args: Vec<String>, dummy: String) -> Spawner {
-        Spawner { args, dummy }
+    pub fn new(args: Vec<String>, dummy: String, timeout: Duration) -> Spawner {
+        Spawner {
+            args,
+            dummy,
+            timeout,
+        }
     }
 
     /// Runs the session of `stream` in a process of its own and answers its requests until
@@ -174,6 +180,8 @@ impl Spawner {
         release: impl FnOnce(),
     ) -> io::Result<()> {
         let (ours, theirs) = UnixStream::pair()?;
+        ours.set_read_timeout(Some(WATCH_INTERVAL))?;
+        ours.set_write_timeout(Some(ANSWER_TIMEOUT))?;
         let socket = stream.as_fd().try_clone_to_owned()?;
         let mut command = Command::new(SELF_EXE);
         command
@@ -192,11 +200,29 @@ impl Spawner {
         let pid = child.id();
         log::debug!("{client}: session process {pid} started");
         let mut release = Some(release);
-        answer(&ours, client, pid, penalties, &mut || {
+        let mut stopped_since = None;
+        let mut watch = || {
+            if !is_stopped(pid) {
+                stopped_since = None;
+                return;
+            }
+            let since = *stopped_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.timeout {
+                log::warn!(
+                    "{client}: session process {pid} stopped for over {} s: ended",
+                    self.timeout.as_secs()
+                );
+                if let Err(e) = child.kill() {
+                    log::warn!("{client}: cannot end session process {pid}: {e}");
+                }
+            }
+        };
+        let mut release_once = || {
             if let Some(release) = release.take() {
                 release();
             }
-        });
+        };
+        answer(&ours, client, pid, penalties, &mut release_once, &mut watch);
         // Requests after a bad line are not answered: the process's turns are refused.
         drop(ours);
         match child.wait() {
@@ -206,33 +232,56 @@ impl Spawner {
             Ok(_) => {}
             Err(e) => log::warn!("{client}: cannot wait for session process {pid}: {e}"),
         }
-        if let Some(release) = release.take() {
-            release();
-        }
+        release_once();
         Ok(())
     }
 }
 
+/// How often the daemon looks whether a quiet session process is stopped.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether process `pid` is stopped (a SIGSTOP from its user, say): it would hold its place
+/// under the caps and its maildrop's lock for good, since its autologout cannot run.
+fn is_stopped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) state ...": the name may hold anything, so the state follows the last ')'.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state == "T" || state == "t")
+}
+
 /// Answers the requests of session process `pid` until its end of `channel` closes or it
-/// sends a line that is no request.
+/// sends a line that is no request; `watch` runs whenever the channel has been quiet for a
+/// read timeout.
 fn answer(
     channel: &UnixStream,
     client: SocketAddr,
     pid: u32,
     penalties: &dyn PenaltyBook,
     release: &mut dyn FnMut(),
+    watch: &mut dyn FnMut(),
 ) {
     let address = client.ip();
     let mut reader = BufReader::new(channel);
     let mut writer = channel;
+    let mut line = Vec::new();
     loop {
-        let mut line = Vec::new();
-        match (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-        {
-            Ok(0) => return,
+        // A timeout may come in the middle of a line: what was read of it stays in `line`.
+        let room = (MAX_LINE + 1).saturating_sub(line.len()) as u64;
+        match (&mut reader).take(room).read_until(b'\n', &mut line) {
+            Ok(0) if line.is_empty() => return,
             Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                watch();
+                continue;
+            }
             Err(e) => {
                 log::warn!("{client}: session process {pid}: {e}");
                 return;
@@ -245,10 +294,12 @@ fn answer(
                 return;
             }
         };
+        line.clear();
         match request {
             Request::Turn => {
                 let turn = penalties.turn(address, Instant::now());
-                if writer.write_all(encode_turn(turn).as_bytes()).is_err() {
+                if let Err(e) = writer.write_all(encode_turn(turn).as_bytes()) {
+                    log::warn!("{client}: session process {pid} takes no answer: {e}");
                     return;
                 }
             }
@@ -454,7 +505,7 @@ mod tests {
                 daemon.release();
                 (first, second)
             });
-            answer(&ours, client, 1, &table, &mut || released += 1);
+            answer(&ours, client, 1, &table, &mut || released += 1, &mut || {});
             let (first, second) = session.join().unwrap();
             assert_eq!(first, Turn::Wait(Duration::ZERO));
             assert!(matches!(second, Turn::Wait(w) if w > Duration::from_secs(1)));
@@ -462,6 +513,36 @@ mod tests {
         assert_eq!(released, 1);
         assert_eq!(table.failures(client.ip()), 1);
         assert_eq!(table.failures(elsewhere), 0);
+    }
+
+    /// A quiet channel has the daemon look at the process at each read timeout, and a line
+    /// cut by a timeout is read whole afterwards.
+    #[test]
+    fn a_quiet_session_process_is_watched_and_a_cut_line_survives() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let table = Penalties::default();
+        let client: SocketAddr = "192.0.2.7:1".parse().unwrap();
+        let mut watched = 0;
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut writer = &theirs;
+                writer.write_all(b"fai").unwrap();
+                std::thread::sleep(Duration::from_millis(150));
+                writer.write_all(b"led 626f62\n").unwrap();
+                std::thread::sleep(Duration::from_millis(150));
+            });
+            answer(&ours, client, 1, &table, &mut || {}, &mut || watched += 1);
+        });
+        assert!(watched >= 4, "watched {watched} times");
+        assert_eq!(table.failures(client.ip()), 1);
+    }
+
+    #[test]
+    fn a_running_process_is_not_stopped() {
+        assert!(!is_stopped(std::process::id()));
+        assert!(!is_stopped(u32::MAX));
     }
 
     #[test]
@@ -481,7 +562,8 @@ mod tests {
         let table = Penalties::default();
         let mut writer = &theirs;
         writer.write_all(b"nonsense\nturn\n").unwrap();
-        answer(&ours, "192.0.2.7:1".parse().unwrap(), 1, &table, &mut || {});
+        let client = "192.0.2.7:1".parse().unwrap();
+        answer(&ours, client, 1, &table, &mut || {}, &mut || {});
         // Nothing was answered to the turn after the bad line.
         theirs.set_nonblocking(true).unwrap();
         let mut buf = [0u8; 16];

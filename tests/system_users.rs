@@ -307,10 +307,16 @@ fn session_process(pid: u32, uid: u32) -> u32 {
 
 /// pop3d --system-users on a free loopback port, with `pattern` for --maildrop.
 fn start(pattern: &Path, log: &Path) -> (Pop3d, std::net::SocketAddr) {
+    start_with(pattern, log, &[])
+}
+
+/// As `start`, with more options.
+fn start_with(pattern: &Path, log: &Path, extra: &[&str]) -> (Pop3d, std::net::SocketAddr) {
     let addr = free_port();
     let server = Pop3d {
         child: Command::new(support::binary())
             .args(["--system-users", "--listen", &addr.to_string()])
+            .args(extra)
             .arg("--maildrop")
             .arg(pattern)
             .arg("--log-file")
@@ -719,6 +725,52 @@ fn a_logged_in_user_cannot_signal_the_standalone_daemon() {
     // The check itself works: the user may signal the process of their own session.
     assert_eq!(children(daemon).len(), 1);
     assert!(may_signal(&account, session_process(daemon, account.uid)));
+    c.ok("QUIT");
+}
+
+/// A session process its user stopped (kill -STOP) would hold its place under the caps and
+/// its maildrop's lock for good, its autologout never running: the daemon ends it once it has
+/// been stopped for the autologout time.
+#[test]
+fn a_stopped_session_process_is_ended_after_the_autologout_time() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("t");
+    let dir = TempDir::new("system-users-stopped");
+    let spool = debian_spool(dir.path());
+    user_mbox(
+        &spool,
+        &f.sha512,
+        0o600,
+        &mbox_message("a@x", "Subject: one\n\nbody\n"),
+    );
+    let log = dir.path().join("pop3d.log");
+    let (server, addr) = start_with(&spool.join("%u"), &log, &["--timeout", "1"]);
+    let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let session = session_process(server.child.id(), uid_of(&f.sha512));
+    run(Command::new("kill").args(["-STOP", &session.to_string()]));
+    // Ended within the autologout and two looks of the daemon (5 s apart), with margin.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Path::new(&format!("/proc/{session}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "stopped session {session} still there"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.expect_closed();
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!(
+            "session process {session} stopped for over 1 s: ended"
+        )),
+        "{text}"
+    );
+    // Its lock went with it: the user logs in again.
+    let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
+    assert!(reply.contains("has 1 messages"), "{reply}");
     c.ok("QUIT");
 }
 
