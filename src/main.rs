@@ -117,12 +117,8 @@ fn main() -> ExitCode {
 }
 
 fn try_main(args: &[String]) -> Result<(), StartError> {
-    let (handoff, args) = match session_process::handoff(args) {
-        None => (None, args),
-        Some(Ok((handoff, rest))) => (Some(handoff), rest),
-        Some(Err(e)) => return Err(SetupError::SessionProcess(e.to_string()).into()),
-    };
-    let config = match config::parse(args).map_err(StartError::Usage)? {
+    let session = session_process::session_args(args);
+    let config = match config::parse(session.unwrap_or(args)).map_err(StartError::Usage)? {
         Action::Help(text) => {
             println!("{text}");
             return Ok(());
@@ -138,95 +134,35 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
     if config.system_users && sys::effective_uid() != 0 {
         return Err(SetupError::NotRoot.into());
     }
-    if handoff.is_some() && (!config.system_users || config.inetd) {
-        let why = "only standalone --system-users runs session processes";
-        return Err(SetupError::SessionProcess(why.into()).into());
+    if session.is_some() {
+        return run_session_process(&config);
     }
-    // A session process logs where its daemon does.
-    let destination = match (&config.log_file, config.inetd) {
-        (Some(path), _) => Destination::File(path.clone()),
-        (None, true) => Destination::Syslog,
-        (None, false) => Destination::Stderr,
-    };
-    logging::init(PROGRAM, destination).map_err(StartError::Logging)?;
-    install_panic_hook();
+    init_logging(&config)?;
     for warning in &config.warnings {
         log::warn!("{warning}");
     }
-    let files = MboxFiles {
-        pattern: config.maildrop.clone(),
-        options: OpenOptions {
-            uidl: config.uidl.clone(),
-            ..OpenOptions::default()
-        },
-    };
     log::info!("unique ids: --uidl {}", config.uidl);
     let mut spawner = None;
     let (users, maildrops): (Arc<dyn UserSource>, Arc<dyn MaildropSource>) = if config.system_users
     {
-        let users = match &handoff {
-            Some(handoff) => SystemUsers::with_dummy(config.first_uid, handoff.dummy.clone()),
-            None => SystemUsers::new(config.first_uid).map_err(SetupError::SystemUsers)?,
+        let users = SystemUsers::new(config.first_uid).map_err(SetupError::SystemUsers)?;
+        let how = if config.inetd {
+            "the process switches to its user"
+        } else {
+            "each session runs in a process that switches to its user"
         };
-        let mail_gid = sys::group_id("mail").unwrap_or_else(|e| {
-            log::warn!("cannot look up group mail: {e}");
-            None
-        });
-        if handoff.is_none() {
-            let how = if config.inetd {
-                "the process switches to its user"
-            } else {
-                "each session runs in a process that switches to its user"
-            };
-            log::info!("system users with uid {} and up; {how}", config.first_uid);
+        log::info!("system users with uid {} and up; {how}", config.first_uid);
+        if !config.inetd {
+            spawner = Some(session_spawner(args, &config, &users)?);
         }
-        if !config.inetd && handoff.is_none() {
-            spawner = Some(Spawner::new(
-                args.to_vec(),
-                users.dummy_hash().to_owned(),
-                config.timeout,
-            ));
-        }
-        let owner = OwnerMaildrops { files, mail_gid };
-        (Arc::new(users), Arc::new(owner))
+        (Arc::new(users), Arc::new(owner_maildrops(&config)))
     } else {
         let users = UsersFile::load(&config.users)
             .map_err(|error| StartError::file(&config.users, error))?;
-        (Arc::new(users), Arc::new(files))
+        (Arc::new(users), Arc::new(mbox_files(&config)))
     };
-    let daemon = match &handoff {
-        Some(_) => Some(Arc::new(Daemon::from_stdin().map_err(|e| {
-            SetupError::SessionProcess(format!("no channel to the daemon on stdin: {e}"))
-        })?)),
-        None => None,
-    };
-    let penalties: Arc<dyn PenaltyBook> = match &daemon {
-        Some(daemon) => Arc::clone(daemon) as Arc<dyn PenaltyBook>,
-        None => Arc::new(Penalties::new(config.login_penalty)),
-    };
-    let ctx = Context {
-        hostname: config.hostname.clone(),
-        users,
-        maildrops,
-        login_delay: config.login_delay,
-        failure_delay: session::FAILURE_DELAY,
-        plaintext_auth: config.plaintext_auth,
-        penalties,
-    };
-    if let (Some(handoff), Some(daemon)) = (handoff, daemon) {
-        let stream = session_process::client_socket()
-            .map_err(|e| SetupError::SessionProcess(format!("no client socket on stdout: {e}")))?;
-        let release = move || daemon.release();
-        listener::serve_connection(
-            stream,
-            handoff.client,
-            handoff.security,
-            &ctx,
-            config.timeout,
-            release,
-        );
-        return Ok(());
-    }
+    let penalties = Arc::new(Penalties::new(config.login_penalty));
+    let ctx = context(&config, users, maildrops, penalties);
     if config.inetd {
         serve_stdio(&config, &ctx);
         return Ok(());
@@ -244,6 +180,112 @@ fn try_main(args: &[String]) -> Result<(), StartError> {
         server = server.with_session_processes(spawner);
     }
     server.serve(listeners, secure_listeners);
+    Ok(())
+}
+
+/// The log of every mode: `--log-file`, else syslog under --inetd (stderr is the client's
+/// socket there) and stderr standalone (a session process shares its daemon's).
+fn init_logging(config: &Config) -> Result<(), StartError> {
+    let destination = match (&config.log_file, config.inetd) {
+        (Some(path), _) => Destination::File(path.clone()),
+        (None, true) => Destination::Syslog,
+        (None, false) => Destination::Stderr,
+    };
+    logging::init(PROGRAM, destination).map_err(StartError::Logging)?;
+    install_panic_hook();
+    Ok(())
+}
+
+fn mbox_files(config: &Config) -> MboxFiles {
+    MboxFiles {
+        pattern: config.maildrop.clone(),
+        options: OpenOptions {
+            uidl: config.uidl.clone(),
+            ..OpenOptions::default()
+        },
+    }
+}
+
+/// --system-users: the mbox files, opened as their owner.
+fn owner_maildrops(config: &Config) -> OwnerMaildrops {
+    let mail_gid = sys::group_id("mail").unwrap_or_else(|e| {
+        log::warn!("cannot look up group mail: {e}");
+        None
+    });
+    OwnerMaildrops {
+        files: mbox_files(config),
+        mail_gid,
+    }
+}
+
+fn context(
+    config: &Config,
+    users: Arc<dyn UserSource>,
+    maildrops: Arc<dyn MaildropSource>,
+    penalties: Arc<dyn PenaltyBook>,
+) -> Context {
+    Context {
+        hostname: config.hostname.clone(),
+        users,
+        maildrops,
+        login_delay: config.login_delay,
+        failure_delay: session::FAILURE_DELAY,
+        plaintext_auth: config.plaintext_auth,
+        penalties,
+    }
+}
+
+/// Standalone --system-users: what starts the session processes. Descriptors the daemon
+/// inherited open across exec (from a careless parent) are closed to them first: they run
+/// as users.
+fn session_spawner(
+    args: &[String],
+    config: &Config,
+    users: &SystemUsers,
+) -> Result<Spawner, SetupError> {
+    match sys::close_inherited_on_exec() {
+        Ok(0) => {}
+        Ok(n) => log::info!("{n} inherited descriptors kept from session processes"),
+        Err(e) => log::warn!("cannot list inherited descriptors: {e}"),
+    }
+    Spawner::new(args.to_vec(), users.dummy_hash().to_owned(), config.timeout)
+        .map_err(|e| SetupError::SessionProcess(format!("cannot run session processes: {e}")))
+}
+
+/// A session process of standalone --system-users (session_process.rs): stdin is the channel
+/// to the daemon, which first hands over the client, stdout the client's socket. The
+/// daemon has logged the start-up lines already.
+fn run_session_process(config: &Config) -> Result<(), StartError> {
+    let broken = |why: String| StartError::from(SetupError::SessionProcess(why));
+    if !config.system_users || config.inetd {
+        let why = "only standalone --system-users runs session processes";
+        return Err(broken(why.into()));
+    }
+    session_process::name_process();
+    init_logging(config)?;
+    let daemon = Daemon::from_stdin()
+        .map_err(|e| broken(format!("no channel to the daemon on stdin: {e}")))?;
+    let daemon = Arc::new(daemon);
+    let handoff = daemon
+        .handoff()
+        .map_err(|e| broken(format!("no hand-over from the daemon: {e}")))?;
+    let stream = session_process::client_socket()
+        .map_err(|e| broken(format!("no client socket on stdout: {e}")))?;
+    let users = SystemUsers::with_dummy(config.first_uid, handoff.dummy);
+    let ctx = context(
+        config,
+        Arc::new(users),
+        Arc::new(owner_maildrops(config)),
+        Arc::clone(&daemon) as Arc<dyn PenaltyBook>,
+    );
+    listener::serve_connection(
+        stream,
+        handoff.client,
+        handoff.security,
+        &ctx,
+        config.timeout,
+        move || daemon.release(),
+    );
     Ok(())
 }
 

@@ -2,17 +2,22 @@
 //! switched to its user could be signalled (kill, stop) and prlimited by that user, and Linux
 //! applies both to the whole process: any user with a shell and a POP3 session could stop or
 //! kill the daemon and every other session. So the connection's thread (still one per
-//! connection, in the daemon, as root) starts `/proc/self/exe --session-process ...`, which
+//! connection, in the daemon, as root) starts `/proc/self/exe --session-process ARGS`, which
 //! serves the session and switches to the mailbox owner for good, as under --inetd (popa3d
 //! and Dovecot also give each session its own process).
 //!
 //! The daemon keeps what spans sessions: the session caps (the thread holds the session's
 //! place until the process says it is done or ends) and the per-address penalty table, which
 //! the process asks over a socket pair on its stdin; its stdout is the client's socket. This
-//! module owns both ends and the few lines they exchange, one request per line:
-//! `turn` (answered `wait MILLIS` or `refused`), `failed HEXUSER`, `succeeded HEXUSER` and
-//! `release`. The daemon applies them to the client address it handed over, never to one the
-//! process names, so a session process can only ever touch its own client's count.
+//! module owns both ends and the lines they exchange. First the daemon hands over
+//! `handoff CLIENT SECURITY DUMMYHASH` (on the channel, not the command line, which every
+//! local user can read). Then the process asks, one request per line: `turn` (answered
+//! `wait MILLIS` or `refused`), then `failed HEXUSER` or `succeeded HEXUSER` for the check
+//! that turn allowed, and `release` at the end. The daemon applies them to the client
+//! address it handed over, never to one the process names, takes a result only for a turn it
+//! gave, and answers nothing after `release` or a line out of place: a session process can
+//! only ever touch its own client's count, one check at a time. It also ends a process that
+//! stays stopped, or that lingers after `release`, for longer than the autologout.
 
 use std::error::Error;
 use std::fmt;
@@ -20,23 +25,29 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::penalty::{PenaltyBook, Turn};
 use crate::security::Security;
 
-/// The first argument of a session process: what follows is the hand-over, then the
-/// daemon's own arguments. Not in --help: only the daemon starts it.
+/// The first argument of a session process, before the daemon's own arguments. Not in
+/// --help: only the daemon starts it.
 pub const FLAG: &str = "--session-process";
+
+/// The process's name in `ps` and `pgrep` (exec through /proc/self/exe would show "exe").
+pub const NAME: &str = "pop3d";
 
 /// The binary the daemon runs: its own, even if the file was replaced since (an upgrade),
 /// so a session never runs code of another version than the daemon that counts for it.
 const SELF_EXE: &str = "/proc/self/exe";
 
-/// The longest request line: "succeeded " and a 40-octet name in hex, with room to spare.
-const MAX_LINE: usize = 128;
+/// The longest line either way: "succeeded " and a 255-octet name (AUTH PLAIN's longest) in
+/// hex is 521 octets; a hand-over carries a crypt hash of at most 384 (CRYPT_OUTPUT_SIZE).
+const MAX_LINE: usize = 1024;
 
 /// How long a session process waits for the daemon's answer. The daemon answers at once;
 /// past this the turn is refused (no password is checked without the penalty's say).
@@ -62,8 +73,12 @@ pub enum WireError {
     Unknown(String),
     BadName,
     BadAnswer(String),
-    /// The arguments after FLAG: which one is wrong.
+    /// The hand-over line: which part is wrong.
     Handoff(&'static str),
+    /// A result without a turn given for it, or anything after `release`.
+    OutOfPlace,
+    /// The answer could not be sent.
+    Answer(io::ErrorKind),
 }
 
 impl fmt::Display for WireError {
@@ -75,7 +90,9 @@ impl fmt::Display for WireError {
             WireError::BadAnswer(line) => {
                 write!(f, "unknown answer {:?}", line.escape_default())
             }
-            WireError::Handoff(what) => write!(f, "{FLAG}: bad or missing {what}"),
+            WireError::Handoff(what) => write!(f, "hand-over: bad or missing {what}"),
+            WireError::OutOfPlace => f.write_str("request out of place"),
+            WireError::Answer(kind) => write!(f, "cannot answer: {kind}"),
         }
     }
 }
@@ -155,17 +172,20 @@ pub fn decode_turn(line: &str) -> Result<Turn, WireError> {
 pub struct Spawner {
     args: Vec<String>,
     dummy: String,
-    /// The autologout: a session process stopped for longer is ended.
+    /// The autologout: a session process stopped, or lingering after `release`, for longer
+    /// is ended.
     timeout: Duration,
 }
 
 impl Spawner {
-    pub fn new(args: Vec<String>, dummy: String, timeout: Duration) -> Spawner {
-        Spawner {
+    /// Err if this system cannot run session processes (no /proc).
+    pub fn new(args: Vec<String>, dummy: String, timeout: Duration) -> io::Result<Spawner> {
+        std::fs::metadata(SELF_EXE)?;
+        Ok(Spawner {
             args,
             dummy,
             timeout,
-        }
+        })
     }
 
     /// Runs the session of `stream` in a process of its own and answers its requests until
@@ -182,13 +202,18 @@ impl Spawner {
         let (ours, theirs) = UnixStream::pair()?;
         ours.set_read_timeout(Some(WATCH_INTERVAL))?;
         ours.set_write_timeout(Some(ANSWER_TIMEOUT))?;
+        let handoff = Handoff {
+            client,
+            security,
+            dummy: self.dummy.clone(),
+        };
+        // Written before the process starts: the pair's buffer holds it.
+        (&ours).write_all(handoff.encode().as_bytes())?;
         let socket = stream.as_fd().try_clone_to_owned()?;
         let mut command = Command::new(SELF_EXE);
         command
+            .arg0(NAME)
             .arg(FLAG)
-            .arg(client.to_string())
-            .arg(security.token())
-            .arg(&self.dummy)
             .args(&self.args)
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::from(socket))
@@ -200,30 +225,47 @@ impl Spawner {
         let pid = child.id();
         log::debug!("{client}: session process {pid} started");
         let mut release = Some(release);
-        let mut stopped_since = None;
-        let mut watch = || {
-            if !is_stopped(pid) {
-                stopped_since = None;
-                return;
-            }
-            let since = *stopped_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.timeout {
-                log::warn!(
-                    "{client}: session process {pid} stopped for over {} s: ended",
-                    self.timeout.as_secs()
-                );
-                if let Err(e) = child.kill() {
-                    log::warn!("{client}: cannot end session process {pid}: {e}");
-                }
-            }
-        };
         let mut release_once = || {
             if let Some(release) = release.take() {
                 release();
             }
         };
-        answer(&ours, client, pid, penalties, &mut release_once, &mut watch);
-        // Requests after a bad line are not answered: the process's turns are refused.
+        let mut stopped_since = None;
+        let mut kill_failed = false;
+        let mut watch = |released: Option<Instant>| {
+            let why = if is_stopped(pid) {
+                let since = *stopped_since.get_or_insert_with(Instant::now);
+                (since.elapsed() >= self.timeout).then_some("stopped")
+            } else {
+                stopped_since = None;
+                released
+                    .filter(|at| at.elapsed() >= self.timeout + WATCH_INTERVAL)
+                    .map(|_| "still running after its session ended")
+            };
+            let Some(why) = why else {
+                return;
+            };
+            match child.kill() {
+                Ok(()) => log::warn!(
+                    "{client}: session process {pid} {why} for over {} s: ended",
+                    self.timeout.as_secs()
+                ),
+                // Once: it is tried again at every look.
+                Err(e) if !kill_failed => {
+                    kill_failed = true;
+                    log::error!(
+                        "{client}: session process {pid} {why}, cannot end it (CAP_KILL?): {e}"
+                    );
+                }
+                Err(_) => {}
+            }
+        };
+        let ends = Ends {
+            client,
+            pid,
+            penalties,
+        };
+        ends.answer(&ours, &mut release_once, &mut watch);
         drop(ours);
         match child.wait() {
             Ok(status) if !status.success() => {
@@ -237,7 +279,7 @@ impl Spawner {
     }
 }
 
-/// How often the daemon looks whether a quiet session process is stopped.
+/// How often the daemon looks whether a quiet session process is stopped or lingering.
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Whether process `pid` is stopped (a SIGSTOP from its user, say): it would hold its place
@@ -252,61 +294,103 @@ fn is_stopped(pid: u32) -> bool {
         .is_some_and(|state| state == "T" || state == "t")
 }
 
-/// Answers the requests of session process `pid` until its end of `channel` closes or it
-/// sends a line that is no request; `watch` runs whenever the channel has been quiet for a
-/// read timeout.
-fn answer(
-    channel: &UnixStream,
+/// What the daemon answers one session process with.
+struct Ends<'a> {
     client: SocketAddr,
     pid: u32,
-    penalties: &dyn PenaltyBook,
-    release: &mut dyn FnMut(),
-    watch: &mut dyn FnMut(),
-) {
-    let address = client.ip();
-    let mut reader = BufReader::new(channel);
-    let mut writer = channel;
-    let mut line = Vec::new();
-    loop {
-        // A timeout may come in the middle of a line: what was read of it stays in `line`.
-        let room = (MAX_LINE + 1).saturating_sub(line.len()) as u64;
-        match (&mut reader).take(room).read_until(b'\n', &mut line) {
-            Ok(0) if line.is_empty() => return,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                watch();
-                continue;
-            }
-            Err(e) => {
-                log::warn!("{client}: session process {pid}: {e}");
-                return;
-            }
-        }
-        let request = match Request::decode(&line) {
-            Ok(request) => request,
-            Err(e) => {
-                log::warn!("{client}: session process {pid}: {e}; no more answers");
-                return;
-            }
-        };
-        line.clear();
-        match request {
-            Request::Turn => {
-                let turn = penalties.turn(address, Instant::now());
-                if let Err(e) = writer.write_all(encode_turn(turn).as_bytes()) {
-                    log::warn!("{client}: session process {pid} takes no answer: {e}");
+    penalties: &'a dyn PenaltyBook,
+}
+
+impl Ends<'_> {
+    /// Answers the process's requests until its end of `channel` closes. `release` runs at
+    /// its `release`; `watch` whenever the channel has been quiet for a read timeout, with
+    /// the time of the `release` if there was one. After a line out of place the daemon
+    /// answers nothing more (the process's turns are then refused), but still reads on, to
+    /// watch the process and see its end.
+    fn answer(
+        &self,
+        channel: &UnixStream,
+        release: &mut dyn FnMut(),
+        watch: &mut dyn FnMut(Option<Instant>),
+    ) {
+        let (client, pid) = (self.client, self.pid);
+        let mut reader = BufReader::new(channel);
+        let mut line = Vec::new();
+        let mut turn_given = false;
+        let mut released = None;
+        let mut deaf = false;
+        loop {
+            // A timeout may come in the middle of a line: what was read of it stays in `line`.
+            let room = (MAX_LINE + 1).saturating_sub(line.len()) as u64;
+            match (&mut reader).take(room).read_until(b'\n', &mut line) {
+                Ok(0) if line.is_empty() => return,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    watch(released);
+                    continue;
+                }
+                Err(e) => {
+                    log::warn!("{client}: session process {pid}: {e}");
                     return;
                 }
             }
-            Request::Failed(user) => penalties.failed(address, &user, Instant::now()),
-            Request::Succeeded(user) => penalties.succeeded(address, &user),
-            Request::Release => release(),
+            let request = Request::decode(&line);
+            line.clear();
+            if deaf {
+                continue;
+            }
+            let result = request.and_then(|request| {
+                self.apply(request, channel, &mut turn_given, &mut released, release)
+            });
+            if let Err(e) = result {
+                log::warn!("{client}: session process {pid}: {e}; no more answers");
+                deaf = true;
+            }
         }
+    }
+
+    /// Carries out one request, if it comes in its place.
+    fn apply(
+        &self,
+        request: Request,
+        channel: &UnixStream,
+        turn_given: &mut bool,
+        released: &mut Option<Instant>,
+        release: &mut dyn FnMut(),
+    ) -> Result<(), WireError> {
+        let address = self.client.ip();
+        if released.is_some() {
+            return Err(WireError::OutOfPlace);
+        }
+        match request {
+            Request::Turn => {
+                let turn = self.penalties.turn(address, Instant::now());
+                *turn_given = turn != Turn::Refused;
+                let mut writer = channel;
+                writer
+                    .write_all(encode_turn(turn).as_bytes())
+                    .map_err(|e| WireError::Answer(e.kind()))?;
+            }
+            Request::Failed(user) if *turn_given => {
+                *turn_given = false;
+                self.penalties.failed(address, &user, Instant::now());
+            }
+            Request::Succeeded(user) if *turn_given => {
+                *turn_given = false;
+                self.penalties.succeeded(address, &user);
+            }
+            Request::Failed(_) | Request::Succeeded(_) => return Err(WireError::OutOfPlace),
+            Request::Release => {
+                *released = Some(Instant::now());
+                release();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -322,28 +406,58 @@ pub struct Handoff {
     pub dummy: String,
 }
 
-/// A session process's arguments: the hand-over, and the daemon's arguments after it. None
-/// if `args` are not a session process's.
-pub fn handoff(args: &[String]) -> Option<Result<(Handoff, &[String]), WireError>> {
-    let (first, rest) = args.split_first()?;
-    if first != FLAG {
-        return None;
+impl Handoff {
+    /// The hand-over line. A crypt hash holds no blank (crypt(5): `[./0-9A-Za-z$]`, plus
+    /// `,` and `=` in some settings).
+    pub fn encode(&self) -> String {
+        format!(
+            "handoff {} {} {}\n",
+            self.client,
+            self.security.token(),
+            self.dummy
+        )
     }
-    Some(read_handoff(rest))
+
+    pub fn decode(line: &str) -> Result<Handoff, WireError> {
+        let text = line.strip_suffix('\n').unwrap_or(line);
+        let mut words = text.split(' ');
+        if words.next() != Some("handoff") {
+            return Err(WireError::Handoff("line"));
+        }
+        let mut next = |what| {
+            words
+                .next()
+                .filter(|w| !w.is_empty())
+                .ok_or(WireError::Handoff(what))
+        };
+        let client = next("client address")?
+            .parse()
+            .map_err(|_| WireError::Handoff("client address"))?;
+        let security =
+            Security::from_token(next("security")?).ok_or(WireError::Handoff("security"))?;
+        let dummy = next("dummy hash")?.to_owned();
+        if words.next().is_some() {
+            return Err(WireError::Handoff("line end"));
+        }
+        Ok(Handoff {
+            client,
+            security,
+            dummy,
+        })
+    }
 }
 
-fn read_handoff(args: &[String]) -> Result<(Handoff, &[String]), WireError> {
-    let [client, security, dummy, rest @ ..] = args else {
-        return Err(WireError::Handoff("arguments"));
-    };
-    let handoff = Handoff {
-        client: client
-            .parse()
-            .map_err(|_| WireError::Handoff("client address"))?,
-        security: Security::from_token(security).ok_or(WireError::Handoff("security"))?,
-        dummy: dummy.clone(),
-    };
-    Ok((handoff, rest))
+/// The daemon's arguments if `args` are a session process's; None otherwise.
+pub fn session_args(args: &[String]) -> Option<&[String]> {
+    match args.split_first() {
+        Some((first, rest)) if first == FLAG => Some(rest),
+        _ => None,
+    }
+}
+
+/// Names the calling process as `ps` and `pgrep` show it (best effort: cosmetic).
+pub fn name_process() {
+    let _ = std::fs::write("/proc/self/comm", NAME);
 }
 
 /// The client's socket: the process's stdout.
@@ -352,31 +466,48 @@ pub fn client_socket() -> io::Result<TcpStream> {
 }
 
 /// The session process's channel to the daemon (its stdin), through which it takes turns
-/// and reports checks. Any failure to ask refuses the turn: without the daemon's table, no
-/// password is checked.
+/// and reports checks. Any failure to ask refuses the turn, and every later one: without the
+/// daemon's table no password is checked, and an answer that came late must not be taken
+/// for the next one's.
 #[derive(Debug)]
 pub struct Daemon {
     channel: Mutex<BufReader<UnixStream>>,
+    broken: AtomicBool,
 }
 
 impl Daemon {
     /// The channel on stdin.
     pub fn from_stdin() -> io::Result<Daemon> {
         let channel = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
-        Daemon::new(channel)
+        Daemon::new(channel, ANSWER_TIMEOUT)
     }
 
-    pub fn new(channel: UnixStream) -> io::Result<Daemon> {
-        channel.set_read_timeout(Some(ANSWER_TIMEOUT))?;
-        channel.set_write_timeout(Some(ANSWER_TIMEOUT))?;
+    /// The channel `channel`, whose every answer must come within `timeout`.
+    pub fn new(channel: UnixStream, timeout: Duration) -> io::Result<Daemon> {
+        channel.set_read_timeout(Some(timeout))?;
+        channel.set_write_timeout(Some(timeout))?;
         Ok(Daemon {
             channel: Mutex::new(BufReader::new(channel)),
+            broken: AtomicBool::new(false),
         })
     }
 
     /// A poisoned lock only means the session panicked mid-request; the channel stays.
     fn channel(&self) -> MutexGuard<'_, BufReader<UnixStream>> {
         self.channel.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read_line(&self) -> Result<String, Box<dyn Error>> {
+        let mut line = String::new();
+        (&mut *self.channel())
+            .take(MAX_LINE as u64)
+            .read_line(&mut line)?;
+        Ok(line)
+    }
+
+    /// The hand-over, the first line the daemon sends.
+    pub fn handoff(&self) -> Result<Handoff, Box<dyn Error>> {
+        Ok(Handoff::decode(&self.read_line()?)?)
     }
 
     fn tell(&self, request: &Request) {
@@ -387,13 +518,13 @@ impl Daemon {
     }
 
     fn ask_turn(&self) -> Result<Turn, Box<dyn Error>> {
-        let mut channel = self.channel();
-        channel
+        if self.broken.load(Ordering::Relaxed) {
+            return Err("an earlier request went unanswered".into());
+        }
+        self.channel()
             .get_mut()
             .write_all(Request::Turn.encode().as_bytes())?;
-        let mut line = String::new();
-        (&mut *channel).take(MAX_LINE as u64).read_line(&mut line)?;
-        Ok(decode_turn(&line)?)
+        Ok(decode_turn(&self.read_line()?)?)
     }
 
     /// The session is ending: the daemon frees its place under the caps.
@@ -406,6 +537,7 @@ impl Daemon {
 impl PenaltyBook for Daemon {
     fn turn(&self, _address: IpAddr, _now: Instant) -> Turn {
         self.ask_turn().unwrap_or_else(|e| {
+            self.broken.store(true, Ordering::Relaxed);
             log::warn!("cannot ask the daemon for a turn, login refused: {e}");
             Turn::Refused
         })
@@ -431,12 +563,16 @@ mod tests {
 
     #[test]
     fn requests_survive_the_wire_whatever_the_name() {
+        // AUTH PLAIN takes names of up to 255 octets.
+        let longest = "\u{e9}".repeat(127) + "x";
+        assert_eq!(longest.len(), 255);
         for request in [
             Request::Turn,
             Request::Release,
             Request::Failed("alice".into()),
             Request::Succeeded("a b\r\nc".into()),
             Request::Failed(String::new()),
+            Request::Failed(longest),
         ] {
             let line = request.encode();
             assert!(line.ends_with('\n') && line.len() <= MAX_LINE, "{line:?}");
@@ -469,50 +605,107 @@ mod tests {
     }
 
     #[test]
-    fn a_handoff_is_read_only_behind_its_flag() {
-        assert_eq!(handoff(&args(&["--system-users"])), None);
-        assert_eq!(handoff(&[]), None);
-        let all = args(&[FLAG, "192.0.2.7:4000", "open", "$y$dummy", "--system-users"]);
-        let (h, rest) = handoff(&all).unwrap().unwrap();
-        assert_eq!(h.client, "192.0.2.7:4000".parse().unwrap());
-        assert_eq!(h.security, Security::Open);
-        assert_eq!(h.dummy, "$y$dummy");
-        assert_eq!(rest, &args(&["--system-users"])[..]);
+    fn a_handoff_survives_the_wire_and_nothing_else_passes_for_one() {
+        let handoff = Handoff {
+            client: "[2001:db8::7]:4000".parse().unwrap(),
+            security: Security::ProxyTls,
+            dummy: "$y$j9T$salt$hash".into(),
+        };
+        let line = handoff.encode();
+        assert!(line.len() <= MAX_LINE);
+        assert_eq!(Handoff::decode(&line), Ok(handoff));
         for bad in [
-            args(&[FLAG, "192.0.2.7:4000", "open"]),
-            args(&[FLAG, "192.0.2.7", "open", "x"]),
-            args(&[FLAG, "192.0.2.7:4000", "secure", "x"]),
+            "",
+            "handoff\n",
+            "handoff 192.0.2.7:4000 open\n",
+            "handoff 192.0.2.7 open x\n",
+            "handoff 192.0.2.7:4000 secure x\n",
+            "handoff 192.0.2.7:4000 open x y\n",
+            "turn 192.0.2.7:4000 open x\n",
         ] {
-            assert!(matches!(handoff(&bad), Some(Err(_))), "{bad:?}");
+            assert!(Handoff::decode(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(session_args(&args(&["--system-users"])), None);
+        assert_eq!(session_args(&[]), None);
+        let all = args(&[FLAG, "--system-users"]);
+        assert_eq!(session_args(&all), Some(&all[1..]));
+    }
+
+    /// Runs the daemon's end over `ours` with `table`, counting releases and watches.
+    fn serve_ends(ours: &UnixStream, client: SocketAddr, table: &Penalties) -> (u32, u32) {
+        let ends = Ends {
+            client,
+            pid: 1,
+            penalties: table,
+        };
+        let (mut released, mut watched) = (0, 0);
+        ends.answer(ours, &mut || released += 1, &mut |_| watched += 1);
+        (released, watched)
     }
 
     /// The daemon's loop against a session process's `Daemon`, over a real socket pair: the
-    /// counts land on the handed-over client's address, whatever address the session names.
+    /// hand-over arrives, and the counts land on the handed-over client's address, whatever
+    /// address the session names.
     #[test]
     fn the_daemon_counts_a_session_process_against_its_own_client() {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let table = Penalties::new(Duration::from_secs(15));
         let client: SocketAddr = "192.0.2.7:4000".parse().unwrap();
         let elsewhere: IpAddr = "198.51.100.1".parse().unwrap();
-        let mut released = 0;
+        let handoff = Handoff {
+            client,
+            security: Security::Open,
+            dummy: "$6$x$y".into(),
+        };
+        (&ours).write_all(handoff.encode().as_bytes()).unwrap();
         std::thread::scope(|scope| {
             let session = scope.spawn(move || {
-                let daemon = Daemon::new(theirs).unwrap();
+                let daemon = Daemon::new(theirs, ANSWER_TIMEOUT).unwrap();
+                let handed = daemon.handoff().unwrap();
                 let first = daemon.turn(elsewhere, Instant::now());
                 daemon.failed(elsewhere, "bob", Instant::now());
                 let second = daemon.turn(elsewhere, Instant::now());
                 daemon.release();
-                (first, second)
+                (handed, first, second)
             });
-            answer(&ours, client, 1, &table, &mut || released += 1, &mut || {});
-            let (first, second) = session.join().unwrap();
+            let (released, _) = serve_ends(&ours, client, &table);
+            let (handed, first, second) = session.join().unwrap();
+            assert_eq!(handed, handoff);
             assert_eq!(first, Turn::Wait(Duration::ZERO));
             assert!(matches!(second, Turn::Wait(w) if w > Duration::from_secs(1)));
+            assert_eq!(released, 1);
         });
-        assert_eq!(released, 1);
         assert_eq!(table.failures(client.ip()), 1);
         assert_eq!(table.failures(elsewhere), 0);
+    }
+
+    /// Results count only for a turn the daemon gave, one each, and nothing after `release`;
+    /// after a line out of place nothing is answered or counted any more.
+    #[test]
+    fn requests_out_of_place_are_not_counted() {
+        let table = Penalties::new(Duration::from_secs(15));
+        let client: SocketAddr = "192.0.2.7:1".parse().unwrap();
+        for (script, failures) in [
+            ("failed 62\n", 0),
+            ("turn\nfailed 62\nfailed 62\nturn\nfailed 62\n", 1),
+            ("release\nturn\nfailed 62\n", 0),
+            ("bogus\nturn\nfailed 62\n", 0),
+        ] {
+            let table = Penalties::new(Duration::from_millis(1));
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            (&theirs).write_all(script.as_bytes()).unwrap();
+            theirs.shutdown(std::net::Shutdown::Write).unwrap();
+            serve_ends(&ours, client, &table);
+            assert_eq!(table.failures(client.ip()), failures, "{script:?}");
+        }
+        // Each failure needs its own turn: two turns, two failures.
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (&theirs)
+            .write_all(b"turn\nfailed 62\nturn\nfailed 62\nrelease\n")
+            .unwrap();
+        theirs.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(serve_ends(&ours, client, &table).0, 1);
+        assert_eq!(table.failures(client.ip()), 2);
     }
 
     /// A quiet channel has the daemon look at the process at each read timeout, and a line
@@ -524,16 +717,15 @@ mod tests {
             .unwrap();
         let table = Penalties::default();
         let client: SocketAddr = "192.0.2.7:1".parse().unwrap();
-        let mut watched = 0;
-        std::thread::scope(|scope| {
+        let watched = std::thread::scope(|scope| {
             scope.spawn(move || {
                 let mut writer = &theirs;
-                writer.write_all(b"fai").unwrap();
+                writer.write_all(b"turn\nfai").unwrap();
                 std::thread::sleep(Duration::from_millis(150));
                 writer.write_all(b"led 626f62\n").unwrap();
                 std::thread::sleep(Duration::from_millis(150));
             });
-            answer(&ours, client, 1, &table, &mut || {}, &mut || watched += 1);
+            serve_ends(&ours, client, &table).1
         });
         assert!(watched >= 4, "watched {watched} times");
         assert_eq!(table.failures(client.ip()), 1);
@@ -546,27 +738,22 @@ mod tests {
     }
 
     #[test]
-    fn a_daemon_that_does_not_answer_refuses_the_turn() {
+    fn a_daemon_that_does_not_answer_refuses_the_turn_and_every_later_one() {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        drop(ours);
-        let daemon = Daemon::new(theirs).unwrap();
-        assert_eq!(
-            daemon.turn("192.0.2.7".parse().unwrap(), Instant::now()),
-            Turn::Refused
-        );
-    }
-
-    #[test]
-    fn a_bad_line_ends_the_answers() {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        let table = Penalties::default();
-        let mut writer = &theirs;
-        writer.write_all(b"nonsense\nturn\n").unwrap();
-        let client = "192.0.2.7:1".parse().unwrap();
-        answer(&ours, client, 1, &table, &mut || {}, &mut || {});
-        // Nothing was answered to the turn after the bad line.
-        theirs.set_nonblocking(true).unwrap();
-        let mut buf = [0u8; 16];
-        assert!((&theirs).read(&mut buf).is_err());
+        let timeout = Duration::from_millis(200);
+        let daemon = Daemon::new(theirs, timeout).unwrap();
+        let address = "192.0.2.7".parse().unwrap();
+        // The answer comes too late (here: never), then arrives: it is not taken for the
+        // next turn's.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut request = [0u8; 5];
+                (&ours).read_exact(&mut request).unwrap();
+                std::thread::sleep(timeout * 2);
+                (&ours).write_all(b"wait 0\n").unwrap();
+            });
+            assert_eq!(daemon.turn(address, Instant::now()), Turn::Refused);
+        });
+        assert_eq!(daemon.turn(address, Instant::now()), Turn::Refused);
     }
 }

@@ -1,6 +1,6 @@
 //! The crate's whole FFI: OFD fcntl locks, the NSS look-ups (passwd, shadow, group, the group
-//! list), libxcrypt's `crypt_rn` and `crypt_gensalt_rn`, and the switch of the process's
-//! credentials. Each wrapper is safe: it owns every
+//! list), libxcrypt's `crypt_rn` and `crypt_gensalt_rn`, the switch of the process's
+//! credentials, and close-on-exec for inherited descriptors. Each wrapper is safe: it owns every
 //! buffer the C side writes to, copies the answer into Rust values before it returns, and
 //! reports failure as an `io::Error` or a typed error. No raw pointer leaves this module, and
 //! this is the only module allowed `unsafe`.
@@ -581,6 +581,39 @@ pub fn switch_process(target: &Credentials) -> Result<(), SwitchError> {
 // ---------------------------------------------------------------------------------------
 // OFD locks.
 //
+// ---------------------------------------------------------------------------------------
+// Descriptors a process inherited.
+
+const F_GETFD: c_int = 1;
+const F_SETFD: c_int = 2;
+const FD_CLOEXEC: c_int = 1;
+
+/// Marks close-on-exec every descriptor above 2 that this process inherited open across
+/// exec (whoever started it may have leaked some); Rust opens its own close-on-exec. For a
+/// daemon whose children run as other users: none of them may inherit what the daemon was
+/// handed. Returns how many were marked.
+pub fn close_inherited_on_exec() -> io::Result<usize> {
+    let fds: Vec<c_int> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    let mut marked = 0;
+    for fd in fds {
+        // SAFETY: fcntl(F_GETFD) only reads the flags of descriptor `fd`, passed as an int;
+        // a descriptor closed meanwhile (the listing's own) answers EBADF, skipped.
+        let flags = unsafe { fcntl(fd, F_GETFD) };
+        if flags < 0 || flags & FD_CLOEXEC != 0 {
+            continue;
+        }
+        // SAFETY: fcntl(F_SETFD) sets the descriptor flags of `fd` from an int; it touches no
+        // memory, and only adds close-on-exec to what the descriptor already had.
+        if unsafe { fcntl(fd, F_SETFD, flags | FD_CLOEXEC) } == 0 {
+            marked += 1;
+        }
+    }
+    Ok(marked)
+}
+
 // Open-file-description fcntl locks (Linux `F_OFD_SETLK`). A classic POSIX record lock
 // belongs to the whole process and is dropped when any thread closes any descriptor of the
 // file, which a threaded server cannot rule out; an OFD lock belongs to one open file
@@ -775,6 +808,20 @@ mod tests {
                 assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
             }
         }
+    }
+
+    #[test]
+    fn inherited_descriptors_are_marked_close_on_exec() {
+        use std::os::fd::AsRawFd;
+        // A descriptor as a careless parent would pass it: without close-on-exec.
+        let file = File::open("/proc/self/stat").unwrap();
+        let fd = file.as_raw_fd();
+        // SAFETY: as in close_inherited_on_exec; `file` keeps `fd` open.
+        assert_eq!(unsafe { fcntl(fd, F_SETFD, 0) }, 0);
+        assert!(close_inherited_on_exec().unwrap() >= 1);
+        // SAFETY: as above.
+        let flags = unsafe { fcntl(fd, F_GETFD) };
+        assert_eq!(flags & FD_CLOEXEC, FD_CLOEXEC);
     }
 
     #[test]

@@ -310,11 +310,16 @@ fn start(pattern: &Path, log: &Path) -> (Pop3d, std::net::SocketAddr) {
     start_with(pattern, log, &[])
 }
 
-/// As `start`, with more options.
+/// The capabilities scripts/deploy/system-users/pop3d.service leaves the standalone daemon.
+const UNIT_CAPABILITIES: &str = "-all,+setuid,+setgid,+kill,+net_bind_service";
+
+/// As `start`, with more options, and under the standalone unit's capabilities only.
 fn start_with(pattern: &Path, log: &Path, extra: &[&str]) -> (Pop3d, std::net::SocketAddr) {
     let addr = free_port();
     let server = Pop3d {
-        child: Command::new(support::binary())
+        child: Command::new("setpriv")
+            .args(["--bounding-set", UNIT_CAPABILITIES, "--inh-caps", "-all"])
+            .arg(support::binary())
             .args(["--system-users", "--listen", &addr.to_string()])
             .args(extra)
             .arg("--maildrop")
@@ -660,6 +665,35 @@ fn standalone_sessions_run_in_a_process_of_the_mailbox_owner() {
         threads.len() >= 2 && threads.iter().all(|t| t == &[0; 4]),
         "{threads:?}"
     );
+    // It shows as pop3d, without its client's address for every local user to read, and it
+    // holds no descriptor of the daemon's but the log: stdin (its channel to the daemon) and
+    // stdout (the client's socket) are its only sockets.
+    let proc_dir = PathBuf::from(format!("/proc/{session}"));
+    assert_eq!(
+        fs::read_to_string(proc_dir.join("comm")).unwrap(),
+        "pop3d\n"
+    );
+    let cmdline = fs::read_to_string(proc_dir.join("cmdline")).unwrap();
+    let client = c.stream.local_addr().unwrap().to_string();
+    assert!(!cmdline.contains(&client), "{client} in {cmdline:?}");
+    // (Its own copies of fds 0 and 1 name the same sockets; its maildrop files are its own.)
+    let log = dir.path().join("pop3d.log");
+    let fd_target = |n: u32| fs::read_link(proc_dir.join(format!("fd/{n}"))).unwrap();
+    let own = [fd_target(0), fd_target(1)];
+    for target in &own {
+        assert!(
+            target.to_string_lossy().starts_with("socket:"),
+            "{target:?}"
+        );
+    }
+    for fd in fs::read_dir(proc_dir.join("fd")).unwrap() {
+        let number: u32 = fd.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        let target = fd_target(number);
+        assert!(
+            number <= 2 || target == log || own.contains(&target) || target.starts_with(&spool),
+            "fd {number} of the session process: {target:?}"
+        );
+    }
     // Group mail, for the dotlock in the root:mail 2775 spool; the user is no member.
     let mail = sys::group_id("mail").unwrap().unwrap();
     let groups = groups_of_thread_as(session, uid).expect("session process");

@@ -430,7 +430,7 @@ system_users() {
     # keeps: if pop3d needed more, the logins below would fail.
     local sport
     sport=$(free_port)
-    setpriv --bounding-set -all,+setuid,+setgid,+net_bind_service --inh-caps -all \
+    setpriv --bounding-set -all,+setuid,+setgid,+kill,+net_bind_service --inh-caps -all \
         "$BIN" --system-users --listen "127.0.0.1:$sport" --maildrop "$SPOOL/%u" --timeout 60 \
         --hostname interop.test --log-file "$T/pop3d-system.log" &
     SYSTEM_PID=$!
