@@ -49,9 +49,11 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9110";
 /// peer slower than this is not nginx, and must not hold a thread.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Longest --login-penalty accepted: a request waits for its turn before it is answered,
-/// and nginx gives up on an answer after its auth_http_timeout (60 s by default).
-const MAX_LOGIN_PENALTY: u64 = 45;
+/// Longest --login-penalty and --wait accepted. A request may wait for its turn and then,
+/// on the last attempt, for --wait before it is answered, and nginx gives up on an answer
+/// after its auth_http_timeout (60 s by default): 40 + 15 leaves it 5 s.
+const MAX_LOGIN_PENALTY: u64 = 40;
+const MAX_WAIT: u64 = 15;
 
 /// Request threads need little stack: the deepest path is parsing one small head.
 const REQUEST_STACK: usize = 128 * 1024;
@@ -96,7 +98,7 @@ fn options() -> Options {
     o.optopt(
         "w",
         "wait",
-        "seconds nginx waits before passing on a refused login (Auth-Wait); default 1",
+        "seconds nginx waits before passing on a refused login (Auth-Wait), 1 to 15; default 1",
         "SECONDS",
     );
     o.optopt(
@@ -151,11 +153,14 @@ fn parse_args(args: &[String]) -> Result<Action, UsageError> {
 }
 
 /// --wait: at least a second, since without Auth-Wait nginx closes the connection, and with 0
-/// it would answer at once.
+/// it would answer at once; at most `MAX_WAIT`.
 fn wait(m: &getopts::Matches) -> Result<Duration, UsageError> {
     let wait = cli::number(m, "wait", 1)?;
     if wait == 0 {
         return Err(cli::bad("wait", "must be at least 1 second"));
+    }
+    if wait > MAX_WAIT {
+        return Err(cli::bad("wait", format!("at most {MAX_WAIT} seconds")));
     }
     Ok(Duration::from_secs(wait))
 }
@@ -409,6 +414,7 @@ mod tests {
         assert_eq!(c.routes, PathBuf::from("/etc/pop3d/routes"));
         assert_eq!(c.users, None);
         assert_eq!(c.wait, Duration::from_secs(1));
+        assert_eq!(c.login_penalty, Duration::from_secs(15));
         assert_eq!(c.max_connections, 100);
         assert_eq!(c.log_file, None);
         assert_eq!(c.plaintext_auth, PlaintextAuth::Secure);
@@ -451,7 +457,9 @@ mod tests {
     fn bad_values_are_refused() {
         for args in [
             &["-w", "0"][..],
+            &["-w", "16"],
             &["-w", "x"],
+            &["--login-penalty", "41"],
             &["-c", "0"],
             &["-c", "-1"],
             &["-l", "nonsense"],
@@ -474,6 +482,7 @@ mod tests {
             "--max-connections",
             "--log-file",
             "--plaintext-auth",
+            "--login-penalty",
             "--help",
             "--version",
         ] {
