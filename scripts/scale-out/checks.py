@@ -117,9 +117,9 @@ def check_dele_and_quit_land_on_the_right_backend():
     expect(got == [subject("dave", 2, "b")], "dave now sees %r" % got)
 
 
-def refused(login):
+def refused(login, source=CLIENT):
     """Runs a failing login through the users-mode proxy: (reply, seconds, next reply)."""
-    with proxy() as c:
+    with proxy(source=source) as c:
         start = time.monotonic()
         reply = login(c)
         seconds = time.monotonic() - start
@@ -137,12 +137,42 @@ def check_wrong_password_and_unknown_user_are_refused_alike():
         "unknown cram-md5 user": lambda c: c.auth_cram_md5("nosuchuser", "x"),
     }
     seen = {}
-    for name, login in cases.items():
-        reply, seconds, after = refused(login)
+    # Each from an address of its own: the router slows an address's later checks
+    # (--login-penalty), which is checked on its own below.
+    for n, (name, login) in enumerate(cases.items()):
+        reply, seconds, after = refused(login, source="127.0.0.%d" % (10 + n))
         expect(reply == login_failed(), "%s: %r" % (name, reply))
         expect(seconds >= 0.9, "%s answered after %.2f s, no delay" % (name, seconds))
         seen[name] = after
     expect(len(set(seen.values())) == 1, "the sessions go on differently: %r" % seen)
+
+
+def check_router_slows_an_address_that_failed():
+    """pop3d-router --users counts failures per Client-IP as pop3d does: a second guess from
+    the address, on a new connection, waits for the address's turn (2 s after the first
+    failure) besides nginx's Auth-Wait (1 s); another address logs in meanwhile."""
+    guesser, other = "127.0.0.20", "127.0.0.21"
+
+    def guess(n):
+        with proxy(source=guesser) as c:
+            start = time.monotonic()
+            reply = c.user_pass("alice", "guess-%d" % n)
+            took = time.monotonic() - start
+            expect(reply == refusal, "guess %d: %r" % (n, reply))
+            return took
+
+    refusal = login_failed()
+    # The second right after the first's answer, which nginx gives 1 s after the failure.
+    first = guess(1)
+    second = guess(2)
+    with open(os.path.join(ENV["SCALE_DIR"], "router-users.log")) as f:
+        lines = [l for l in f.read().splitlines() if guesser in l]
+    expect(second >= first + 0.5, "the second guess waited no turn: %.2f s, then %.2f s; %r"
+           % (first, second, lines))
+    with proxy(source=other) as c:
+        reply = c.user_pass("alice", USERS["alice"][1])
+        expect(reply.startswith("+OK"), "%s: %r" % (other, reply))
+        c.cmd("QUIT")
 
 
 def check_route_only_logins_reach_the_backend():
@@ -283,6 +313,7 @@ CHECKS += [
         "wrong_password_and_unknown_user_are_refused_alike",
         check_wrong_password_and_unknown_user_are_refused_alike,
     ),
+    ("router_slows_an_address_that_failed", check_router_slows_an_address_that_failed),
     ("route_only_logins_reach_the_backend", check_route_only_logins_reach_the_backend),
     (
         "route_only_refuses_wrong_password_and_unknown_user_alike",
