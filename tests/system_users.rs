@@ -713,16 +713,28 @@ fn standalone_sessions_run_in_a_process_of_the_mailbox_owner() {
     );
     assert!(fs::read_to_string(&mbox).unwrap().contains("body two"));
     assert!(!fs::read_to_string(&mbox).unwrap().contains("body one"));
+    // What is left in the spool: the mbox, the session lock and (after a deletion) the
+    // unique-id record, each the user's, group mail from the setgid spool, mode 0600.
+    let mut left = Vec::new();
     for entry in fs::read_dir(&spool).unwrap() {
         let entry = entry.unwrap();
-        let owner = entry.metadata().unwrap().uid();
+        let m = entry.metadata().unwrap();
+        left.push(entry.file_name().into_string().unwrap());
         assert_eq!(
-            owner,
-            uid,
-            "{} belongs to uid {owner}",
+            (m.uid(), m.gid(), m.mode() & 0o7777),
+            (uid, mail, 0o600),
+            "{}",
             entry.path().display()
         );
     }
+    left.sort();
+    let name = &f.yescrypt;
+    let expected = [
+        name.clone(),
+        format!("{name}.pop3d"),
+        format!("{name}.pop3d-uidl"),
+    ];
+    assert_eq!(left, expected);
 }
 
 /// A logged-in user with a shell can signal what runs as them. Linux checks a signal against
