@@ -307,14 +307,19 @@ fn session_process(pid: u32, uid: u32) -> u32 {
 
 /// pop3d --system-users on a free loopback port, with `pattern` for --maildrop.
 fn start(pattern: &Path, log: &Path) -> (Pop3d, std::net::SocketAddr) {
-    start_with(pattern, log, &[])
+    start_with(pattern, log, &[], &[])
 }
 
 /// The capabilities scripts/deploy/system-users/pop3d.service leaves the standalone daemon.
 const UNIT_CAPABILITIES: &str = "-all,+setuid,+setgid,+kill,+net_bind_service";
 
 /// As `start`, with more options, and under the standalone unit's capabilities only.
-fn start_with(pattern: &Path, log: &Path, extra: &[&str]) -> (Pop3d, std::net::SocketAddr) {
+fn start_with(
+    pattern: &Path,
+    log: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Pop3d, std::net::SocketAddr) {
     let addr = free_port();
     let server = Pop3d {
         child: Command::new("setpriv")
@@ -327,6 +332,7 @@ fn start_with(pattern: &Path, log: &Path, extra: &[&str]) -> (Pop3d, std::net::S
             .arg("--log-file")
             .arg(log)
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -737,6 +743,61 @@ fn standalone_sessions_run_in_a_process_of_the_mailbox_owner() {
     assert_eq!(left, expected);
 }
 
+/// A session process that dies in the middle of UPDATE (here: aborted by the fault-injection
+/// point right after its journal is made) takes nothing else with it: the daemon serves on,
+/// the journal and the dotlock it left are the user's, and the next login, as the user,
+/// cleans up after it. (The maildrop tests cover crashes at every later point.)
+#[test]
+fn a_session_process_that_dies_mid_update_leaves_the_daemon_serving() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("u");
+    let dir = TempDir::new("system-users-crash");
+    let spool = debian_spool(dir.path());
+    let content = format!(
+        "{}{}",
+        mbox_message("a@x", "Subject: one\n\ngone\n"),
+        mbox_message("b@x", "Subject: two\n\nkept\n")
+    );
+    let mbox = user_mbox(&spool, &f.sha512, 0o660, &content);
+    let log = dir.path().join("pop3d.log");
+    let crash = [("POP3D_FAULT_POINT", "journal-created")];
+    let (mut server, addr) = start_with(&spool.join("%u"), &log, &[], &crash);
+    let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
+    assert!(reply.contains("has 2 messages"), "{reply}");
+    c.ok("DELE 1");
+    c.send("QUIT");
+    c.expect_closed();
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the daemon died"
+    );
+    let uid = uid_of(&f.sha512);
+    let mail = sys::group_id("mail").unwrap().unwrap();
+    let name = &f.sha512;
+    for (file, mode) in [
+        (format!("{name}.pop3d-journal"), 0o600),
+        (format!("{name}.lock"), 0o644),
+    ] {
+        let m = fs::metadata(spool.join(&file)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o7777),
+            (uid, mail, mode),
+            "{file}"
+        );
+    }
+    // Nothing had been moved yet: the next login, as the user, breaks the dead process's
+    // dotlock, drops the journal, and finds every message as it was.
+    let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
+    assert!(reply.contains("has 2 messages"), "{reply}");
+    assert_eq!(c.retr(1), b"Subject: one\r\n\r\ngone\r\n");
+    c.ok("QUIT");
+    assert!(!spool.join(format!("{name}.pop3d-journal")).exists());
+    assert!(!spool.join(format!("{name}.lock")).exists());
+    assert_eq!(fs::read_to_string(&mbox).unwrap(), content);
+}
+
 /// A logged-in user with a shell can signal what runs as them. Linux checks a signal against
 /// the credentials of the thread it is aimed at and delivers it to the whole process, so a
 /// session thread switched to the user would let them stop or kill the daemon (and every
@@ -792,7 +853,7 @@ fn a_stopped_session_process_is_ended_after_the_autologout_time() {
         &mbox_message("a@x", "Subject: one\n\nbody\n"),
     );
     let log = dir.path().join("pop3d.log");
-    let (server, addr) = start_with(&spool.join("%u"), &log, &["--timeout", "1"]);
+    let (server, addr) = start_with(&spool.join("%u"), &log, &["--timeout", "1"], &[]);
     let (mut c, reply) = pass(addr, &f.sha512, "sha-pass");
     assert!(reply.starts_with("+OK"), "{reply}");
     let session = session_process(server.child.id(), uid_of(&f.sha512));
