@@ -57,7 +57,9 @@ impl OwnerMaildrops {
     /// Switches to `target`, or checks that an earlier login of this session already did.
     fn switch(&self, target: &Credentials) -> io::Result<()> {
         if sys::effective_uid() != 0 {
-            // Switched already (a login whose maildrop was busy): only the same user goes on.
+            // Switched already: the session ends after a maildrop it did not open
+            // (allows_another_login), so a second login never gets here; should one, only
+            // the same user goes on.
             let ids = sys::current_ids()?;
             if ids.uids == [target.uid; 3] && ids.gids == [target.gid; 3] {
                 return Ok(());
@@ -91,6 +93,12 @@ fn refuse_if_not_owned(mbox: &Path, uid: u32) -> Result<(), MaildropError> {
 }
 
 impl MaildropSource for OwnerMaildrops {
+    /// A switched process cannot read /etc/shadow any more: a second login would fail as a
+    /// wrong password would, and count against the client.
+    fn allows_another_login(&self) -> bool {
+        sys::effective_uid() == 0
+    }
+
     fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
         let Some(account) = &user.account else {
             // Never serve a maildrop as root: a user without an account has no owner to be.

@@ -80,6 +80,13 @@ pub trait LockedMaildrop {
 pub trait MaildropSource: Send + Sync {
     /// Takes the session lock of the user's maildrop.
     fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError>;
+
+    /// Whether the session may try another login after a maildrop that was not opened
+    /// (in use, login delay). False once `lock` has switched the process to the user for
+    /// good (system users): it could no longer check a password.
+    fn allows_another_login(&self) -> bool {
+        true
+    }
 }
 
 /// Where users come from: the users file (re-read when it changes), the system's accounts,
@@ -172,6 +179,11 @@ pub enum Ending {
     },
     TooManyBadCommands,
     TooManyAuthFailures,
+    /// A right password whose maildrop was not opened (in use, login delay), where no
+    /// further login can follow (`MaildropSource::allows_another_login`).
+    NotOpened {
+        user: String,
+    },
     /// Reading or writing the connection failed (no UPDATE).
     Io {
         user: Option<String>,
@@ -203,6 +215,10 @@ impl std::fmt::Display for Ending {
             Ending::Autologout { user } => write!(f, "autologout, user {}", who(user)),
             Ending::TooManyBadCommands => f.write_str("too many bad commands"),
             Ending::TooManyAuthFailures => f.write_str("too many authentication failures"),
+            Ending::NotOpened { user } => write!(
+                f,
+                "maildrop not opened, user {user}; no second login once running as the user"
+            ),
             Ending::Io { user, error } => write!(f, "i/o error, user {}: {error}", who(user)),
         }
     }
@@ -776,7 +792,7 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
                     self.ctx.login_delay.as_secs()
                 ),
             )?;
-            return Ok(Next::Continue);
+            return Ok(self.after_not_opened(&user.name));
         }
         let mailbox = match locked.open() {
             Ok(mailbox) => mailbox,
@@ -839,7 +855,19 @@ impl<R: Read + Autologout, W: Write> Session<'_, R, W> {
             _ => log::error!("{}: cannot open maildrop of {user}: {e}", self.peer),
         }
         reply::err(&mut self.output, Some(code), format_args!("{text}"))?;
-        Ok(Next::Continue)
+        Ok(self.after_not_opened(user))
+    }
+
+    /// After a right password whose maildrop was not opened: back to AUTHORIZATION, where
+    /// the client may log in again (RFC 1939, 4) or, where no further login can be checked,
+    /// the end of the session (which RFC 1939 also allows).
+    fn after_not_opened(&self, user: &str) -> Next {
+        if self.ctx.maildrops.allows_another_login() {
+            return Next::Continue;
+        }
+        Next::End(Ending::NotOpened {
+            user: user.to_owned(),
+        })
     }
 
     fn transaction(&mut self, command: Command) -> io::Result<Next> {

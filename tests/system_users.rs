@@ -663,6 +663,12 @@ fn standalone_sessions_run_in_a_process_of_the_mailbox_owner() {
     c.ok(&format!("USER {}", f.yescrypt));
     let ok = c.ok("PASS yes pass");
     assert!(ok.contains("has 2 messages"), "{ok}");
+    // A second session of the user finds the maildrop in use. Its process has switched to
+    // the user by then and could not check another password: it ends the session rather
+    // than fail a retry as a wrong password.
+    let (mut second, reply) = pass(addr, &f.yescrypt, "yes pass");
+    assert!(reply.starts_with("-ERR [IN-USE]"), "{reply}");
+    second.expect_closed();
     // While the session is open, its process is the user's, and every thread of the daemon
     // stays root's.
     let session = session_process(server.child.id(), uid);
@@ -711,6 +717,11 @@ fn standalone_sessions_run_in_a_process_of_the_mailbox_owner() {
     let bye = c.ok("QUIT");
     assert!(bye.contains("1 messages deleted"), "{bye}");
     c.expect_closed();
+    let log = fs::read_to_string(dir.path().join("pop3d.log")).unwrap();
+    assert!(
+        log.contains("no second login once running as the user"),
+        "{log}"
+    );
     // UPDATE kept the mbox's inode, owner, group and mode, and left nothing of root's behind.
     let after = fs::metadata(&mbox).unwrap();
     assert_eq!(

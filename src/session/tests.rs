@@ -657,6 +657,46 @@ fn maildrop_in_use_answers_in_use() {
     assert!(r[2].starts_with("-ERR"));
 }
 
+/// A source that switches the process to the user in `lock` (system users): after a
+/// maildrop it did not open, no further login could be checked.
+struct SwitchingMaildrops(MemoryMaildrops);
+
+impl MaildropSource for SwitchingMaildrops {
+    fn lock(&self, user: &User) -> Result<Box<dyn LockedMaildrop>, MaildropError> {
+        self.0.lock(user)
+    }
+
+    fn allows_another_login(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_maildrop_not_opened_ends_the_session_where_no_second_login_can_be_checked() {
+    let mut s = setup(MBOX);
+    for (in_use, previous, code) in [
+        (true, None, "-ERR [IN-USE]"),
+        (false, Some(SystemTime::now()), "-ERR [LOGIN-DELAY]"),
+    ] {
+        s.ctx.login_delay = Duration::from_secs(60);
+        s.ctx.maildrops = Arc::new(SwitchingMaildrops(MemoryMaildrops {
+            store: Arc::clone(&s.store),
+            in_use,
+            previous,
+        }));
+        let (t, ending) = transcript(&s.ctx, "USER alice\nPASS secret\nUSER alice\nPASS secret\n");
+        let r: Vec<&str> = t.lines().collect();
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert!(r[2].starts_with(code), "{r:?}");
+        assert_eq!(
+            ending,
+            Ending::NotOpened {
+                user: "alice".into()
+            }
+        );
+    }
+}
+
 #[test]
 fn login_delay_refuses_an_early_login() {
     let mut s = setup(MBOX);
