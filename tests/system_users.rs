@@ -313,7 +313,9 @@ fn start(pattern: &Path, log: &Path) -> (Pop3d, std::net::SocketAddr) {
 /// The capabilities scripts/deploy/system-users/pop3d.service leaves the standalone daemon.
 const UNIT_CAPABILITIES: &str = "-all,+setuid,+setgid,+kill,+net_bind_service";
 
-/// As `start`, with more options, and under the standalone unit's capabilities only.
+/// As `start`, with more options, and under the standalone unit's capabilities only. The
+/// daemon is handed a descriptor a careless parent left open across exec (fd 9, on
+/// /etc/passwd), which no session process may inherit.
 fn start_with(
     pattern: &Path,
     log: &Path,
@@ -322,7 +324,8 @@ fn start_with(
 ) -> (Pop3d, std::net::SocketAddr) {
     let addr = free_port();
     let server = Pop3d {
-        child: Command::new("setpriv")
+        child: Command::new("sh")
+            .args(["-c", "exec 9</etc/passwd; exec \"$@\"", "sh", "setpriv"])
             .args(["--bounding-set", UNIT_CAPABILITIES, "--inh-caps", "-all"])
             .arg(support::binary())
             .args(["--system-users", "--listen", &addr.to_string()])

@@ -150,7 +150,8 @@ def check_wrong_password_and_unknown_user_are_refused_alike():
 def check_router_slows_an_address_that_failed():
     """pop3d-router --users counts failures per Client-IP as pop3d does: a second guess from
     the address, on a new connection, waits for the address's turn (2 s after the first
-    failure) besides nginx's Auth-Wait (1 s); another address logs in meanwhile."""
+    failure) besides nginx's Auth-Wait (1 s); another address then logs in (its timing is
+    tests/router_penalty.rs's business)."""
     guesser, other = "127.0.0.20", "127.0.0.21"
 
     def guess(n):
