@@ -231,6 +231,20 @@ mod tests {
         }
     }
 
+    /// Each request of `table` decided with `users` (every turn given) gets its verdict.
+    fn expect_verdicts<const N: usize>(
+        table: [(AuthRequest, Verdict); N],
+        routes: &Routes,
+        users: &UsersDb,
+    ) {
+        for (request, verdict) in table {
+            let got = decide(&request, routes, Some(users), PlaintextAuth::Secure, || {
+                true
+            });
+            assert_eq!(got, verdict, "{request:?}");
+        }
+    }
+
     fn routed(user: &str, backend: &str, pass: Option<&str>) -> Verdict {
         Verdict::Routed {
             user: user.into(),
@@ -339,19 +353,7 @@ mod tests {
                 Verdict::MethodUnavailable,
             ),
         ];
-        for (request, verdict) in table {
-            assert_eq!(
-                decide(
-                    &request,
-                    &routes,
-                    Some(&users),
-                    PlaintextAuth::Secure,
-                    || true
-                ),
-                verdict,
-                "{request:?}"
-            );
-        }
+        expect_verdicts(table, &routes, &users);
     }
 
     /// The turn is taken right before a password check, and only then; without one, no
@@ -463,19 +465,7 @@ mod tests {
                 routed("eve", "127.0.0.1:1101", None),
             ),
         ];
-        for (request, verdict) in table {
-            assert_eq!(
-                decide(
-                    &request,
-                    &routes,
-                    Some(&users),
-                    PlaintextAuth::Secure,
-                    || true
-                ),
-                verdict,
-                "{request:?}"
-            );
-        }
+        expect_verdicts(table, &routes, &users);
     }
 
     #[test]
