@@ -895,6 +895,38 @@ fn a_stopped_session_process_is_ended_after_the_autologout_time() {
     c.ok("QUIT");
 }
 
+/// The session process judges its connection as the daemon did: a client a trusted proxy
+/// names off this host, without TLS, is insecure, so the system password it would send in
+/// clear text is refused before it is checked.
+#[test]
+fn a_session_process_keeps_the_daemons_judgement_of_the_connection() {
+    if !can_run() {
+        return;
+    }
+    let f = fixture("j");
+    let dir = TempDir::new("system-users-insecure");
+    let spool = debian_spool(dir.path());
+    let log = dir.path().join("pop3d.log");
+    let proxy = ["--trusted-proxy", "127.0.0.1"];
+    let (_server, addr) = start_with(&spool.join("%u"), &log, &proxy, &[]);
+    let mut c = Client::connect(addr);
+    c.send_raw(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 110\r\n");
+    c.greeting();
+    let capa = c.multi("CAPA");
+    assert!(!capa.iter().any(|l| l == "USER"), "{capa:?}");
+    let refused = c.err(&format!("USER {}", f.yescrypt));
+    assert!(
+        refused.contains("plaintext authentication disallowed"),
+        "{refused}"
+    );
+    c.ok("QUIT");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("192.0.2.7:40000: connected, insecure"),
+        "{text}"
+    );
+}
+
 /// The per-address penalty lives in the daemon: a session process asks it for its turns, so
 /// a failure in one session slows the next session from the same address.
 #[test]
