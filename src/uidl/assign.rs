@@ -129,8 +129,9 @@ pub fn assign(
         chosen.push(pick);
     }
     // Fallbacks come second, so that they never take an id a later message has from its
-    // old server.
-    let mut taken: HashSet<String> = taken.into_iter().map(str::to_owned).collect();
+    // old server. They are few, and kept apart: the candidates' ids stay borrowed, not
+    // copied (a copy of every id would cost as much again as the ids themselves).
+    let mut fallbacks: HashSet<String> = HashSet::new();
     let mut ids = Vec::with_capacity(rows.len());
     let mut named = Vec::with_capacity(rows.len());
     let mut fallback = 0;
@@ -147,11 +148,15 @@ pub fn assign(
         };
         let mut id = base.clone();
         let mut n = 0u64;
-        while !valid_id(id.as_bytes()) || taken.contains(&id) || retired(i, &id) {
+        while !valid_id(id.as_bytes())
+            || taken.contains(id.as_str())
+            || fallbacks.contains(&id)
+            || retired(i, &id)
+        {
             n += 1;
             id = format!("{base}-{n}");
         }
-        taken.insert(id.clone());
+        fallbacks.insert(id.clone());
         ids.push(id);
         named.push(Named::Fallback);
     }
