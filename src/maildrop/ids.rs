@@ -14,7 +14,9 @@ use std::io::{self, Read};
 use super::scan::MessageInfo;
 use super::uid_owners::Owners;
 use crate::bytes::find_byte;
-use crate::uidl::{assign, AssignReport, Feed, MboxContext, MessageIds, Named, UidlSpec, Unnamed};
+use crate::uidl::{
+    AssignReport, Assigner, Feed, MboxContext, MessageIds, Named, UidlSpec, Unnamed,
+};
 
 /// First read per message: a typical header block (Received chain, DKIM) in one read, without
 /// copying much of the body, which the schemes never read.
@@ -46,7 +48,7 @@ pub fn choose<R: Read>(
     owners: &Owners,
     content: impl FnMut(&MessageInfo) -> io::Result<R>,
 ) -> io::Result<Chosen> {
-    let (chosen, _) = choose_keeping_rows(messages, spec, remembered, owners, content)?;
+    let (chosen, _) = choose_noting_first(messages, spec, remembered, owners, content, false)?;
     Ok(chosen)
 }
 
@@ -59,15 +61,8 @@ pub fn choose_with_first<R: Read>(
     owners: &Owners,
     content: impl FnMut(&MessageInfo) -> io::Result<R>,
 ) -> io::Result<(Chosen, Vec<Result<String, Unnamed>>)> {
-    let (chosen, rows) = choose_keeping_rows(messages, spec, remembered, owners, content)?;
-    let first = rows
-        .into_iter()
-        .map(|row| row.into_iter().next().unwrap_or(Err(Unnamed::Absent)))
-        .collect();
-    Ok((chosen, first))
+    choose_noting_first(messages, spec, remembered, owners, content, true)
 }
-
-type Row = Vec<Result<String, Unnamed>>;
 
 /// Feeds `reader`'s lines to `ids` until they want no more. The first read is
 /// `FIRST_HEADER_READ` bytes, most header blocks whole; later ones fill `buf`. Lines that lie
@@ -112,21 +107,27 @@ fn feed_lines(
     Ok(())
 }
 
-fn choose_keeping_rows<R: Read>(
+/// Reads each message's candidates and hands them to the assigner at once, so that only the
+/// ids taken are held, never every candidate of the maildrop. With `note_first`, also keeps
+/// what the first scheme gave each message.
+fn choose_noting_first<R: Read>(
     messages: &mut [MessageInfo],
     spec: &UidlSpec,
     remembered: Option<u32>,
     owners: &Owners,
     mut content: impl FnMut(&MessageInfo) -> io::Result<R>,
-) -> io::Result<(Chosen, Vec<Row>)> {
-    let mut rows = Vec::with_capacity(messages.len());
-    let mut pop3d_ids = Vec::with_capacity(messages.len());
+    note_first: bool,
+) -> io::Result<(Chosen, Vec<Result<String, Unnamed>>)> {
+    let mut assigner = Assigner::new(spec.schemes(), messages.len());
+    let mut first = Vec::new();
     let mut own_validity = None;
     let mut validity = remembered;
     let mut line = Vec::new();
     let mut buf = vec![0u8; HEADER_READ];
     // A line longer than the whole budget is cut at the budget; the scheme is done by then.
     let budget = crate::uidl::MAX_SCHEME_HEADER as u64 + 1;
+    let held = |i: usize| messages.get(i).map(|m: &MessageInfo| *m.uid.digest());
+    let retired = |i: usize, id: &str| held(i).is_some_and(|d| !owners.may_take(id, &d));
     for (index, m) in messages.iter().enumerate() {
         let ctx = if index == 0 {
             MboxContext::first_remembering(remembered)
@@ -140,14 +141,13 @@ fn choose_keeping_rows<R: Read>(
             own_validity = ids.uid_validity();
             validity = own_validity.or(remembered);
         }
-        let pop3d = m.uid.to_string();
-        rows.push(ids.finish(&pop3d));
-        pop3d_ids.push(pop3d);
+        let row = ids.finish(&m.uid.to_string());
+        if note_first {
+            first.push(row.first().cloned().unwrap_or(Err(Unnamed::Absent)));
+        }
+        assigner.push(row, retired);
     }
-    let held = |i: usize| messages.get(i).map(|m: &MessageInfo| *m.uid.digest());
-    let chosen = assign(spec.schemes(), &rows, &pop3d_ids, |i, id| {
-        held(i).is_some_and(|d| !owners.may_take(id, &d))
-    });
+    let chosen = assigner.finish(|i| messages.get(i).map(|m| m.uid.to_string()), retired);
     for (m, id) in messages.iter_mut().zip(chosen.ids) {
         m.uid.choose(id);
     }
@@ -157,7 +157,7 @@ fn choose_keeping_rows<R: Read>(
             report: chosen.report,
             uid_validity: own_validity,
         },
-        rows,
+        first,
     ))
 }
 

@@ -6,7 +6,7 @@
 //! any gets a fallback id distinct from every id given, built from pop3d's own id. The
 //! counts of what happened make one log line per session.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use super::{valid_id, Scheme, Unnamed, MAX_ID_LEN};
@@ -108,17 +108,55 @@ pub fn assign(
     pop3d_ids: &[String],
     retired: impl Fn(usize, &str) -> bool,
 ) -> Assignment {
-    let mut counts = vec![SchemeCounts::default(); schemes.len()];
-    let mut taken: HashSet<&str> = HashSet::with_capacity(rows.len());
-    let mut chosen: Vec<Option<(usize, &str)>> = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
+    let mut assigner = Assigner::new(schemes, rows.len());
+    for row in rows {
+        assigner.push(row.clone(), &retired);
+    }
+    assigner.finish(|i| pop3d_ids.get(i).cloned(), &retired)
+}
+
+/// `assign` one message at a time, as a maildrop's candidates are read: memory grows with
+/// the ids taken, not with every candidate of every message (a maildrop of a million
+/// messages would otherwise hold them all at once).
+#[derive(Debug)]
+pub struct Assigner {
+    schemes: Vec<Scheme>,
+    counts: Vec<SchemeCounts>,
+    /// Every id a candidate took, with its message: the ids themselves live here alone until
+    /// `finish` hands them out.
+    taken: HashMap<String, usize>,
+    /// Per message, the scheme that named it; None: a fallback.
+    picks: Vec<Option<Scheme>>,
+}
+
+impl Assigner {
+    /// For `schemes`, and about `messages` messages.
+    pub fn new(schemes: &[Scheme], messages: usize) -> Assigner {
+        Assigner {
+            schemes: schemes.to_vec(),
+            counts: vec![SchemeCounts::default(); schemes.len()],
+            taken: HashMap::new(),
+            picks: Vec::with_capacity(messages),
+        }
+    }
+
+    /// The next message's candidates, in file order: it takes its most preferred one that
+    /// no earlier message took and `retired` does not refuse.
+    pub fn push(
+        &mut self,
+        row: Vec<Result<String, Unnamed>>,
+        retired: impl Fn(usize, &str) -> bool,
+    ) {
+        let i = self.picks.len();
+        let mut row = row.into_iter();
         let mut pick = None;
-        for (k, c) in counts.iter_mut().enumerate() {
-            match row.get(k) {
-                Some(Ok(id)) if retired(i, id) => c.retired += 1,
-                Some(Ok(id)) if taken.insert(id.as_str()) => {
+        for (scheme, c) in self.schemes.iter().zip(self.counts.iter_mut()) {
+            match row.next() {
+                Some(Ok(id)) if retired(i, &id) => c.retired += 1,
+                Some(Ok(id)) if !self.taken.contains_key(&id) => {
+                    self.taken.insert(id, i);
                     c.named += 1;
-                    pick = Some((k, id.as_str()));
+                    pick = Some(*scheme);
                     break;
                 }
                 Some(Ok(_)) => c.duplicate += 1,
@@ -126,48 +164,67 @@ pub fn assign(
                 Some(Err(Unnamed::Absent)) | None => c.absent += 1,
             }
         }
-        chosen.push(pick);
+        self.picks.push(pick);
     }
-    // Fallbacks come second, so that they never take an id a later message has from its
-    // old server. They are few, and kept apart: the candidates' ids stay borrowed, not
-    // copied (a copy of every id would cost as much again as the ids themselves).
-    let mut fallbacks: HashSet<String> = HashSet::new();
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut named = Vec::with_capacity(rows.len());
-    let mut fallback = 0;
-    for (i, pick) in chosen.into_iter().enumerate() {
-        if let Some((k, id)) = pick {
-            ids.push(id.to_owned());
-            named.push(Named::Scheme(schemes[k]));
-            continue;
+
+    /// The ids of every message pushed. `pop3d_id(i)` is message i's own pop3d id, asked
+    /// only for messages that need a fallback. Fallbacks come after every candidate, so that
+    /// they never take an id a later message has from its old server.
+    pub fn finish(
+        self,
+        pop3d_id: impl Fn(usize) -> Option<String>,
+        retired: impl Fn(usize, &str) -> bool,
+    ) -> Assignment {
+        let Assigner {
+            schemes,
+            counts,
+            taken,
+            picks,
+        } = self;
+        let messages = picks.len();
+        let mut fallbacks: HashSet<String> = HashSet::new();
+        let mut ids: Vec<String> = Vec::with_capacity(messages);
+        for (i, pick) in picks.iter().enumerate() {
+            if pick.is_some() {
+                // Filled in from `taken` below.
+                ids.push(String::new());
+                continue;
+            }
+            let base: String = match pop3d_id(i) {
+                Some(id) => id.chars().take(FALLBACK_BASE).collect(),
+                None => format!("m{}", i + 1),
+            };
+            let mut id = base.clone();
+            let mut n = 0u64;
+            while !valid_id(id.as_bytes())
+                || taken.contains_key(&id)
+                || fallbacks.contains(&id)
+                || retired(i, &id)
+            {
+                n += 1;
+                id = format!("{base}-{n}");
+            }
+            fallbacks.insert(id.clone());
+            ids.push(id);
         }
-        fallback += 1;
-        let base: String = match pop3d_ids.get(i) {
-            Some(id) => id.chars().take(FALLBACK_BASE).collect(),
-            None => format!("m{}", i + 1),
-        };
-        let mut id = base.clone();
-        let mut n = 0u64;
-        while !valid_id(id.as_bytes())
-            || taken.contains(id.as_str())
-            || fallbacks.contains(&id)
-            || retired(i, &id)
-        {
-            n += 1;
-            id = format!("{base}-{n}");
+        drop(fallbacks);
+        for (id, i) in taken {
+            ids[i] = id;
         }
-        fallbacks.insert(id.clone());
-        ids.push(id);
-        named.push(Named::Fallback);
-    }
-    Assignment {
-        ids,
-        named,
-        report: AssignReport {
-            schemes: schemes.iter().copied().zip(counts).collect(),
-            fallback,
-            messages: rows.len(),
-        },
+        let named = picks
+            .iter()
+            .map(|pick| pick.map_or(Named::Fallback, Named::Scheme))
+            .collect();
+        let fallback = picks.iter().filter(|p| p.is_none()).count();
+        Assignment {
+            ids,
+            named,
+            report: AssignReport {
+                schemes: schemes.into_iter().zip(counts).collect(),
+                fallback,
+                messages,
+            },
+        }
     }
 }
 
@@ -294,6 +351,38 @@ mod tests {
         let unique: HashSet<&String> = a.ids.iter().collect();
         assert_eq!(unique.len(), a.ids.len());
         assert!(a.ids.iter().all(|id| valid_id(id.as_bytes())));
+    }
+
+    /// Message by message, as a maildrop is read: pop3d's own id is asked only for the
+    /// messages that need a fallback.
+    #[test]
+    fn the_assigner_takes_one_message_at_a_time() {
+        let schemes = [Scheme::Dovecot, Scheme::XUidl];
+        let mut assigner = Assigner::new(&schemes, 3);
+        assigner.push(vec![ok("u1"), ok("x1")], none);
+        assigner.push(vec![Err(Unnamed::Absent), ok("u1")], none);
+        assigner.push(vec![ok("u1"), Err(Unnamed::Invalid)], none);
+        let asked = std::cell::RefCell::new(Vec::new());
+        let a = assigner.finish(
+            |i| {
+                asked.borrow_mut().push(i);
+                Some(format!("p{}", i + 1))
+            },
+            none,
+        );
+        assert_eq!(a.ids, ["u1", "p2", "p3"]);
+        assert_eq!(asked.into_inner(), [1, 2]);
+        assert_eq!(
+            a.named,
+            [
+                Named::Scheme(Scheme::Dovecot),
+                Named::Fallback,
+                Named::Fallback
+            ]
+        );
+        assert_eq!(a.report.schemes[0].1.duplicate, 1);
+        assert_eq!(a.report.schemes[1].1.duplicate, 1);
+        assert_eq!(a.report.schemes[1].1.invalid, 1);
     }
 
     #[test]

@@ -24,8 +24,9 @@
 //!    own header end: popa3d and solid-pop3d end the header only at an LF-only empty line, so
 //!    after a CRLF empty line they still want lines (bounded by `MAX_SCHEME_HEADER`). The
 //!    separator's empty line may be fed or not: every scheme stops at an empty line;
-//! 3. at the message's end, `finish(pop3d_id)` gives the row of candidates; once all rows
-//!    and pop3d's own ids are there, `assign` gives the final ids and the log line.
+//! 3. at the message's end, `finish(pop3d_id)` gives the row of candidates, which goes to
+//!    an `Assigner` at once (`push`); after the last message, `Assigner::finish` gives the
+//!    final ids and the log line (`assign` does the same from rows held all at once).
 
 use std::error::Error;
 use std::fmt;
@@ -34,7 +35,7 @@ mod assign;
 mod hashed;
 mod stored;
 
-pub use assign::{assign, AssignReport, Assignment, Named};
+pub use assign::{assign, AssignReport, Assigner, Assignment, Named};
 
 use hashed::{DovecotMd5, Popa3d, SolidPop3d};
 use stored::{ImapUid, UidOrder, XUidl};
