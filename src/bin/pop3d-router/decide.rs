@@ -20,7 +20,7 @@ use std::time::Duration;
 use pop3d::auth;
 use pop3d::security::{PlaintextAuth, Security};
 use pop3d::session::{LOGIN_FAILED, MAX_AUTH_FAILURES, PLAINTEXT_REFUSED, TURN_REFUSED};
-use pop3d::users::UsersDb;
+use pop3d::users::{User, UsersDb, UsersFile};
 
 use crate::http::{Answer, AuthRequest, Method};
 use crate::routes::Routes;
@@ -74,11 +74,12 @@ impl std::fmt::Debug for Verdict {
 
 /// Decides one request. `users` is None in route-only mode. `turn` is called right before a
 /// password is checked, and only then: it waits for the client address's turn under the
-/// login penalty, false if the address has none to give.
-pub fn decide(
+/// login penalty, false if the address has none to give. The users are read after that wait,
+/// so a password changed or an account removed meanwhile is checked as it now stands.
+pub fn decide<U: CurrentUsers>(
     request: &AuthRequest,
     routes: &Routes,
-    users: Option<&UsersDb>,
+    users: Option<&U>,
     plaintext_auth: PlaintextAuth,
     turn: impl FnOnce() -> bool,
 ) -> Verdict {
@@ -114,27 +115,8 @@ pub fn decide(
     let salt = request.salt.as_deref();
     // A name that is not UTF-8 is no user's: looked up as "", it still costs a check.
     let name = std::str::from_utf8(&request.user).unwrap_or("");
-    let user = match (&request.method, salt) {
-        (Method::Plain | Method::Login, _) => users.checked_user(name, |stored| {
-            given.is_some_and(|given| stored.check(given))
-        }),
-        // A hashed password is no shared secret: APOP and CRAM-MD5 fail for its user.
-        (Method::Apop, Some(salt)) => users.checked_user(name, |stored| {
-            stored.shared_secret().is_some_and(|secret| {
-                given.is_some_and(|given| auth::check_apop(salt, secret, given))
-            })
-        }),
-        (Method::CramMd5, Some(salt)) => users.checked_user(name, |stored| {
-            stored.shared_secret().is_some_and(|secret| {
-                given.is_some_and(|given| auth::check_cram_md5(salt, secret, given))
-            })
-        }),
-        // A digest without the challenge it answers cannot be right.
-        (Method::Apop | Method::CramMd5, None) => None,
-        // Refused above, before the turn.
-        (Method::Other(_), _) => None,
-    };
-    let Some(user) = user.cloned() else {
+    let user = users.with_current(|users| check(users, request, name, given, salt));
+    let Some(user) = user else {
         return Verdict::LoginFailed;
     };
     let pass = match request.method {
@@ -152,6 +134,55 @@ pub fn decide(
         backend: routes.route(&user.name),
         user: user.name,
         pass,
+    }
+}
+
+/// The user `name` if the credentials of `request` check out against `users`.
+fn check(
+    users: &UsersDb,
+    request: &AuthRequest,
+    name: &str,
+    given: Option<&str>,
+    salt: Option<&str>,
+) -> Option<User> {
+    let user = match (&request.method, salt) {
+        (Method::Plain | Method::Login, _) => users.checked_user(name, |stored| {
+            given.is_some_and(|given| stored.check(given))
+        }),
+        // A hashed password is no shared secret: APOP and CRAM-MD5 fail for its user.
+        (Method::Apop, Some(salt)) => users.checked_user(name, |stored| {
+            stored.shared_secret().is_some_and(|secret| {
+                given.is_some_and(|given| auth::check_apop(salt, secret, given))
+            })
+        }),
+        (Method::CramMd5, Some(salt)) => users.checked_user(name, |stored| {
+            stored.shared_secret().is_some_and(|secret| {
+                given.is_some_and(|given| auth::check_cram_md5(salt, secret, given))
+            })
+        }),
+        // A digest without the challenge it answers cannot be right.
+        (Method::Apop | Method::CramMd5, None) => None,
+        // Refused in `decide`, before the turn.
+        (Method::Other(_), _) => None,
+    };
+    user.cloned()
+}
+
+/// The users a check reads, read when the check runs (after its turn's wait).
+pub trait CurrentUsers {
+    fn with_current<R>(&self, f: impl FnOnce(&UsersDb) -> R) -> R;
+}
+
+impl CurrentUsers for UsersDb {
+    fn with_current<R>(&self, f: impl FnOnce(&UsersDb) -> R) -> R {
+        f(self)
+    }
+}
+
+/// The users file as re-read on its changes.
+impl CurrentUsers for UsersFile {
+    fn with_current<R>(&self, f: impl FnOnce(&UsersDb) -> R) -> R {
+        f(&self.current())
     }
 }
 
@@ -424,6 +455,35 @@ mod tests {
         );
     }
 
+    /// Users as a test changes them.
+    struct Changing(std::cell::RefCell<UsersDb>);
+
+    impl CurrentUsers for Changing {
+        fn with_current<R>(&self, f: impl FnOnce(&UsersDb) -> R) -> R {
+            f(&self.0.borrow())
+        }
+    }
+
+    /// A check waits for its turn, then reads the users as they stand: a password changed
+    /// during the wait is the one checked.
+    #[test]
+    fn the_users_are_read_after_the_turn() {
+        let routes = Routes::parse(ROUTES).unwrap();
+        let users = Changing(std::cell::RefCell::new(UsersDb::parse(USERS).unwrap()));
+        let changed = request(Method::Plain, b"alice", b"looking-glass", None);
+        let verdict = decide(
+            &changed,
+            &routes,
+            Some(&users),
+            PlaintextAuth::Secure,
+            || {
+                *users.0.borrow_mut() = UsersDb::parse("alice:looking-glass\n").unwrap();
+                true
+            },
+        );
+        assert_eq!(verdict, routed("alice", "127.0.0.1:1101", None));
+    }
+
     #[test]
     fn a_hashed_password_logs_in_with_plain_and_login_only() {
         let hash = pop3d::sys::crypt("crypted", "$6$saltsalt$").unwrap();
@@ -491,7 +551,13 @@ mod tests {
         ];
         for (request, verdict) in table {
             assert_eq!(
-                decide(&request, &routes, None, PlaintextAuth::Secure, || true),
+                decide(
+                    &request,
+                    &routes,
+                    None::<&UsersDb>,
+                    PlaintextAuth::Secure,
+                    || true
+                ),
                 verdict,
                 "{request:?}"
             );
@@ -504,7 +570,9 @@ mod tests {
         let mut r = request(Method::Plain, b"bob", b"builder", None);
         r.protocol = "imap".into();
         assert_eq!(
-            decide(&r, &routes, None, PlaintextAuth::Secure, || true),
+            decide(&r, &routes, None::<&UsersDb>, PlaintextAuth::Secure, || {
+                true
+            }),
             Verdict::NotPop3
         );
     }

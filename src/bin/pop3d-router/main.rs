@@ -285,14 +285,13 @@ impl Router {
                 return;
             }
         };
-        let users = self.users.as_ref().map(UsersFile::current);
         let client = request
             .client
             .map_or_else(|| format!("{peer} (no client-ip)"), |ip| ip.to_string());
         let verdict = decide::decide(
             &request,
             &self.routes.current(),
-            users.as_deref(),
+            self.users.as_ref(),
             self.plaintext_auth,
             || self.wait_turn(request.client, &client),
         );
