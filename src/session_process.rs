@@ -26,7 +26,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -230,44 +230,17 @@ impl Spawner {
                 release();
             }
         };
-        let mut stopped_since = None;
-        let mut kill_failed = false;
-        let mut watch = |released: Option<Instant>| {
-            let why = if is_stopped(pid) {
-                let since = *stopped_since.get_or_insert_with(Instant::now);
-                (since.elapsed() >= self.timeout).then_some("stopped")
-            } else {
-                stopped_since = None;
-                released
-                    .filter(|at| at.elapsed() >= self.timeout + WATCH_INTERVAL)
-                    .map(|_| "still running after its session ended")
-            };
-            let Some(why) = why else {
-                return;
-            };
-            match child.kill() {
-                Ok(()) => log::warn!(
-                    "{client}: session process {pid} {why} for over {} s: ended",
-                    self.timeout.as_secs()
-                ),
-                // Once: it is tried again at every look.
-                Err(e) if !kill_failed => {
-                    kill_failed = true;
-                    log::error!(
-                        "{client}: session process {pid} {why}, cannot end it (CAP_KILL?): {e}"
-                    );
-                }
-                Err(_) => {}
-            }
-        };
+        let mut watchman = Watchman::new(client, pid, self.timeout);
         let ends = Ends {
             client,
             pid,
             penalties,
         };
-        ends.answer(&ours, &mut release_once, &mut watch);
+        ends.answer(&ours, &mut release_once, &mut |released| {
+            watchman.look(&mut child, released)
+        });
         drop(ours);
-        match child.wait() {
+        match watchman.reap(&mut child) {
             Ok(status) if !status.success() => {
                 log::warn!("{client}: session process {pid} ended: {status}")
             }
@@ -276,6 +249,78 @@ impl Spawner {
         }
         release_once();
         Ok(())
+    }
+}
+
+/// Ends a session process that would otherwise hold its place (and its maildrop's lock) for
+/// good: one stopped for longer than the autologout, or one still running that long after
+/// its session ended (`release`, or its end of the channel closed).
+struct Watchman {
+    client: SocketAddr,
+    pid: u32,
+    timeout: Duration,
+    /// How long after its session's end a process may still run.
+    linger: Duration,
+    stopped_since: Option<Instant>,
+    kill_failed: bool,
+}
+
+impl Watchman {
+    fn new(client: SocketAddr, pid: u32, timeout: Duration) -> Watchman {
+        Watchman {
+            client,
+            pid,
+            timeout,
+            linger: timeout + WATCH_INTERVAL,
+            stopped_since: None,
+            kill_failed: false,
+        }
+    }
+
+    /// One look at `child`, whose session ended at `ended` if it has.
+    fn look(&mut self, child: &mut Child, ended: Option<Instant>) {
+        let (client, pid) = (self.client, self.pid);
+        let why = if is_stopped(pid) {
+            let since = *self.stopped_since.get_or_insert_with(Instant::now);
+            (since.elapsed() >= self.timeout).then_some("stopped")
+        } else {
+            self.stopped_since = None;
+            ended
+                .filter(|at| at.elapsed() >= self.linger)
+                .map(|_| "still running after its session ended")
+        };
+        let Some(why) = why else {
+            return;
+        };
+        match child.kill() {
+            Ok(()) => log::warn!(
+                "{client}: session process {pid} {why} for over {} s: ended",
+                self.timeout.as_secs()
+            ),
+            // Once: it is tried again at every look.
+            Err(e) if !self.kill_failed => {
+                self.kill_failed = true;
+                log::error!(
+                    "{client}: session process {pid} {why}, cannot end it (CAP_KILL?): {e}"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Waits for `child` to end once its channel is closed, which it normally does at once;
+    /// one that closed the channel and runs on is looked at as one whose session ended.
+    fn reap(&mut self, child: &mut Child) -> io::Result<std::process::ExitStatus> {
+        let ended = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            self.look(child, Some(ended));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(WATCH_INTERVAL);
+        }
     }
 }
 
@@ -729,6 +774,45 @@ mod tests {
         });
         assert!(watched >= 4, "watched {watched} times");
         assert_eq!(table.failures(client.ip()), 1);
+    }
+
+    fn watchman(child: &Child, timeout: Duration, linger: Duration) -> Watchman {
+        Watchman {
+            linger,
+            ..Watchman::new("192.0.2.7:1".parse().unwrap(), child.id(), timeout)
+        }
+    }
+
+    /// A process that closed its channel and runs on is ended once it has lingered.
+    #[test]
+    fn a_process_that_outlives_its_channel_is_ended() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let mut w = watchman(&child, Duration::ZERO, Duration::from_millis(50));
+        let status = w.reap(&mut child).unwrap();
+        assert!(!status.success(), "{status}");
+        // One that ends by itself is reaped as it is.
+        let mut child = Command::new("true").spawn().unwrap();
+        let mut w = watchman(&child, Duration::from_secs(60), Duration::from_secs(60));
+        assert!(w.reap(&mut child).unwrap().success());
+    }
+
+    #[test]
+    fn a_stopped_process_is_ended_after_the_timeout_only() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let stopped = Command::new("kill")
+            .args(["-STOP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        while !is_stopped(child.id()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut patient = watchman(&child, Duration::from_secs(60), Duration::from_secs(60));
+        patient.look(&mut child, None);
+        assert!(child.try_wait().unwrap().is_none(), "ended before its time");
+        let mut w = watchman(&child, Duration::ZERO, Duration::from_secs(60));
+        w.look(&mut child, None);
+        assert!(!child.wait().unwrap().success());
     }
 
     #[test]
