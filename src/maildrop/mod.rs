@@ -1017,15 +1017,7 @@ From b@x Mon Jan  1 00:00:01 2024\nSubject: two\n\nsecond body\n";
     /// Opens `path` as a session does, with a short lock timeout; the maildrop's submodules'
     /// tests use it too.
     pub(super) fn open(path: &Path) -> Result<Maildrop, MaildropError> {
-        let lock = SessionLock::try_acquire(path)?;
-        Maildrop::open(
-            path,
-            lock,
-            &OpenOptions {
-                lock_timeout: Duration::from_millis(300),
-                ..OpenOptions::default()
-            },
-        )
+        open_with(path, "pop3d")
     }
 
     fn mbox(dir: &TempDir, data: &[u8]) -> PathBuf {
