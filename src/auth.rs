@@ -9,6 +9,7 @@ use std::hint::black_box;
 
 use md5::{Digest, Md5};
 
+use crate::bytes::hex;
 use crate::maildrop::companion;
 
 /// RFC 1939 sec 7 and RFC 2449 bound a user name argument to 40 octets.
@@ -109,7 +110,7 @@ pub fn apop_digest(timestamp: &str, secret: &str) -> String {
     md5.update(timestamp.as_bytes());
     md5.update(secret.as_bytes());
     let digest: [u8; 16] = md5.finalize().into();
-    to_hex(&digest)
+    hex(&digest)
 }
 
 /// Checks a client's APOP digest (hex, case-insensitive) in constant time.
@@ -169,7 +170,7 @@ pub fn parse_cram_md5_response(decoded: &[u8]) -> Result<(String, String), AuthE
 /// Checks a CRAM-MD5 digest (hex, case-insensitive): hex(HMAC-MD5(secret, challenge)), where
 /// the challenge is the text sent to the client before base64 encoding, angle brackets included.
 pub fn check_cram_md5(challenge: &str, secret: &str, digest_hex: &str) -> bool {
-    let expected = to_hex(&hmac_md5(secret.as_bytes(), challenge.as_bytes()));
+    let expected = hex(&hmac_md5(secret.as_bytes(), challenge.as_bytes()));
     constant_time_eq(
         expected.as_bytes(),
         digest_hex.to_ascii_lowercase().as_bytes(),
@@ -293,25 +294,12 @@ fn sextet(c: u8) -> Option<u8> {
     }
 }
 
-fn to_hex(octets: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(octets.len() * 2);
-    for &b in octets {
-        text.push(char::from(DIGITS[usize::from(b >> 4)]));
-        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn hex_to_octets(hex: &str) -> Vec<u8> {
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect()
+        crate::bytes::unhex(hex.as_bytes()).unwrap()
     }
 
     #[test]
@@ -526,11 +514,7 @@ mod tests {
             (vec![], b"".to_vec(), "74e6f7298a9c2d168935f58c001bad88"),
         ];
         for (key, message, expected) in cases {
-            assert_eq!(
-                to_hex(&hmac_md5(&key, &message)),
-                expected,
-                "key {key:02x?}"
-            );
+            assert_eq!(hex(&hmac_md5(&key, &message)), expected, "key {key:02x?}");
         }
     }
 
@@ -566,7 +550,7 @@ mod tests {
         assert_eq!(user, "tim");
         assert_eq!(digest, "b913a602c7eda7a495b4e6e7334d3890");
         assert_eq!(
-            to_hex(&hmac_md5(b"tanstaaftanstaaf", challenge.as_bytes())),
+            hex(&hmac_md5(b"tanstaaftanstaaf", challenge.as_bytes())),
             "b913a602c7eda7a495b4e6e7334d3890"
         );
         assert!(check_cram_md5(challenge, "tanstaaftanstaaf", &digest));

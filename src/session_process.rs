@@ -100,18 +100,11 @@ impl fmt::Display for WireError {
 impl Error for WireError {}
 
 fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
+    crate::bytes::hex(text.as_bytes())
 }
 
 fn unhex(text: &str) -> Option<String> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes = (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(crate::bytes::unhex(text.as_bytes())?).ok()
 }
 
 impl Request {

@@ -524,42 +524,15 @@ fn into_io(e: PrivateError) -> io::Error {
 }
 
 fn hex(bytes: &[u8; 16]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::bytes::hex(bytes)
 }
-
-/// Value of each byte as a lowercase hex digit, `NOT_HEX` for every other byte: a table,
-/// because the record is read at every login and holds up to 640,000 digits.
-const HEX_VALUE: [u8; 256] = {
-    let mut table = [NOT_HEX; 256];
-    let mut i = 0;
-    while i < 10 {
-        table[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        table[b'a' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    table
-};
-
-/// `HEX_VALUE` of a byte that is no hex digit.
-const NOT_HEX: u8 = 0xff;
 
 /// The 16 bytes written as 32 lowercase hex digits in `text`.
 fn unhex(text: &[u8]) -> Option<[u8; 16]> {
     if text.len() != 32 {
         return None;
     }
-    let mut out = [0u8; 16];
-    let mut bad = 0u8;
-    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
-        bad |= (hi | lo) & 0xf0;
-        *byte = hi << 4 | (lo & 0x0f);
-    }
-    (bad == 0).then_some(out)
+    crate::bytes::unhex(text)?.try_into().ok()
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@
 use std::error::Error;
 use std::fmt;
 
+use crate::bytes::hex;
+
 mod assign;
 mod hashed;
 mod stored;
@@ -455,17 +457,6 @@ fn split_field(line: &[u8]) -> Option<(&[u8], &[u8])> {
         name = rest;
     }
     Some((name, &line[colon + 1..]))
-}
-
-/// Lowercase hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
 }
 
 #[cfg(test)]
